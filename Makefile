@@ -1,0 +1,39 @@
+# Set-up and everyday commands. `make run` and `make test` work on a fresh machine: each creates
+# .venv and installs what it needs first.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test lint format clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch goes in first and pinned, so that no later requirement pulls a multi-GB CUDA build.
+$(VENV)/.run-deps: requirements.txt | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.run-deps
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.run-deps
+	$(PY) chatglm_service_flask.py $(ARGS)
+
+test: $(VENV)/.dev-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev-deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.dev-deps
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

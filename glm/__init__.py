@@ -1,0 +1,1 @@
+"""chatglm-service: a ChatGLM-family chat model behind a streaming HTTP API."""

@@ -1,0 +1,42 @@
+"""Choosing the torch device and weight dtype from the command line, with clear start-up errors."""
+
+import torch
+
+QUANTIZE_CHOICES = (16, 8, 4)
+
+
+class StartupError(Exception):
+    """A setting that cannot work on this machine; the message tells the user what to change."""
+
+
+def resolve_device(index: int | None) -> torch.device:
+    """`None` picks GPU 0 when CUDA is available, else the CPU; -1 is the CPU; i is GPU i."""
+    if index is None:
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    if index == -1:
+        return torch.device("cpu")
+    if index < -1:
+        raise StartupError(f"--device {index}: use -1 for the CPU or a GPU index (0, 1, ...)")
+    if not torch.cuda.is_available():
+        raise StartupError(f"--device {index}: CUDA is not available on this machine; use --device -1 for the CPU")
+    if index >= torch.cuda.device_count():
+        raise StartupError(f"--device {index}: only {torch.cuda.device_count()} GPU(s) found")
+    return torch.device("cuda", index)
+
+
+def resolve_dtype(quantize: int, device: torch.device) -> torch.dtype:
+    """The weight dtype for `--quantize`: half precision on a GPU, fp32 on the CPU.
+
+    8 and 4 bits need weight-only kernels this build does not ship yet, so they stop the start
+    instead of silently serving full-precision weights.
+    """
+    if quantize not in QUANTIZE_CHOICES:
+        raise StartupError(f"--quantize {quantize}: choose one of {', '.join(map(str, QUANTIZE_CHOICES))}")
+    if quantize != 16:
+        raise StartupError(
+            f"--quantize {quantize} is not available in this build; use --quantize 16 "
+            "(half precision on a GPU, fp32 on the CPU)"
+        )
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32

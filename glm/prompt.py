@@ -1,0 +1,49 @@
+"""Messages -> prompt token ids, and how many new tokens fit after them."""
+
+from jinja2 import TemplateError
+from transformers import PreTrainedTokenizerBase
+
+from glm.errors import ApiError, ContextOverflow
+
+
+def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+    """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
+    try:
+        return list(
+            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
+    except TemplateError as error:
+        raise ApiError(f"messages: the model's chat format rejects them: {error}", "messages") from error
+
+
+def reply_budget(
+    prompt_tokens: int,
+    context: int,
+    default_max: int,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+) -> int:
+    """New tokens to allow: what was asked for, or a default, never past the model's context.
+
+    An explicit request that cannot fit is an error, not a silent truncation.
+    """
+    if prompt_tokens >= context:
+        raise ContextOverflow(
+            f"the prompt has {prompt_tokens} tokens; this model's context is {context} tokens", "messages"
+        )
+    room = context - prompt_tokens
+    if max_tokens is not None:
+        if max_tokens > room:
+            raise ContextOverflow(
+                f"the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds this "
+                f"model's context of {context} tokens",
+                "max_tokens",
+            )
+        return max_tokens
+    if max_length is not None:
+        if max_length <= prompt_tokens:
+            raise ContextOverflow(
+                f"max_length ({max_length}) leaves no room after the prompt ({prompt_tokens} tokens)", "max_length"
+            )
+        return min(max_length - prompt_tokens, room)
+    return min(default_max, room)

@@ -1,0 +1,24 @@
+"""Liveness and the engine's counters."""
+
+from dataclasses import asdict
+
+from flask import Blueprint, Response, jsonify
+
+from glm.service import current
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> Response:
+    """Answers at once, even while the engine is busy: it never waits for the model."""
+    service = current()
+    return jsonify(
+        {
+            "status": "ok",
+            "model": service.loaded.name,
+            "device": str(service.loaded.device),
+            "context_length": service.loaded.context_length,
+            "engine": asdict(service.engine.stats()),
+        }
+    )

@@ -1,0 +1,29 @@
+"""The OpenAI-compatible API under /v1."""
+
+import time
+
+from flask import Blueprint, Response, jsonify
+
+from glm.encoders import openai as encode
+from glm.routes import event_stream, parse_body
+from glm.schemas.openai import ChatCompletionRequest
+from glm.service import current
+from glm.serving import openai
+
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+STARTED = int(time.time())
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    """A chat completion, streamed when the body says `stream: true`."""
+    service, body = current(), parse_body(ChatCompletionRequest)
+    if body.stream:
+        return event_stream(openai.chunks(service, body))
+    return jsonify(openai.completion(service, body))
+
+
+@bp.get("/models")
+def models() -> Response:
+    """The one model this server serves."""
+    return jsonify(encode.models(current().loaded.name, STARTED))

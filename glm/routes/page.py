@@ -1,0 +1,13 @@
+"""The chat page."""
+
+from flask import Blueprint, render_template
+
+from glm.service import current
+
+bp = Blueprint("page", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    """The chat page; its scripts and styles come from static/, never from a CDN."""
+    return render_template("index.html", model=current().loaded.name)

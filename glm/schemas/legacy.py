@@ -1,0 +1,62 @@
+"""Bodies of the routes existing ChatGLM clients call: /chat, /stream, /chat-stream."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+
+class HistoryMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LegacyChatRequest(BaseModel):
+    """`query` and `prompt` are the same thing under the two names client families use.
+
+    `history` takes ChatGLM's `[[query, response], ...]` pairs or role messages.
+    `max_length` counts prompt and reply together (ChatGLM's meaning); `max_tokens` the reply only.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: str | None = None
+    prompt: str | None = None
+    history: list[tuple[str, str] | HistoryMessage] = Field(default_factory=list)
+    max_length: PositiveInt | None = None
+    max_tokens: PositiveInt | None = None
+    # ChatGLM's own defaults.
+    top_p: float = Field(0.7, gt=0.0, le=1.0)
+    temperature: float = Field(0.95, ge=0.0, le=2.0)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _has_text(self) -> "LegacyChatRequest":
+        if not (self.query or self.prompt or "").strip():
+            raise ValueError("query (or prompt) must be a non-empty string")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.query or self.prompt or ""
+
+    def history_pairs(self) -> list[list[str]]:
+        """The history as pairs, the shape replies carry it back in."""
+        pairs: list[list[str]] = []
+        for item in self.history:
+            if isinstance(item, HistoryMessage):
+                if item.role == "user":
+                    pairs.append([item.content, ""])
+                elif item.role == "assistant" and pairs:
+                    pairs[-1][1] = item.content
+            else:
+                pairs.append(list(item))
+        return pairs
+
+    def messages(self) -> list[dict[str, str]]:
+        messages: list[dict[str, str]] = []
+        for item in self.history:
+            if isinstance(item, HistoryMessage):
+                messages.append(item.model_dump())
+            else:
+                messages += [{"role": "user", "content": item[0]}, {"role": "assistant", "content": item[1]}]
+        return [*messages, {"role": "user", "content": self.text}]

@@ -1,0 +1,51 @@
+"""/v1/chat/completions: a whole completion, or its chunks in OpenAI's stream order.
+
+Stream order: the role chunk, content chunks, a chunk with `finish_reason`, the usage chunk
+(`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`. An error
+after the stream began is sent as one error event, still followed by `[DONE]`.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from glm import sse
+from glm.completion import Finished, Idle, TextDelta, complete, stream_completion
+from glm.encoders import openai as encode
+from glm.engine import GenerationRequest
+from glm.sampling import SamplingParams
+from glm.schemas.openai import ChatCompletionRequest
+from glm.service import Service
+from glm.serving.common import generation_request, guarded
+
+DONE = sse.event("[DONE]")
+
+
+def prepare(service: Service, body: ChatCompletionRequest) -> GenerationRequest:
+    messages = [message.as_template_message() for message in body.messages]
+    sampling = SamplingParams(body.temperature, body.top_p, body.seed)
+    return generation_request(service, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
+
+
+def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
+    text, finished = complete(service.engine, prepare(service, body), body.stop)
+    return encode.completion(encode.completion_id(), service.loaded.name, text, finished)
+
+
+def chunks(service: Service, body: ChatCompletionRequest) -> Iterator[bytes]:
+    request = prepare(service, body)
+    writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+
+    def generate() -> Iterator[bytes]:
+        yield sse.event(writer.role())
+        for piece in stream_completion(service.engine, request, body.stop, service.settings.keepalive_seconds):
+            if isinstance(piece, TextDelta):
+                yield sse.event(writer.content(piece.text))
+            elif isinstance(piece, Idle):
+                yield sse.comment("ping")
+            elif isinstance(piece, Finished):
+                yield sse.event(writer.finish(piece))
+                if body.include_usage:
+                    yield sse.event(writer.usage(piece))
+        yield DONE
+
+    return guarded(generate(), lambda message: iter([sse.event(encode.error(message)), DONE]))

@@ -1,0 +1,33 @@
+"""Server-Sent Events, encoded by hand: a pure value -> bytes function.
+
+Follows the WHATWG event-stream format: a data payload with line breaks becomes several `data:`
+lines, JSON is compact UTF-8, a comment is a line starting with ':', and a blank line ends the
+event.
+"""
+
+import json
+from typing import Any
+
+HEADERS = {
+    "Cache-Control": "no-store",
+    # Tells nginx (and proxies that copy it) not to buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+MIMETYPE = "text/event-stream"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def event(data: Any, name: str | None = None) -> bytes:
+    """One event; `data` that is not a str is sent as JSON."""
+    text = data if isinstance(data, str) else to_json(data)
+    lines = [f"event: {name}"] if name else []
+    lines += [f"data: {line}" for line in text.splitlines() or [""]]
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def comment(text: str = "") -> bytes:
+    """A comment line, which clients ignore: used as a keep-alive that proxies see as traffic."""
+    return "".join(f": {line}\n" for line in text.splitlines() or [""]).encode("utf-8") + b"\n"

@@ -1,0 +1,44 @@
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from glm.models import load_model
+from glm.models.loaded import LoadedModel
+from tests.server_process import ROOT, ServerProcess
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Test artifacts (server logs) are kept here for CI to show, never in git.
+OUTPUT = ROOT / "test-output"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
+
+
+def start_server(name: str, *args: str) -> ServerProcess:
+    OUTPUT.mkdir(exist_ok=True)
+    return ServerProcess(*args, log_path=OUTPUT / f"{name}.log").start()
+
+
+@pytest.fixture(scope="session")
+def tiny_server() -> Iterator[ServerProcess]:
+    server = start_server("tiny", "--model", "tiny", "--device", "-1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_server() -> Iterator[ServerProcess]:
+    server = start_server("demo", "--model", "demo", "--device", "-1", "--max-tokens", "48")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny() -> LoadedModel:
+    return load_model("tiny", torch.device("cpu"), torch.float32, CACHE)
+
+
+@pytest.fixture(scope="session")
+def demo() -> LoadedModel:
+    return load_model("demo", torch.device("cpu"), torch.float32, CACHE)

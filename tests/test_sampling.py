@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from glm.sampling import SamplingParams, make_generator, nucleus, sample
+
+LOGITS = torch.tensor([0.0, 3.0, 1.0, 2.5])
+
+
+def draws(params, n=200):
+    generator = make_generator(params)
+    return [sample(LOGITS, params, generator) for _ in range(n)]
+
+
+def test_temperature_zero_is_argmax():
+    assert set(draws(SamplingParams(temperature=0.0), 5)) == {1}
+
+
+def test_same_seed_same_draws_and_other_seed_differs():
+    params = SamplingParams(temperature=1.0, seed=7)
+    assert draws(params) == draws(params)
+    assert draws(params) != draws(SamplingParams(temperature=1.0, seed=8))
+
+
+def test_top_p_keeps_only_the_nucleus():
+    assert set(draws(SamplingParams(temperature=1.0, top_p=0.5, seed=1))) == {1}
+    assert set(draws(SamplingParams(temperature=1.0, top_p=0.85, seed=1))) == {1, 3}
+
+
+def test_nucleus_keeps_the_token_that_crosses_the_mass():
+    kept = nucleus(torch.tensor([0.5, 0.3, 0.2]), 0.6)
+    assert kept.tolist() == pytest.approx([0.5, 0.3, 0.0])
