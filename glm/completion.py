@@ -50,6 +50,8 @@ def stream_completion(
         while True:
             event = channel.get(timeout=idle_after)
             if event is None:
+                if not engine.alive:
+                    raise GenerationFailed("the generation engine has stopped")
                 yield Idle()
             elif isinstance(event, TokenEvent):
                 completion_tokens += 1

@@ -99,6 +99,10 @@ class Engine:
         self._inbox.put(None)
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def submit(self, request: GenerationRequest, sink: Sink) -> RequestHandle:
         handle = RequestHandle()
         self._inbox.put(_Slot(request, sink, handle, make_generator(request.sampling)))

@@ -1,0 +1,48 @@
+"""Loading models the ways users do: a GGUF file converted once, a local Hugging Face folder."""
+
+import logging
+
+import pytest
+
+from glm.models import demo_gguf
+from glm.models.gguf import cache_key, load_gguf
+from tests.conftest import CACHE, start_server
+from tests.http_helpers import post
+
+
+def test_gguf_conversion_is_reused(demo, caplog):
+    converted = CACHE / "gguf" / cache_key(demo_gguf())
+    assert (converted / "config.json").is_file()
+    before = converted.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="glm.models.gguf"):
+        model, tokenizer = load_gguf(demo_gguf(), CACHE)
+    assert not [r for r in caplog.records if "converting" in r.message]
+    assert converted.stat().st_mtime_ns == before
+    assert model.config.model_type.startswith("gemma3")
+    assert tokenizer.decode(tokenizer.encode("你好 🌍", add_special_tokens=False)) == "你好 🌍"
+
+
+def test_cache_key_follows_the_file(tmp_path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"one")
+    first = cache_key(path)
+    path.write_bytes(b"other content")
+    assert cache_key(path) != first
+    assert cache_key(path) == cache_key(path)
+
+
+@pytest.fixture(scope="module")
+def folder_server(tiny, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models") / "tiny-hf"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    server = start_server("tiny-folder", "--model", str(folder), "--device", "-1")
+    yield server
+    server.stop()
+
+
+def test_a_saved_folder_serves_the_same_answers_as_the_built_model(folder_server, tiny_server):
+    body = {"query": "你好", "temperature": 0, "max_tokens": 30}
+    from_folder = post(folder_server, "/chat", body).json()
+    assert from_folder["model"] == "tiny-hf"
+    assert from_folder["response"] == post(tiny_server, "/chat", body).json()["response"]
