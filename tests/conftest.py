@@ -29,7 +29,9 @@ def tiny_server() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def demo_server() -> Iterator[ServerProcess]:
-    server = start_server("demo", "--model", "demo", "--device", "-1", "--max-tokens", "48")
+    server = start_server(
+        "demo", "--model", "demo", "--device", "-1", "--max-tokens", "48", "--embedding-model", "none"
+    )
     yield server
     server.stop()
 

@@ -69,3 +69,29 @@ def test_clear_answers_json(tiny_server):
         response = getattr(__import__("requests"), method)(tiny_server.url("/clear"), timeout=30)
         assert response.status_code == 200
         assert response.json()["status"] == "ok"
+
+
+def test_get_stream_for_eventsource_matches_post(tiny_server):
+    import json
+
+    import requests
+
+    from tests import sse_client
+
+    body = {"query": "你好", "history": [["hi", "hello"]], "temperature": 0, "max_tokens": 30}
+    params = {**body, "history": json.dumps(body["history"])}
+    with requests.get(tiny_server.url("/stream"), params=params, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        got = [event.json() for event in sse_client.stream(response)]
+    assert got == [event.json() for event in stream_events(tiny_server, "/stream", body)]
+
+
+@pytest.mark.parametrize(
+    "params", [{"query": "hi", "history": "not json"}, {"query": ""}, {"query": "hi", "top_p": "x"}]
+)
+def test_get_stream_rejects_bad_parameters(tiny_server, params):
+    import requests
+
+    response = requests.get(tiny_server.url("/stream"), params=params, timeout=60)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"]

@@ -36,7 +36,7 @@ def folder_server(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny-hf"
     tiny.model.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
-    server = start_server("tiny-folder", "--model", str(folder), "--device", "-1")
+    server = start_server("tiny-folder", "--model", str(folder), "--device", "-1", "--embedding-model", "none")
     yield server
     server.stop()
 

@@ -86,7 +86,9 @@ def test_two_streams_progress_together(tiny_server):
 
 @pytest.fixture(scope="module")
 def pinging_server():
-    server = start_server("tiny-keepalive", "--model", "tiny", "--device", "-1", "--keepalive", "0.0001")
+    server = start_server(
+        "tiny-keepalive", "--model", "tiny", "--device", "-1", "--keepalive", "0.0001", "--embedding-model", "none"
+    )
     yield server
     server.stop()
 

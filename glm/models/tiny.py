@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GlmConfig, GlmForCausalLM, PreTrainedTokenizerFast
 
 from glm import chat_templates
+from glm.bytelevel import byte_alphabet
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -27,13 +28,6 @@ SEED = 20240605
 # Wider than the usual 0.02 so that the random model's next-token distribution is peaked enough
 # for greedy decoding to wander through many bytes instead of repeating one.
 INIT_STD = 0.5
-
-
-def byte_alphabet() -> list[str]:
-    """The printable stand-in character of each byte value, in byte order (GPT-2's byte mapping)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

@@ -19,6 +19,7 @@ def health() -> Response:
             "model": service.loaded.name,
             "device": str(service.loaded.device),
             "context_length": service.loaded.context_length,
+            "embedding_model": service.embedder.name if service.embedder else None,
             "engine": asdict(service.engine.stats()),
         }
     )

@@ -1,11 +1,12 @@
 """The routes existing ChatGLM clients call."""
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from glm.routes import event_stream, parse_body
-from glm.schemas.legacy import LegacyChatRequest
+from glm.routes import event_stream, parse_body, parse_query
+from glm.schemas.legacy import LegacyChatRequest, TokenizeRequest
 from glm.service import current
 from glm.serving import legacy
+from glm.serving.tokenize import tokenize
 
 bp = Blueprint("legacy", __name__)
 
@@ -16,11 +17,13 @@ def chat() -> Response:
     return jsonify(legacy.chat(current(), parse_body(LegacyChatRequest)))
 
 
-@bp.post("/stream")
-@bp.post("/chat-stream")
+@bp.route("/stream", methods=["GET", "POST"])
+@bp.route("/chat-stream", methods=["GET", "POST"])
 def stream() -> Response:
-    """The reply as Server-Sent Events, `event: delta` each."""
-    return event_stream(legacy.events(current(), parse_body(LegacyChatRequest)))
+    """The reply as Server-Sent Events, `event: delta` each; GET takes the body's fields as query
+    parameters (`history` as JSON) for a browser's EventSource."""
+    body = parse_query(LegacyChatRequest, ("history",)) if request.method == "GET" else parse_body(LegacyChatRequest)
+    return event_stream(legacy.events(current(), body))
 
 
 @bp.route("/clear", methods=["GET", "POST"])
@@ -28,3 +31,10 @@ def clear() -> Response:
     """Return cached accelerator memory to the driver."""
     service = current()
     return jsonify({"status": "ok", "device": str(service.loaded.device), **service.engine.clear_cache()})
+
+
+@bp.post("/tokenize")
+def tokenize_text() -> Response:
+    """The loaded model's token ids for `prompt`, with a readable piece for each."""
+    body = parse_body(TokenizeRequest)
+    return jsonify(tokenize(current().loaded.tokenizer, body.prompt, body.max_length))

@@ -60,3 +60,10 @@ class LegacyChatRequest(BaseModel):
             else:
                 messages += [{"role": "user", "content": item[0]}, {"role": "assistant", "content": item[1]}]
         return [*messages, {"role": "user", "content": self.text}]
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1)
+    max_length: PositiveInt | None = None

@@ -1,0 +1,42 @@
+"""Bodies of /embedding (existing ChatGLM clients) and /v1/embeddings (OpenAI)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_INPUTS = 256
+
+
+def non_empty_texts(texts: list[str]) -> list[str]:
+    if any(not text.strip() for text in texts):
+        raise ValueError("texts must be non-empty strings")
+    return texts
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: list[str] = Field(min_length=1, max_length=MAX_INPUTS)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_or_many(cls, prompt: object) -> object:
+        return [prompt] if isinstance(prompt, str) else prompt
+
+    _texts = field_validator("prompt")(non_empty_texts)
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input: list[str] = Field(min_length=1, max_length=MAX_INPUTS)
+    model: str | None = None
+    # The official Python client asks for base64 unless told otherwise.
+    encoding_format: Literal["float", "base64"] = "float"
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    _texts = field_validator("input")(non_empty_texts)

@@ -1,0 +1,41 @@
+"""/tokenize: the ids the loaded model sees, over a socket."""
+
+import pytest
+
+from tests.http_helpers import post
+
+
+def tokenize(server, **body):
+    response = post(server, "/tokenize", body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("prompt", ["你好 world 😀", "line one\nline two", "  spaced  "])
+def test_ids_round_trip_through_the_tokenizer(tiny_server, tiny, prompt):
+    reply = tokenize(tiny_server, prompt=prompt)
+    assert reply["tokenIds"] == tiny.tokenizer.encode(prompt)
+    assert tiny.tokenizer.decode(reply["tokenIds"], skip_special_tokens=True) == prompt
+    assert len(reply["tokens"]) == len(reply["tokenIds"])
+
+
+def test_bytes_of_a_longer_character_are_shown_as_bytes(tiny_server):
+    assert tokenize(tiny_server, prompt="好a")["tokens"] == ["<0xE5>", "<0xA5>", "<0xBD>", "a"]
+
+
+def test_max_length_truncates(tiny_server):
+    reply = tokenize(tiny_server, prompt="abcdef", max_length=3)
+    assert reply["tokenIds"] == [97, 98, 99]
+
+
+def test_demo_tokens_are_readable_text(demo_server):
+    reply = tokenize(demo_server, prompt="你好 world")
+    assert reply["tokens"][0] == "<bos>"
+    assert "".join(reply["tokens"][1:]) == "你好 world"
+
+
+@pytest.mark.parametrize("body", [{}, {"prompt": ""}, {"prompt": 5}, {"prompt": "a", "max_length": 0}])
+def test_bad_bodies_are_400(tiny_server, body):
+    response = post(tiny_server, "/tokenize", body)
+    assert response.status_code == 400
+    assert set(response.json()["error"]) == {"message", "type"}
