@@ -1,26 +1,38 @@
 """The generation engine: one OS thread that owns the model and serves every request.
 
 Requests arrive through `submit` from any thread and leave as events through the sink each one
-brings, so the engine knows nothing of HTTP or of gevent. Active requests take turns, one forward
-pass each, so a long reply does not hold back the replies that arrive after it, and a cancelled
-request leaves at its next turn.
+brings, so the engine knows nothing of HTTP or of gevent.
+
+Scheduling is continuous batching. Each turn of the loop runs at most one prefill chunk (of the
+oldest request still reading its prompt) and then one decode step for every request that is
+generating. A request joins the decode batch as soon as its prompt is in the cache and leaves it
+the moment it finishes or is cancelled; a long prompt is read a chunk per turn, so it slows the
+others' streams down without stopping them.
 """
 
 import gc
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
-from glm.generation import decode_one, prefill
+from glm.batch import DecodeBatch
+from glm.generation import decode_step, new_cache, prefill_chunk
 from glm.models.loaded import LoadedModel
-from glm.sampling import SamplingParams, make_generator, sample
+from glm.sampling import SamplingParams, make_generator, sample, sample_rows
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    prefill_chunk: int = 256  # prompt tokens read per turn of the loop
+    max_batch: int = 32  # requests decoding together; more wait in the prefill queue
 
 
 @dataclass(frozen=True)
@@ -61,33 +73,37 @@ class RequestHandle:
         self.cancelled = True
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
     request: GenerationRequest
     sink: Sink
     handle: RequestHandle
     generator: torch.Generator
-    cache: DynamicCache | None = None
+    cache: DynamicCache | None = None  # the request's own cache while its prompt is read
+    prefilled: int = 0  # prompt tokens already in the cache
     last_token: int | None = None
-    generated: int = field(default=0)
+    generated: int = 0
 
 
 @dataclass
 class EngineStats:
-    queued: int = 0
-    active: int = 0
+    queued: int = 0  # submitted, prompt not yet fully read
+    active: int = 0  # generating
     tokens_generated: int = 0
     requests_finished: int = 0
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None) -> None:
         self.loaded = loaded
+        self.config = config or EngineConfig()
         # Held for every forward pass and for anything else that touches the model or its memory.
         self.lock = threading.Lock()
         self._inbox: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
-        self._active: list[_Slot] = []
-        self._stats = EngineStats()
+        self._prefilling: deque[_Slot] = deque()
+        self._batch: DecodeBatch[_Slot] = DecodeBatch(loaded.device)
+        self._tokens_generated = 0
+        self._requests_finished = 0
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._stopping = False
 
@@ -109,8 +125,9 @@ class Engine:
         return handle
 
     def stats(self) -> EngineStats:
-        stats = self._stats
-        return EngineStats(self._inbox.qsize(), len(self._active), stats.tokens_generated, stats.requests_finished)
+        """A snapshot read from another thread: the counts may be a step out of date."""
+        queued = self._inbox.qsize() + len(self._prefilling)
+        return EngineStats(queued, len(self._batch), self._tokens_generated, self._requests_finished)
 
     def clear_cache(self) -> dict[str, int]:
         """Return freed accelerator memory to the driver; reports what stays allocated."""
@@ -127,54 +144,86 @@ class Engine:
     def _run(self) -> None:
         with torch.inference_mode():
             while not self._stopping:
-                self._admit(wait=not self._active)
-                for slot in list(self._active):
-                    self._advance(slot)
+                self._admit(wait=not (self._prefilling or self._batch))
+                self._drop_cancelled()
+                if self._prefilling and len(self._batch) < self.config.max_batch:
+                    self._prefill_step(self._prefilling[0])
+                if self._batch:
+                    self._decode_step()
 
     def _admit(self, wait: bool) -> None:
-        """Move newly submitted requests into the active set; block only when idle."""
+        """Queue newly submitted requests for prefill; block only when there is nothing to do."""
         try:
             slot = self._inbox.get(block=wait)
             while slot is not None:
-                if not slot.handle.cancelled:
-                    self._active.append(slot)
+                self._prefilling.append(slot)
                 slot = self._inbox.get_nowait()
         except queue.Empty:
             pass
 
-    def _advance(self, slot: _Slot) -> None:
-        """One forward pass for one request: its prefill, or the next token."""
-        if slot.handle.cancelled:
-            self._retire(slot)
-            return
+    def _drop_cancelled(self) -> None:
+        for slot in [s for s in self._prefilling if s.handle.cancelled]:
+            self._prefilling.remove(slot)
+            self._requests_finished += 1
+        leaving = [s for s in self._batch.rows if s.handle.cancelled]
+        if leaving:
+            self._batch.keep([s for s in self._batch.rows if not s.handle.cancelled])
+            self._requests_finished += len(leaving)
+
+    def _prefill_step(self, slot: _Slot) -> None:
+        """Read the next chunk of one prompt; once it is all read, sample the first token."""
+        prompt = slot.request.prompt_ids
+        chunk = prompt[slot.prefilled : slot.prefilled + self.config.prefill_chunk]
         try:
-            token = self._step(slot)
+            with self.lock:
+                slot.cache = slot.cache or new_cache(self.loaded.model)
+                logits = prefill_chunk(self.loaded.model, chunk, slot.cache)
+                slot.prefilled += len(chunk)
+                if slot.prefilled < len(prompt):
+                    return
+                token = sample(logits, slot.request.sampling, slot.generator)
         except Exception as exc:  # one failing request (bad input, out of memory) must not stop the engine
-            log.exception("generation failed")
-            self._retire(slot, ErrorEvent(f"generation failed: {type(exc).__name__}"))
+            log.exception("prefill failed")
+            self._prefilling.remove(slot)
+            self._finish(slot, ErrorEvent(f"generation failed: {type(exc).__name__}"))
             return
+        self._prefilling.popleft()
+        if self._emit(slot, token):
+            self._batch.join(slot, slot.cache, len(prompt))
+        slot.cache = None
+
+    def _decode_step(self) -> None:
+        rows = self._batch.rows
+        tokens = torch.tensor([slot.last_token for slot in rows], device=self.loaded.device)
+        positions, mask = self._batch.step_inputs()
+        try:
+            with self.lock:
+                logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
+                chosen = sample_rows(logits, [s.request.sampling for s in rows], [s.generator for s in rows])
+        except Exception as exc:  # the step is shared, so every row in it fails; the engine goes on
+            log.exception("decode step failed")
+            for slot in rows:
+                self._finish(slot, ErrorEvent(f"generation failed: {type(exc).__name__}"))
+            self._batch.keep([])
+            return
+        self._batch.advance(mask)
+        self._batch.keep([slot for slot, token in zip(rows, chosen, strict=True) if self._emit(slot, token)])
+
+    def _emit(self, slot: _Slot, token: int) -> bool:
+        """Deliver one sampled token; False once the request has finished."""
         slot.generated += 1
-        self._stats.tokens_generated += 1
+        self._tokens_generated += 1
         request = slot.request
         if token in self.loaded.stop_token_ids and not request.ignore_eos:
-            self._retire(slot, FinishEvent("stop"))
-            return
+            self._finish(slot, FinishEvent("stop"))
+            return False
+        slot.last_token = token
         slot.sink(TokenEvent(token))
         if slot.generated >= request.max_new_tokens:
-            self._retire(slot, FinishEvent("length"))
+            self._finish(slot, FinishEvent("length"))
+            return False
+        return True
 
-    def _step(self, slot: _Slot) -> int:
-        model = self.loaded.model
-        with self.lock:
-            if slot.cache is None:
-                logits, slot.cache = prefill(model, slot.request.prompt_ids)
-            else:
-                logits = decode_one(model, slot.last_token, slot.cache)
-            slot.last_token = sample(logits, slot.request.sampling, slot.generator)
-        return slot.last_token
-
-    def _retire(self, slot: _Slot, event: EngineEvent | None = None) -> None:
-        self._active.remove(slot)
-        self._stats.requests_finished += 1
-        if event is not None:
-            slot.sink(event)
+    def _finish(self, slot: _Slot, event: EngineEvent) -> None:
+        self._requests_finished += 1
+        slot.sink(event)

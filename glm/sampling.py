@@ -1,5 +1,6 @@
 """Choosing the next token from a step's logits, per request."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,3 +44,14 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if params.top_p < 1.0:
         probs = nucleus(probs, params.top_p)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def sample_rows(
+    logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator]
+) -> list[int]:
+    """One token per row of logits [batch, vocab]; greedy rows share one argmax."""
+    greedy = torch.argmax(logits, dim=-1).tolist()
+    return [
+        greedy[row] if p.greedy else sample(logits[row], p, g)
+        for row, (p, g) in enumerate(zip(params, generators, strict=True))
+    ]

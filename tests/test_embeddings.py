@@ -86,7 +86,6 @@ def test_embedding_does_not_stall_an_open_chat_stream(tiny_server):
         "ignore_eos": True,
     }
     with requests.post(tiny_server.url("/v1/chat/completions"), json=body, stream=True, timeout=TIMEOUT) as response:
-
         done = threading.Event()
 
         def read():

@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from glm.engine import Engine, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine import Engine, EngineConfig, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
 from glm.prompt import encode_chat
 from glm.sampling import SamplingParams
 
@@ -108,3 +108,83 @@ def test_concurrent_requests_take_turns_and_match_their_solo_answers(tiny, engin
     for sink in sinks:
         sink.wait()
     assert [s.tokens() for s in sinks] == solo
+
+
+def run_staggered(engine, requests_and_delays):
+    """Submit each request once the first one has produced `delay` tokens; return each one's tokens."""
+    sinks = [Collector() for _ in requests_and_delays]
+    first_request, _ = requests_and_delays[0]
+    engine.submit(first_request, sinks[0])
+    for (request, delay), sink in zip(requests_and_delays[1:], sinks[1:], strict=True):
+        while len(sinks[0].tokens()) < delay and not sinks[0].done.is_set():
+            threading.Event().wait(0.001)
+        engine.submit(request, sink)
+    for sink in sinks:
+        sink.wait()
+    return [sink.tokens() for sink in sinks]
+
+
+def test_requests_joining_mid_batch_match_their_solo_answers(tiny, engine):
+    """Joiners shorter and longer than the batch exercise left-padding on either side."""
+    texts = ["a fairly long first prompt that keeps going for a while 一二三四五六七八九十", "short", "x" * 200]
+    prompts = [prompt(tiny, t) for t in texts]
+    requests = [
+        (GenerationRequest(ids, 60, GREEDY, ignore_eos=True), delay)
+        for ids, delay in zip(prompts, [0, 5, 15], strict=True)
+    ]
+    tokens = run_staggered(engine, requests)
+    for ids, got in zip(prompts, tokens, strict=True):
+        assert got == reference_greedy_ignoring_eos(tiny, ids, 60)
+
+
+def test_a_cancelled_row_leaves_and_the_others_are_unchanged(tiny, engine):
+    keep_ids, drop_ids = prompt(tiny, "keep me"), prompt(tiny, "drop me 再见")
+    keep, drop = Collector(), Collector()
+    engine.submit(GenerationRequest(keep_ids, 80, GREEDY, ignore_eos=True), keep)
+    handle = engine.submit(GenerationRequest(drop_ids, 3000, GREEDY, ignore_eos=True), drop)
+    while len(drop.tokens()) < 10:
+        threading.Event().wait(0.001)
+    handle.cancel()
+    keep.wait()
+    assert keep.tokens() == reference_greedy_ignoring_eos(tiny, keep_ids, 80)
+    assert len(drop.tokens()) < 200
+
+
+def test_chunked_prefill_reads_the_same_prompt(tiny):
+    engine = Engine(tiny, EngineConfig(prefill_chunk=7))
+    engine.start()
+    try:
+        ids = prompt(tiny, "a prompt read seven tokens at a time: 一二三")
+        sink = Collector()
+        engine.submit(GenerationRequest(ids, 30, GREEDY, ignore_eos=True), sink)
+        sink.wait()
+        assert sink.tokens() == reference_greedy_ignoring_eos(tiny, ids, 30)
+    finally:
+        engine.stop()
+
+
+def reference_greedy_ignoring_eos(loaded, ids, max_new_tokens):
+    """Greedy decoding the slow, obvious way: the whole sequence through the model at every step,
+    no cache, no batch, no stop tokens."""
+    sequence = list(ids)
+    for _ in range(max_new_tokens):
+        logits = loaded.model(torch.tensor([sequence])).logits[0, -1]
+        sequence.append(int(torch.argmax(logits)))
+    return sequence[len(ids) :]
+
+
+def test_demo_batches_across_its_sliding_window(demo):
+    """Gemma 3 keeps only 512 positions in its sliding-window layers: a 600-token prompt in a
+    batch with a short one must still decode exactly as each does alone."""
+    engine = Engine(demo, EngineConfig(prefill_chunk=256))
+    engine.start()
+    try:
+        long_text = " ".join(f"item {i}" for i in range(300))
+        prompts = [encode_chat(demo.tokenizer, [{"role": "user", "content": t}]) for t in (long_text, "Hi!")]
+        assert len(prompts[0]) > 600
+        requests = [(GenerationRequest(ids, 8, GREEDY, ignore_eos=True), 2) for ids in prompts]
+        tokens = run_staggered(engine, requests)
+        for ids, got in zip(prompts, tokens, strict=True):
+            assert got == reference_greedy_ignoring_eos(demo, ids, 8)
+    finally:
+        engine.stop()
