@@ -26,7 +26,8 @@ class ServerError(Exception):
 
 
 def lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # utf-8-sig drops a byte order mark at the start of the stream, as the SSE rules ask.
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     text = ""
     for chunk in chunks:
         text += decoder.decode(chunk)
