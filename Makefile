@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean java-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,18 @@ $(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.run-deps
 run: $(VENV)/.run-deps
 	$(PY) chatglm_service_flask.py $(ARGS)
 
-test: $(VENV)/.dev-deps
+test: $(VENV)/.dev-deps java-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The Java client's tests compile it against Debian's OkHttp, Okio and Gson jars (no Maven here);
+# what is missing is installed with apt, as root, the way CI installs everything else.
+JAVA_JARS := /usr/share/java/okhttp.jar /usr/share/java/okio.jar /usr/share/java/gson.jar
+java-deps:
+	@if ! command -v javac >/dev/null || ! ls $(JAVA_JARS) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
+			default-jdk-headless libokhttp-java libokio-java libgoogle-gson-java; \
+	fi
 
 lint: $(VENV)/.dev-deps
 	$(PY) -m ruff check .

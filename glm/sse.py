@@ -6,6 +6,7 @@ event.
 """
 
 import json
+import re
 from typing import Any
 
 HEADERS = {
@@ -14,6 +15,9 @@ HEADERS = {
     "X-Accel-Buffering": "no",
 }
 MIMETYPE = "text/event-stream"
+# SSE ends a line at CRLF, LF or CR only. str.splitlines also splits at U+0085, U+2028 and U+2029,
+# which compact JSON leaves unescaped, so it would cut a string in two inside one data line.
+LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def to_json(value: Any) -> str:
@@ -24,10 +28,10 @@ def event(data: Any, name: str | None = None) -> bytes:
     """One event; `data` that is not a str is sent as JSON."""
     text = data if isinstance(data, str) else to_json(data)
     lines = [f"event: {name}"] if name else []
-    lines += [f"data: {line}" for line in text.splitlines() or [""]]
+    lines += [f"data: {line}" for line in LINE_END.split(text)]
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
 def comment(text: str = "") -> bytes:
     """A comment line, which clients ignore: used as a keep-alive that proxies see as traffic."""
-    return "".join(f": {line}\n" for line in text.splitlines() or [""]).encode("utf-8") + b"\n"
+    return "".join(f": {line}\n" for line in LINE_END.split(text)).encode("utf-8") + b"\n"

@@ -39,3 +39,15 @@ def test_decoder_survives_chunks_split_mid_character():
     assert [e.json() for e in decoded[:1]] == [{"delta": "你好😀"}]
     assert decoded[1].comments == ["ping"]
     assert decoded[2].data == "[DONE]"
+
+
+@pytest.mark.parametrize("text", ["a\u2028b", "a\u2029b", "a\x85b", "a\x0bb\x0cc\x1cd"])
+def test_only_cr_and_lf_end_a_line(text):
+    """Compact JSON leaves these characters unescaped; a data line must not be cut at them."""
+    (decoded,) = events([sse.event({"delta": text})])
+    assert decoded.json() == {"delta": text}
+
+
+def test_trailing_line_break_survives():
+    (decoded,) = events([sse.event("a\n")])
+    assert decoded.data == "a\n"
