@@ -45,7 +45,7 @@ test: /usr/bin/chromium
 
 /usr/bin/chromium:
 	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 vendor:
 	scripts/vendor-js.sh
