@@ -12,7 +12,7 @@ const markdown = new Marked({
   gfm: true,
   breaks: true,
   renderer: {
-    html: ({ text }) => escapeHtml(text),
+    html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim()).replace(/\n/g, "<br>")}</p>` : escapeHtml(text)),
   },
 });
 

@@ -30,6 +30,14 @@ async function errorMessage(response) {
   }
 }
 
+// A failed network step surfaces as a bare TypeError ("Failed to fetch"); this says which step it
+// was. An abort passes unchanged, for the page to tell a stop from a failure.
+function explained(what) {
+  return (error) => {
+    throw error.name === "AbortError" ? error : new Error(`${what}: ${error.message}`);
+  };
+}
+
 // Streams a chat completion and yields the text of each delta. Throws the server's message both
 // for an error status and for an error event sent after the 200, once generation had started.
 export async function* completion(body, signal) {
@@ -38,14 +46,16 @@ export async function* completion(body, signal) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ ...body, stream: true }),
     signal,
-  });
+  }).catch(explained("could not reach the server"));
   if (!response.ok) throw new Error(await errorMessage(response));
-  for await (const data of events(response)) {
-    if (data === "[DONE]") return;
-    const chunk = JSON.parse(data);
+  const stream = events(response);
+  for (;;) {
+    const { value, done } = await stream.next().catch(explained("the connection to the server was lost"));
+    if (done) throw new Error("the reply ended before it was complete");
+    if (value === "[DONE]") return;
+    const chunk = JSON.parse(value);
     if (chunk.error) throw new Error(chunk.error.message);
     const text = chunk.choices?.[0]?.delta?.content;
     if (text) yield text;
   }
-  throw new Error("the reply ended before it was complete");
 }
