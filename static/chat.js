@@ -61,6 +61,7 @@ function renderer(turn) {
 }
 
 async function send(text) {
+  // A reply that ends after New chat belongs to the conversation it was asked in, not the new one.
   const conversation = history;
   const messages = [...conversation, { role: "user", content: text }];
   const userTurn = addTurn("user", text);
@@ -86,8 +87,8 @@ async function send(text) {
   } finally {
     view.finish();
     replyTurn.classList.remove("streaming");
-    // A turn the model never answered stays out of the history, and its text goes back into the
-    // box for another try.
+    // A turn the model never answered stays out of the history; after a failure its text goes
+    // back into the box for another try.
     if (reply) conversation.push({ role: "user", content: text }, { role: "assistant", content: reply });
     else userTurn.classList.add("unanswered");
     if (!reply && failed && !input.value) input.value = text;
