@@ -46,3 +46,16 @@ format: $(VENV)/.dev-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output
+
+# The chat page: its browser tests drive Debian's chromium, which a fresh CI machine (root) lacks; the
+# CJK and emoji fonts make their screenshots show Chinese and emoji. `make vendor` refreshes the
+# JavaScript libraries in static/vendor/ from npm.
+.PHONY: vendor
+test: /usr/bin/chromium
+
+/usr/bin/chromium:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei fonts-noto-color-emoji
+
+vendor:
+	scripts/vendor-js.sh

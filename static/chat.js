@@ -1,78 +1,131 @@
-// The chat page: streams replies from /v1/chat/completions over a POST fetch and keeps the
-// conversation in the page. Replies are shown as text (textContent), never parsed as HTML.
+// The chat page: keeps the conversation in the page, streams each reply from the server and
+// renders it as Markdown while it grows.
+import { render } from "./markdown.js";
+import { currentSettings, restoreSettings } from "./settings.js";
+import { completion } from "./sse.js";
+
 const log = document.getElementById("log");
+const form = document.getElementById("composer");
 const input = document.getElementById("input");
+const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
-const messages = [];
+
+let history = [];
 let controller = null;
 
-function bubble(role, text) {
-  const div = document.createElement("div");
-  div.className = `turn ${role}`;
-  div.textContent = text;
-  log.appendChild(div);
-  log.scrollTop = log.scrollHeight;
-  return div;
+// Follows the reply as it grows, unless the user scrolled up to read something earlier.
+function keepScrolled(follow) {
+  if (follow) log.scrollTop = log.scrollHeight;
 }
 
-// Yields the data of each server-sent event in the response body.
-async function* events(response) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
-      if (data.length) yield data.join("\n");
-    }
-  }
+function nearBottom() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+}
+
+function addTurn(role, text) {
+  const follow = nearBottom();
+  const turn = document.createElement("div");
+  turn.className = `turn ${role}`;
+  if (role === "error") turn.textContent = text;
+  else render(turn, text);
+  log.append(turn);
+  keepScrolled(follow);
+  return turn;
+}
+
+function setBusy(busy) {
+  sendButton.disabled = busy;
+  stopButton.disabled = !busy;
+}
+
+// Re-rendering the whole reply at most once a frame keeps a fast model from starving the page.
+function renderer(turn) {
+  let text = "";
+  let pending = 0;
+  const draw = () => {
+    pending = 0;
+    const follow = nearBottom();
+    render(turn, text);
+    keepScrolled(follow);
+  };
+  return {
+    update(next) {
+      text = next;
+      pending ||= requestAnimationFrame(draw);
+    },
+    finish() {
+      cancelAnimationFrame(pending);
+      draw();
+    },
+  };
 }
 
 async function send(text) {
-  messages.push({ role: "user", content: text });
-  bubble("user", text);
-  const reply = bubble("assistant", "");
-  controller = new AbortController();
-  stopButton.disabled = false;
+  // A reply that ends after New chat belongs to the conversation it was asked in, not the new one.
+  const conversation = history;
+  const messages = [...conversation, { role: "user", content: text }];
+  const userTurn = addTurn("user", text);
+  const replyTurn = addTurn("assistant streaming", "");
+  const view = renderer(replyTurn);
+  const own = new AbortController();
+  controller = own;
+  setBusy(true);
+  let reply = "";
+  let failed = false;
   try {
-    const response = await fetch("/v1/chat/completions", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ messages, stream: true }),
-      signal: controller.signal,
-    });
-    if (!response.ok) throw new Error((await response.json()).error.message);
-    for await (const data of events(response)) {
-      if (data === "[DONE]") break;
-      const chunk = JSON.parse(data);
-      if (chunk.error) throw new Error(chunk.error.message);
-      reply.textContent += chunk.choices[0]?.delta?.content ?? "";
+    for await (const delta of completion({ messages, ...currentSettings() }, own.signal)) {
+      reply += delta;
+      view.update(reply);
     }
   } catch (error) {
-    if (error.name !== "AbortError") bubble("error", String(error.message || error));
+    if (error.name === "AbortError") {
+      replyTurn.classList.add("stopped");
+    } else {
+      failed = true;
+      addTurn("error", error.message || String(error));
+    }
   } finally {
-    messages.push({ role: "assistant", content: reply.textContent });
-    stopButton.disabled = true;
-    controller = null;
+    view.finish();
+    replyTurn.classList.remove("streaming");
+    // A turn the model never answered stays out of the history; after a failure its text goes
+    // back into the box for another try.
+    if (reply) conversation.push({ role: "user", content: text }, { role: "assistant", content: reply });
+    else userTurn.classList.add("unanswered");
+    if (!reply && failed && !input.value) input.value = text;
+    if (controller === own) {
+      controller = null;
+      setBusy(false);
+    }
   }
 }
 
-document.getElementById("composer").addEventListener("submit", (event) => {
+form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = input.value.trim();
   if (!text || controller) return;
   input.value = "";
   send(text);
 });
+
 input.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) {
+  // isComposing: Enter that confirms a Chinese or Japanese input-method candidate is not a send.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
-    document.getElementById("composer").requestSubmit();
+    form.requestSubmit();
   }
 });
+
+// Aborting the fetch closes the connection, and the server stops generating when it notices.
 stopButton.addEventListener("click", () => controller?.abort());
+
+document.getElementById("new-chat").addEventListener("click", () => {
+  controller?.abort();
+  controller = null;
+  setBusy(false);
+  history = [];
+  log.replaceChildren();
+  input.focus();
+});
+
+restoreSettings();
+input.focus();
