@@ -24,7 +24,7 @@ $(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.run-deps
 run: $(VENV)/.run-deps
 	$(PY) chatglm_service_flask.py $(ARGS)
 
-test: $(VENV)/.dev-deps java-deps
+test: $(VENV)/.dev-deps java-deps /usr/bin/chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -51,7 +51,6 @@ clean:
 # CJK and emoji fonts make their screenshots show Chinese and emoji. `make vendor` refreshes the
 # JavaScript libraries in static/vendor/ from npm.
 .PHONY: vendor
-test: /usr/bin/chromium
 
 /usr/bin/chromium:
 	apt-get update -q
