@@ -49,7 +49,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder's own Python code to run")
     p.add_argument(
-        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="where GGUF conversions are kept (default: %(default)s)"
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="where GGUF and ChatGLM conversions are kept (default: %(default)s)",
     )
     p.add_argument(
         "--max-tokens",

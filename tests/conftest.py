@@ -44,3 +44,16 @@ def tiny() -> LoadedModel:
 @pytest.fixture(scope="session")
 def demo() -> LoadedModel:
     return load_model("demo", torch.device("cpu"), torch.float32, CACHE)
+
+
+@pytest.fixture(scope="session")
+def chatglm_folders(tmp_path_factory) -> dict[str, Path]:
+    """Tiny checkpoints in the original layouts, by family name (see tests/chatglm_checkpoints.py)."""
+    from tests.chatglm_checkpoints import build_checkpoint
+
+    root = tmp_path_factory.mktemp("chatglm")
+    return {
+        "chatglm2-6b": build_checkpoint(root / "chatglm2-6b", "chatglm2-6b", "bin"),
+        "chatglm3-6b": build_checkpoint(root / "chatglm3-6b", "chatglm3-6b", "bin"),
+        "glm-4-9b-chat": build_checkpoint(root / "glm-4-9b-chat", "glm-4-9b-chat", "safetensors"),
+    }

@@ -1,4 +1,5 @@
-"""Turning `--model` into a LoadedModel: `tiny`, `demo`, a `.gguf` file or a local HF folder.
+"""Turning `--model` into a LoadedModel: `tiny`, `demo`, a `.gguf` file, an original ChatGLM folder or a
+local HF folder.
 
 Nothing here reaches a model hub: a name that is not one of the built-ins must be a local path.
 """
@@ -11,6 +12,7 @@ import torch
 from glm import chat_templates
 from glm.device import StartupError
 from glm.models import tiny
+from glm.models.chatglm import is_original_chatglm, load_chatglm, read_config
 from glm.models.gguf import load_gguf
 from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
@@ -46,6 +48,9 @@ def load_model(
         if tokenizer.chat_template is None:
             raise StartupError(f"--model {path}: the GGUF file carries no chat template")
         return prepare(path.stem, model, tokenizer, device, dtype)
+    if path.is_dir() and (path / "config.json").is_file() and is_original_chatglm(read_config(path)):
+        model, tokenizer, prompt_encoder = load_chatglm(path, dtype, cache_dir, trust_remote_code)
+        return prepare(path.name, model, tokenizer, device, dtype, prompt_encoder)
     if path.is_dir():
         model, tokenizer = load_hf_folder(path, dtype, trust_remote_code)
         return prepare(path.name, model, tokenizer, device, dtype)

@@ -1,6 +1,5 @@
 """Local Hugging Face model folders (for example glm-4-9b-chat-hf)."""
 
-import json
 from pathlib import Path
 
 import torch
@@ -15,13 +14,6 @@ def load_hf_folder(
     config_file = path / "config.json"
     if not config_file.is_file():
         raise StartupError(f"--model {path}: no config.json in that folder; is it a Hugging Face model folder?")
-    model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    if model_type == "chatglm" and not trust_remote_code:
-        raise StartupError(
-            f"--model {path}: this is an original ChatGLM checkpoint (model_type 'chatglm'), which needs "
-            "its bundled modeling code: add --trust-remote-code, or serve its '-hf' conversion "
-            "(for example glm-4-9b-chat-hf), which transformers loads natively"
-        )
     options = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(path, **options)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)

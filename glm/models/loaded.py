@@ -1,9 +1,15 @@
 """The model as the engine uses it: weights, tokenizer, and the facts derived from them."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from glm.prompt import encode_chat
+
+# Messages -> prompt ids, for chat formats that a chat template cannot express.
+PromptEncoder = Callable[[list[dict[str, str]]], list[int]]
 
 # Special tokens that end an assistant turn in the chat formats we serve (GLM-4 and ChatGLM3 hand
 # the turn back with <|user|> or <|observation|>; Gemma closes it with <end_of_turn>).
@@ -18,6 +24,14 @@ class LoadedModel:
     device: torch.device
     context_length: int
     stop_token_ids: frozenset[int]
+    # None: the tokenizer's chat template.
+    prompt_encoder: PromptEncoder | None = None
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
+        if self.prompt_encoder is None:
+            return encode_chat(self.tokenizer, messages)
+        return self.prompt_encoder(messages)
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
@@ -33,7 +47,11 @@ def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
 
 def context_length(model: PreTrainedModel) -> int:
     config = model.config.get_text_config()
-    return int(getattr(config, "max_position_embeddings", None) or config.seq_length)
+    # seq_length and max_sequence_length: the names in ChatGLM's own configs.
+    for name in ("max_position_embeddings", "seq_length", "max_sequence_length"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    raise ValueError(f"{type(config).__name__} names no context length")
 
 
 def prepare(
@@ -42,6 +60,7 @@ def prepare(
     tokenizer: PreTrainedTokenizerBase,
     device: torch.device,
     dtype: torch.dtype,
+    prompt_encoder: PromptEncoder | None = None,
 ) -> LoadedModel:
     """Move the model onto its device and dtype for inference and derive what the engine needs."""
     model = model.to(device=device, dtype=dtype).eval()
@@ -52,4 +71,5 @@ def prepare(
         device=device,
         context_length=context_length(model),
         stop_token_ids=stop_token_ids(model, tokenizer),
+        prompt_encoder=prompt_encoder,
     )

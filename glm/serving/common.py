@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 
 from glm.completion import GenerationFailed
 from glm.engine import GenerationRequest
-from glm.prompt import encode_chat, reply_budget
+from glm.prompt import reply_budget
 from glm.sampling import SamplingParams
 from glm.service import Service
 
@@ -21,7 +21,7 @@ def generation_request(
     ignore_eos: bool = False,
 ) -> GenerationRequest:
     loaded = service.loaded
-    prompt_ids = encode_chat(loaded.tokenizer, messages)
+    prompt_ids = loaded.prompt_ids(messages)
     budget = reply_budget(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )

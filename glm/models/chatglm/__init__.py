@@ -1,0 +1,87 @@
+"""Original ChatGLM checkpoints (`model_type: chatglm`) served without their bundled code.
+
+ChatGLM2-6B, ChatGLM3-6B and GLM-4-9B-chat are converted once into a `GlmForCausalLM` folder with
+a fast tokenizer, cached under the cache directory and keyed by the source files' identities, so
+later starts load the converted copy directly. The first ChatGLM-6B only runs with its own code.
+"""
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, GlmForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from glm.device import StartupError
+from glm.models.chatglm import first_generation, sentencepiece_tokenizer, tiktoken_tokenizer
+from glm.models.chatglm.layout import (
+    Family,
+    check_supported,
+    detect_family,
+    glm_config,
+    is_first_generation,
+    is_original_chatglm,
+    read_config,
+)
+from glm.models.chatglm.prompts import PromptEncoder, prompt_encoder
+from glm.models.chatglm.weights import convert_shards, shard_files
+
+log = logging.getLogger(__name__)
+
+# Part of the cache key: bump it when a fix changes what conversion writes.
+CONVERSION_VERSION = 1
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "tokenization_chatglm.py")
+
+__all__ = ["is_original_chatglm", "load_chatglm", "read_config"]
+
+
+def cache_key(path: Path) -> str:
+    """Same source files (path, size, modification time), same key."""
+    files = [path / "config.json", *shard_files(path), *(path / name for name in TOKENIZER_FILES)]
+    identity = [f"v{CONVERSION_VERSION}"]
+    for file in files:
+        if file.is_file():
+            stat = file.stat()
+            identity.append(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    return f"{path.name}-{digest}"
+
+
+def build_tokenizer(path: Path, family: Family) -> PreTrainedTokenizerBase:
+    builder = tiktoken_tokenizer if family.tokenizer_kind == "tiktoken" else sentencepiece_tokenizer
+    return builder.build_tokenizer(path / "tokenizer.model", list(family.special_tokens), family.prefix)
+
+
+def convert(path: Path, family: Family, config: dict, target: Path) -> None:
+    """Write the GLM-layout copy of `path` at `target`, atomically."""
+    log.info("converting %s (%s; first start only, later starts reuse %s)", path, family.name, target)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    converted_config = glm_config(family, config)
+    converted_config.save_pretrained(partial)
+    convert_shards(path, partial, converted_config)
+    build_tokenizer(path, family).save_pretrained(partial)
+    partial.rename(target)
+
+
+def load_chatglm(
+    path: Path, dtype: torch.dtype, cache_dir: Path, trust_remote_code: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, PromptEncoder]:
+    config = read_config(path)
+    if is_first_generation(config):
+        return first_generation.load(path, dtype, trust_remote_code)
+    check_supported(path, config)
+    family = detect_family(path)
+    target = cache_dir / "chatglm" / cache_key(path)
+    if not target.is_dir():
+        convert(path, family, config, target)
+    tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
+    model, info = GlmForCausalLM.from_pretrained(target, dtype=dtype, local_files_only=True, output_loading_info=True)
+    if info["missing_keys"] or info["unexpected_keys"]:
+        raise StartupError(
+            f"--model {path}: the converted weights do not match the model (missing "
+            f"{sorted(info['missing_keys'])[:5]}, unexpected {sorted(info['unexpected_keys'])[:5]})"
+        )
+    return model, tokenizer, prompt_encoder(family, tokenizer)
