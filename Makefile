@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint format clean java-deps
+.PHONY: run test lint format clean java-deps bench bench-peers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,23 @@ java-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
 			default-jdk-headless libokhttp-java libokio-java libgoogle-gson-java; \
 	fi
+
+# Speed and memory live here, not in the tests: our server on `demo` with 1, 4 and 8 streaming
+# clients against the naive baseline and, once `make bench-peers` has installed them, transformers
+# serve and llama.cpp. Prints a table and writes bench/RESULTS.md. BENCH_ARGS="--repeats 1" is quicker.
+BENCH_ARGS ?=
+bench: $(VENV)/.dev-deps
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The peers get an environment of their own; llama-cpp-python compiles llama.cpp (about 10 minutes
+# on two cores), so this is never part of `make test`.
+bench-peers: bench/.venv/.installed
+bench/.venv/.installed:
+	$(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/python -m pip install -q --upgrade pip
+	bench/.venv/bin/python -m pip install -q torch==2.13.0
+	CMAKE_BUILD_PARALLEL_LEVEL=2 bench/.venv/bin/python -m pip install -q "transformers[serving]==5.23.0" "llama-cpp-python[server]==0.3.36"
+	touch $@
 
 lint: $(VENV)/.dev-deps
 	$(PY) -m ruff check .
