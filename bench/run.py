@@ -45,19 +45,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def body(model: str, max_tokens: int) -> dict:
+def body(server: Server, model: str, max_tokens: int) -> dict:
+    """Greedy, and through end-of-sequence tokens where the server allows it (transformers serve
+    refuses the field, so its replies may end early: its figures count the tokens it did send)."""
     messages = [{"role": "user", "content": PROMPT}]
-    return {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+    extra = {} if server.name.startswith("transformers") else {"ignore_eos": True}
+    return {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, **extra}
 
 
 def measure_server(server: Server, model: str, clients: list[int], repeats: int, max_tokens: int) -> Row:
     OUT.mkdir(parents=True, exist_ok=True)
     server.start(OUT / f"{server.name}.log")
     try:
-        run_streams(server.base_url, body(model, 4), 1)  # warm-up: lazy loads, first-call allocations
+        run_streams(server.base_url, body(server, model, 4), 1)  # warm-up: lazy loads, first-call allocations
         by_clients = {}
         for n in clients:
-            runs = [Figures.of(*run_streams(server.base_url, body(model, max_tokens), n)) for _ in range(repeats)]
+            runs = [
+                Figures.of(*run_streams(server.base_url, body(server, model, max_tokens), n)) for _ in range(repeats)
+            ]
             by_clients[n] = Figures.median_of(runs)
             print(f"  {server.name} x{n}: {by_clients[n]}", flush=True)
         return Row(server.name, by_clients, server.peak_rss_mb())
@@ -112,7 +117,7 @@ def long_prompt_gaps(server: Server, prompt_tokens: int) -> tuple[int, float, fl
             requests.post(server.base_url + "/tokenize", json={"prompt": long_text}, timeout=60).json()["tokenIds"]
         )
         streams = [StreamTiming(0.0) for _ in range(3)]
-        stream_body = {**body("demo", 400), "stream": True}
+        stream_body = {**body(server, "demo", 400), "stream": True}
         threads = [threading.Thread(target=one_stream, args=(url, stream_body, t, 600)) for t in streams]
         for timing, thread in zip(streams, threads, strict=True):
             timing.sent = time.perf_counter()
@@ -153,23 +158,18 @@ def peer_servers(model_dir: Path) -> list[tuple[Server, str]]:
     peers = []
     if (PEERS / "transformers").exists():
         port = free_port()
-        command = [
-            str(PEERS / "transformers"),
-            "serve",
-            "--continuous-batching",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        peers.append((Server("transformers serve --continuous-batching", command, port), str(model_dir)))
+        command = [str(PEERS / "transformers"), "serve", str(model_dir), "--continuous-batching"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        peers.append(
+            (Server("transformers serve --continuous-batching (fp32)", command, port, "/health"), str(model_dir))
+        )
     if (PEERS / "python").exists() and subprocess.run(
         [str(PEERS / "python"), "-c", "import llama_cpp.server"]
     ).returncode == 0:
         port = free_port()
         command = [str(PEERS / "python"), "-m", "llama_cpp.server", "--model", str(demo_gguf()), "--port", str(port)]
         command += ["--n_ctx", "4096", "--n_threads", "2", "--chat_format", "gemma"]
-        peers.append((Server("llama.cpp (llama-cpp-python)", command, port), "demo"))
+        peers.append((Server("llama.cpp (llama-cpp-python, Q4_K_M)", command, port), "demo"))
     return peers
 
 
@@ -250,6 +250,7 @@ def main() -> None:
 
     print("chatglm-service", flush=True)
     ours = measure_server(our_server(free_port()), "demo", args.clients, args.repeats, args.max_tokens)
+    ours.name = "chatglm-service (bf16)"
     rows, peers = [ours], []
     print("engine in-process", flush=True)
     in_process = in_process_rate(args.max_tokens)
@@ -273,7 +274,8 @@ def main() -> None:
         f"# Benchmark, {date.today().isoformat()}",
         "",
         f"Machine: {machine()}. Model: `demo` (Gemma 3 270M). Prompt: {len(PROMPT.split())} words; "
-        f"{args.max_tokens} greedy tokens per stream (ignore_eos); medians of {args.repeats} runs.",
+        f"{args.max_tokens} greedy tokens per stream (ignore_eos where the server takes it); "
+        f"medians of {args.repeats} runs.",
         "",
         *table(rows, args.clients),
         "",
