@@ -20,10 +20,12 @@ from pathlib import Path
 import requests
 import torch
 
+from bench import steps as bench_steps
 from bench.figures import Figures
 from bench.load import StreamTiming, one_stream, run_streams
 from bench.servers import ROOT, Server
-from glm.models import demo_gguf
+from glm.cli import DEFAULT_CACHE
+from glm.models import demo_gguf, load_model
 
 OUT = ROOT / "test-output" / "bench"
 PEERS = ROOT / "bench" / ".venv" / "bin"
@@ -176,7 +178,6 @@ def peer_model_dir() -> Path:
     from transformers import AutoTokenizer
 
     from glm import chat_templates
-    from glm.cli import DEFAULT_CACHE
     from glm.models.gguf import cache_key
 
     source = DEFAULT_CACHE / "gguf" / cache_key(demo_gguf())
@@ -265,6 +266,8 @@ def main() -> None:
         missing.append("peers not installed (run `make bench-peers`) are left out")
     rows += peers
 
+    print("decode steps by dtype and LM-head layout", flush=True)
+    steps = bench_steps.measure(load_model("demo", torch.device("cpu"), torch.float32, DEFAULT_CACHE).model, [1, 8])
     single = ours.by_clients[min(args.clients)]
     report = [
         f"# Benchmark, {date.today().isoformat()}",
@@ -280,6 +283,11 @@ def main() -> None:
         f"vs {in_process:.1f} tok/s ({single.stream_tps / in_process:.1%}).",
         f"- A {length}-token prompt read while 3 streams decode: their longest gap {worst_gap:.0f} ms, "
         f"{worst_gap / usual_gap:.1f}x their median gap before it ({usual_gap:.0f} ms).",
+        "",
+        "Decode step of the demo model by weight dtype and LM-head layout (best of 2, interleaved):",
+        "",
+        *bench_steps.table(steps),
+        "",
         "- The naive baseline's first chunk is the first word its text streamer releases.",
         *[f"- {line}" for line in missing],
     ]

@@ -104,3 +104,45 @@ def test_keepalive_comments_do_not_disturb_the_stream(pinging_server):
     assert final["finished"]
     assert "".join(e.json()["delta"] for e in events) == final["response"]
     assert final["response"] == post(pinging_server, "/chat", body).json()["response"]
+
+
+@pytest.fixture(scope="module")
+def exact_server():
+    server = start_server(
+        "tiny-fp32", "--model", "tiny", "--device", "-1", "--dtype", "float32", "--embedding-model", "none"
+    )
+    yield server
+    server.stop()
+
+
+def test_concurrent_greedy_streams_equal_their_solo_answers_in_float32(exact_server):
+    prompts = [f"question {i}: {'长' * i}" for i in range(6)]
+
+    def body(text):
+        return {
+            "messages": [{"role": "user", "content": text}],
+            "temperature": 0,
+            "max_tokens": 150,
+            "ignore_eos": True,
+        }
+
+    solo = [
+        post(exact_server, "/v1/chat/completions", body(p)).json()["choices"][0]["message"]["content"] for p in prompts
+    ]
+    together = [""] * len(prompts)
+
+    def reader(index):
+        response, events = open_stream(exact_server, {**body(prompts[index]), "stream": True})
+        with response:
+            for event in events:
+                if event.data == "[DONE]":
+                    return
+                delta = event.json()["choices"][0]["delta"] if event.json()["choices"] else {}
+                together[index] += delta.get("content") or ""
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert together == solo
