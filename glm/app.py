@@ -1,25 +1,31 @@
 """The one place the Flask app is assembled."""
 
+import logging
 from pathlib import Path
 
 from flask import Flask
 from flask_cors import CORS
 
-from glm import errors
-from glm.routes import embeddings, health, legacy, openai, page
+from glm import auth, errors, observability
+from glm.routes import embeddings, health, legacy, meta, openai, page
 from glm.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
-def create_app(service: Service, cors_origins: list[str] | None = None) -> Flask:
+def create_app(service: Service, cors_origins: list[str] | None = None, api_keys: list[str] | None = None) -> Flask:
     app = Flask(__name__, static_folder=ROOT / "static", template_folder=ROOT / "templates")
     app.config["MAX_CONTENT_LENGTH"] = service.settings.max_body_bytes
     app.json.ensure_ascii = False
     app.extensions["glm"] = service
     if cors_origins:
-        CORS(app, origins=cors_origins)
-    for blueprint in (health.bp, legacy.bp, openai.bp, embeddings.bp, page.bp):
+        log.info("CORS: browser calls allowed from %s", ", ".join(cors_origins))
+        CORS(app, origins=cors_origins, expose_headers=["X-Request-Id", "Retry-After"])
+    # Request ids first, so that a refused request is logged under its id too.
+    observability.register(app)
+    auth.register(app, api_keys or [])
+    for blueprint in (health.bp, legacy.bp, openai.bp, embeddings.bp, meta.bp, page.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     return app

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from glm.auth import ENV_VAR, load_keys
 from glm.device import DTYPES, QUANTIZE_CHOICES, StartupError, resolve_device, resolve_dtype
 from glm.service import Settings
 
@@ -74,10 +75,59 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a stream may stay silent before a `: ping` comment is sent (default: %(default)s)",
     )
     p.add_argument(
+        "--cors-origins",
         "--cors-origin",
+        dest="cors_origins",
         action="append",
         default=[],
-        help="allow browser calls from this origin (repeatable; '*' for any)",
+        help="allow browser calls from these origins (comma-separated, repeatable; '*' for any); "
+        "by default no other origin may call",
+    )
+    p.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        default=[],
+        help="require `Authorization: Bearer KEY` on the API routes (repeatable; also --api-keys-file and "
+        f"the {ENV_VAR} environment variable, comma-separated); with no key the API is open",
+    )
+    p.add_argument("--api-keys-file", type=Path, help="a file of API keys, one a line, '#' starts a comment")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        help="requests the engine generates for together; more wait for a place (default: the engine's, 32)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=Settings.max_queue,
+        help="generation requests that may wait beyond --max-batch; more are refused at once with 429 "
+        "and Retry-After (default: %(default)s)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=Settings.request_timeout,
+        help="wall-clock seconds one generation request may take, waiting included (default: %(default)s)",
+    )
+    p.add_argument(
+        "--socket-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a connection may stall on one read or write (a client that stops reading) before "
+        "it is dropped (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        help="on SIGTERM or SIGINT, seconds running requests get to finish before they are ended "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-prompts",
+        action="store_true",
+        help="log prompt and reply text (off by default: they may be private)",
     )
     p.add_argument(
         "--embedding-model",
@@ -106,11 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     # Belt and braces: nothing may reach a model hub, even through a code path we did not foresee.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from glm.app import create_app
-    from glm.engine import Engine
+    from glm.engine import Engine, EngineConfig
     from glm.models import load_model
     from glm.server import serve
     from glm.service import Service
 
+    try:
+        api_keys = load_keys(args.api_keys, args.api_keys_file)
+    except OSError as error:
+        logging.getLogger("glm").error("--api-keys-file: %s", error)
+        return 2
     try:
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.quantize, device, args.dtype)
@@ -122,12 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("glm").info(
         "model %s on %s (%s), context %d tokens", loaded.name, device, dtype, loaded.context_length
     )
-    engine = Engine(loaded)
+    config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
+    engine = Engine(loaded, config)
     engine.start()
     if embedder is not None:
         embedder.start_loading()
-    settings = Settings(default_max_tokens=args.max_tokens, keepalive_seconds=args.keepalive)
-    app = create_app(Service(engine, settings, embedder), args.cors_origin)
-    serve(app, args.host, args.port)
+    settings = Settings(
+        default_max_tokens=args.max_tokens,
+        keepalive_seconds=args.keepalive,
+        max_queue=args.max_queue,
+        request_timeout=args.request_timeout,
+        log_prompts=args.log_prompts,
+    )
+    origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
+    app = create_app(Service(engine, settings, embedder), origins, api_keys)
+    serve(app, args.host, args.port, args.shutdown_grace, args.socket_timeout)
     engine.stop()
     return 0

@@ -25,6 +25,10 @@ class ApiError(Exception):
         self.param = param
         self.code = code
 
+    def headers(self) -> dict[str, str]:
+        """Headers the error response carries besides its body (Retry-After, WWW-Authenticate)."""
+        return {}
+
 
 class ContextOverflow(ApiError):
     """The prompt, or the prompt plus the tokens asked for, does not fit in the model's context."""
@@ -57,7 +61,9 @@ def describe(error: ValidationError) -> tuple[str, str | None]:
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
-        return respond(error.status, error.message, error.type, error.param, error.code)
+        response = respond(error.status, error.message, error.type, error.param, error.code)
+        response.headers.update(error.headers())
+        return response
 
     @app.errorhandler(ValidationError)
     def validation_error(error: ValidationError) -> Response:

@@ -32,7 +32,10 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Zero every probability outside the smallest set whose mass reaches `top_p`. probs: [vocab]."""
     sorted_probs, order = torch.sort(probs, descending=True)
     mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-    sorted_probs[mass_before >= top_p] = 0.0
+    outside = mass_before >= top_p
+    # The likeliest token always stays: a top_p that rounds to 0 in float32 would otherwise leave none.
+    outside[0] = False
+    sorted_probs[outside] = 0.0
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
 
 
@@ -40,7 +43,10 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     """logits: [vocab] on any device; sampling itself runs on the CPU with the request's generator."""
     if params.greedy:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    scaled = logits.float().cpu() / params.temperature
+    if not torch.isfinite(scaled).all():  # a temperature so close to 0 that it is greedy in effect
+        return int(torch.argmax(logits))
+    probs = torch.softmax(scaled, dim=-1)
     if params.top_p < 1.0:
         probs = nucleus(probs, params.top_p)
     return int(torch.multinomial(probs, 1, generator=generator))

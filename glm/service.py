@@ -1,12 +1,14 @@
-"""What the routes share: the engine (which owns the model) and the serving settings."""
+"""What the routes share: the engine (which owns the model), the serving settings, admission and metrics."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
 from glm.embeddings import Embedder
 from glm.engine import Engine
+from glm.metrics import Metrics
 from glm.models.loaded import LoadedModel
+from glm.serving.admission import Admission
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,9 @@ class Settings:
     default_max_tokens: int = 512  # reply length when a request names none
     keepalive_seconds: float = 15.0  # idle time before a stream sends a `: ping` comment
     max_body_bytes: int = 1 << 20
+    max_queue: int = 64  # generation requests that may wait beyond those the engine is running
+    request_timeout: float = 300.0  # wall-clock seconds one generation request may take, queueing included
+    log_prompts: bool = False  # prompt and reply text in the log; off, as they may be private
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,16 @@ class Service:
     engine: Engine
     settings: Settings
     embedder: Embedder | None = None
+    metrics: Metrics = field(init=False)
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The two refer to each other through these callbacks: /metrics reports admission's count.
+        metrics = Metrics(lambda: self.engine.stats().queued, lambda: len(self.admission.leases))
+        capacity = self.engine.config.max_batch + self.settings.max_queue
+        admission = Admission(capacity, self.settings.request_timeout, metrics, self.settings.log_prompts)
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "admission", admission)
 
     @property
     def loaded(self) -> LoadedModel:

@@ -1,7 +1,7 @@
 // The chat page: keeps the conversation in the page, streams each reply from the server and
 // renders it as Markdown while it grows.
 import { render } from "./markdown.js";
-import { currentSettings, restoreSettings } from "./settings.js";
+import { apiKey, currentSettings, restoreApiKey, restoreSettings } from "./settings.js";
 import { completion } from "./sse.js";
 
 const log = document.getElementById("log");
@@ -73,7 +73,7 @@ async function send(text) {
   let reply = "";
   let failed = false;
   try {
-    for await (const delta of completion({ messages, ...currentSettings() }, own.signal)) {
+    for await (const delta of completion({ messages, ...currentSettings() }, own.signal, apiKey())) {
       reply += delta;
       view.update(reply);
     }
@@ -128,4 +128,5 @@ document.getElementById("new-chat").addEventListener("click", () => {
 });
 
 restoreSettings();
+restoreApiKey();
 input.focus();

@@ -30,3 +30,17 @@ export function currentSettings() {
   }
   return body;
 }
+
+// The API key, for a server started with --api-key; kept apart from the sampling fields because it
+// is a header, not a request field.
+const KEY_STORAGE = "chatglm-service.api-key";
+
+export function restoreApiKey() {
+  const input = document.getElementById("api_key");
+  input.value = localStorage.getItem(KEY_STORAGE) ?? "";
+  input.addEventListener("change", () => localStorage.setItem(KEY_STORAGE, input.value.trim()));
+}
+
+export function apiKey() {
+  return document.getElementById("api_key").value.trim();
+}

@@ -40,10 +40,12 @@ function explained(what) {
 
 // Streams a chat completion and yields the text of each delta. Throws the server's message both
 // for an error status and for an error event sent after the 200, once generation had started.
-export async function* completion(body, signal) {
+export async function* completion(body, signal, apiKey = "") {
+  const headers = { "Content-Type": "application/json" };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
   const response = await fetch("/v1/chat/completions", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers,
     body: JSON.stringify({ ...body, stream: true }),
     signal,
   }).catch(explained("could not reach the server"));

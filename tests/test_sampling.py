@@ -29,3 +29,10 @@ def test_top_p_keeps_only_the_nucleus():
 def test_nucleus_keeps_the_token_that_crosses_the_mass():
     kept = nucleus(torch.tensor([0.5, 0.3, 0.2]), 0.6)
     assert kept.tolist() == pytest.approx([0.5, 0.3, 0.0])
+
+
+def test_a_temperature_or_top_p_too_small_for_float32_is_greedy_not_an_error():
+    logits = torch.randn(300, generator=torch.Generator().manual_seed(0))
+    for temperature, top_p in [(5e-324, 1.0), (1e-300, 1.0), (0.95, 5e-324), (0.95, 1e-300)]:
+        params = SamplingParams(temperature, top_p, seed=1)
+        assert sample(logits, params, make_generator(params)) == int(torch.argmax(logits))

@@ -4,10 +4,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from glm.schemas.limits import MAX_MESSAGES, Text
+
 
 class HistoryMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class LegacyChatRequest(BaseModel):
@@ -19,9 +21,9 @@ class LegacyChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    query: str | None = None
-    prompt: str | None = None
-    history: list[tuple[str, str] | HistoryMessage] = Field(default_factory=list)
+    query: Text | None = None
+    prompt: Text | None = None
+    history: list[tuple[Text, Text] | HistoryMessage] = Field(default_factory=list, max_length=MAX_MESSAGES)
     max_length: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
     # ChatGLM's own defaults.

@@ -1,20 +1,22 @@
 """Bodies of the OpenAI-compatible routes, with the fields the official clients send."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from glm.schemas.limits import MAX_MESSAGES, Text
 
 MAX_STOP_SEQUENCES = 4
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: Text | Annotated[list[TextPart], Field(max_length=MAX_MESSAGES)]
     name: str | None = None
 
     def as_template_message(self) -> dict[str, str]:
@@ -32,7 +34,7 @@ class ChatCompletionRequest(BaseModel):
 
     # Any name is accepted: one model is served, and clients such as LangChain send their own default.
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None

@@ -10,7 +10,7 @@ from glm.engine import GenerationRequest
 from glm.sampling import SamplingParams
 from glm.schemas.legacy import LegacyChatRequest
 from glm.service import Service
-from glm.serving.common import generation_request, guarded
+from glm.serving.common import admit, generation_request, guarded
 
 
 def prepare(service: Service, body: LegacyChatRequest) -> GenerationRequest:
@@ -19,17 +19,20 @@ def prepare(service: Service, body: LegacyChatRequest) -> GenerationRequest:
 
 
 def chat(service: Service, body: LegacyChatRequest) -> dict[str, Any]:
-    text, finished = complete(service.engine, prepare(service, body), stop=[])
+    request = prepare(service, body)
+    with admit(service, streaming=False) as lease:
+        text, finished = complete(service.engine, request, [], lease)
     return encode.chat(body.text, body.history_pairs(), text, finished, service.loaded.name)
 
 
 def events(service: Service, body: LegacyChatRequest) -> Iterator[bytes]:
     """`event: delta` for each piece of text, then one with `finished: true` and the history."""
     request = prepare(service, body)
+    lease = admit(service, streaming=True)
 
     def chunks() -> Iterator[bytes]:
         response = ""
-        for piece in stream_completion(service.engine, request, [], service.settings.keepalive_seconds):
+        for piece in stream_completion(service.engine, request, [], service.settings.keepalive_seconds, lease):
             if isinstance(piece, TextDelta):
                 response += piece.text
                 yield sse.event(encode.delta(piece.text, response), "delta")
@@ -38,4 +41,4 @@ def events(service: Service, body: LegacyChatRequest) -> Iterator[bytes]:
             elif isinstance(piece, Finished):
                 yield sse.event(encode.final(body.text, body.history_pairs(), response, piece), "delta")
 
-    return guarded(chunks(), lambda message: iter([sse.event(encode.error(message), "error")]))
+    return guarded(chunks(), lambda message: iter([sse.event(encode.error(message), "error")]), lease)

@@ -15,7 +15,7 @@ from glm.engine import GenerationRequest
 from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import generation_request, guarded
+from glm.serving.common import admit, generation_request, guarded
 
 DONE = sse.event("[DONE]")
 
@@ -27,17 +27,20 @@ def prepare(service: Service, body: ChatCompletionRequest) -> GenerationRequest:
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
-    text, finished = complete(service.engine, prepare(service, body), body.stop)
+    request = prepare(service, body)
+    with admit(service, streaming=False) as lease:
+        text, finished = complete(service.engine, request, body.stop, lease)
     return encode.completion(encode.completion_id(), service.loaded.name, text, finished)
 
 
 def chunks(service: Service, body: ChatCompletionRequest) -> Iterator[bytes]:
     request = prepare(service, body)
+    lease = admit(service, streaming=True)
     writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
 
     def generate() -> Iterator[bytes]:
         yield sse.event(writer.role())
-        for piece in stream_completion(service.engine, request, body.stop, service.settings.keepalive_seconds):
+        for piece in stream_completion(service.engine, request, body.stop, service.settings.keepalive_seconds, lease):
             if isinstance(piece, TextDelta):
                 yield sse.event(writer.content(piece.text))
             elif isinstance(piece, Idle):
@@ -48,4 +51,4 @@ def chunks(service: Service, body: ChatCompletionRequest) -> Iterator[bytes]:
                     yield sse.event(writer.usage(piece))
         yield DONE
 
-    return guarded(generate(), lambda message: iter([sse.event(encode.error(message)), DONE]))
+    return guarded(generate(), lambda message: iter([sse.event(encode.error(message)), DONE]), lease)

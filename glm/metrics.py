@@ -1,0 +1,46 @@
+"""The Prometheus metrics one app exposes at /metrics.
+
+Each app gets its own registry rather than the library's global one, so that two apps in one
+process (the in-process tests) never count into each other.
+"""
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# A tiny model answers in about a millisecond per token, a 9B one on a CPU in about a second.
+TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+FIRST_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "glm_http_requests",
+            "HTTP requests answered, by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.stream_errors = Counter(
+            "glm_stream_errors", "Streams that ended with an error event after their 200", registry=r
+        )
+        self.active_streams = Gauge("glm_active_streams", "Event streams open now", registry=r)
+        Gauge("glm_queue_depth", "Generation requests waiting for the engine", registry=r).set_function(queue_depth)
+        Gauge("glm_requests_in_flight", "Generation requests admitted and not yet finished", registry=r).set_function(
+            in_flight
+        )
+        self.tokens = Counter("glm_tokens_generated", "Tokens generated for clients", registry=r)
+        self.first_token = Histogram(
+            "glm_time_to_first_token_seconds",
+            "Time from admission to a request's first token",
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.per_token = Histogram(
+            "glm_time_per_output_token_seconds", "Time between a request's tokens", buckets=TOKEN_BUCKETS, registry=r
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
