@@ -26,7 +26,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
     cpu = torch.device("cpu")
-    engine = Engine(load_model("demo", cpu, resolve_dtype(16, cpu), cache))
+    engine = Engine(lambda: load_model("demo", cpu, resolve_dtype(16, cpu), cache))
     engine.start()
     ids = encode_chat(engine.loaded.tokenizer, [{"role": "user", "content": args.prompt}])
     for _ in range(args.repeats + 1):  # the first is a warm-up

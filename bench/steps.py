@@ -29,7 +29,7 @@ def step_ms(model: torch.nn.Module, batch_size: int, steps: int = 8) -> float:
     for row in range(batch_size):
         cache, ids = new_cache(model), list(range(1000, 1014 + row))
         prefill_chunk(model, ids, cache)
-        batch.join(row, cache, len(ids))
+        batch.join([row], cache, torch.ones(1, len(ids), dtype=torch.long))
     tokens = torch.full((batch_size,), 1234)
     times = []
     for _ in range(steps):

@@ -23,20 +23,18 @@ class DecodeBatch(Generic[Row]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def join(self, row: Row, cache: DynamicCache, length: int) -> None:
-        """Add a request whose prompt of `length` tokens is prefilled into `cache`."""
-        row_mask = torch.ones(1, length, dtype=torch.long, device=self.device)
+    def join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
+        """Add requests whose prompts are prefilled into `cache`, left-padded as `mask` [rows, length] says."""
+        width, length = self.mask.shape[1], mask.shape[1]
         if self.cache is None:
-            self.cache, self.mask = cache, row_mask
+            self.cache, self.mask = cache, mask
         else:
-            width = self.mask.shape[1]
             kv_batch.left_pad(cache, width - length)
             kv_batch.left_pad(self.cache, length - width)
-            self.mask = _pad_left(self.mask, length - width)
             kv_batch.stack(self.cache, cache)
-            self.mask = torch.cat([self.mask, _pad_left(row_mask, width - length)])
-        self.rows.append(row)
-        self.positions = torch.cat([self.positions, torch.tensor([length], device=self.device)])
+            self.mask = torch.cat([_pad_left(self.mask, length - width), _pad_left(mask, width - length)])
+        self.rows.extend(rows)
+        self.positions = torch.cat([self.positions, mask.sum(dim=1)])
 
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions [batch] and the attention mask [batch, length + 1] for the next decode step."""

@@ -170,16 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.quantize, device, args.dtype)
         embedder = embedder_for(args.embedding_model, device)
-        loaded = load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code)
+        config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
+        engine = Engine(lambda: load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code), config)
+        engine.start()
     except StartupError as error:
         logging.getLogger("glm").error("%s", error)
         return 2
+    loaded = engine.loaded
     logging.getLogger("glm").info(
         "model %s on %s (%s), context %d tokens", loaded.name, device, dtype, loaded.context_length
     )
-    config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
-    engine = Engine(loaded, config)
-    engine.start()
     if embedder is not None:
         embedder.start_loading()
     settings = Settings(

@@ -34,3 +34,27 @@ def decode_step(
         use_cache=True,
     )
     return out.logits[:, -1]
+
+
+def prefill_group(
+    model: PreTrainedModel, prompts: list[list[int]], pad_id: int
+) -> tuple[torch.Tensor, DynamicCache, torch.Tensor]:
+    """Read several whole prompts in one forward pass, left-padded to the longest.
+
+    Returns the last position's logits [rows, vocab], the cache, and the mask [rows, longest]
+    (0 over padding): the layout a DecodeBatch joins.
+    """
+    longest = max(len(ids) for ids in prompts)
+    padded = [[pad_id] * (longest - len(ids)) + ids for ids in prompts]
+    mask = torch.tensor([[0] * (longest - len(ids)) + [1] * len(ids) for ids in prompts], device=model.device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    cache = new_cache(model)
+    out = model(
+        input_ids=torch.tensor(padded, device=model.device),
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out.logits[:, -1], cache, mask

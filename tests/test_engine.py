@@ -35,7 +35,7 @@ class Collector:
 
 @pytest.fixture
 def engine(tiny):
-    engine = Engine(tiny)
+    engine = Engine(lambda: tiny)
     engine.start()
     yield engine
     engine.stop()
@@ -152,7 +152,7 @@ def test_a_cancelled_row_leaves_and_the_others_are_unchanged(tiny, engine):
 
 
 def test_chunked_prefill_reads_the_same_prompt(tiny):
-    engine = Engine(tiny, EngineConfig(prefill_chunk=7))
+    engine = Engine(lambda: tiny, EngineConfig(prefill_chunk=7))
     engine.start()
     try:
         ids = prompt(tiny, "a prompt read seven tokens at a time: 一二三")
@@ -189,7 +189,7 @@ def cached_greedy(loaded, ids, max_new_tokens):
 def test_demo_batches_across_its_sliding_window(demo):
     """Gemma 3 keeps only 512 positions in its sliding-window layers: a 600-token prompt in a
     batch with a short one must still decode exactly as each does alone."""
-    engine = Engine(demo, EngineConfig(prefill_chunk=256))
+    engine = Engine(lambda: demo, EngineConfig(prefill_chunk=256))
     engine.start()
     try:
         long_text = " ".join(f"item {i}" for i in range(300))
@@ -199,5 +199,24 @@ def test_demo_batches_across_its_sliding_window(demo):
         tokens = run_staggered(engine, requests)
         for ids, got in zip(prompts, tokens, strict=True):
             assert got == cached_greedy(demo, ids, 8)
+    finally:
+        engine.stop()
+
+
+def test_demo_prompts_read_together_decode_as_alone(demo):
+    """Requests that arrive together have their prompts read in one left-padded pass."""
+    engine = Engine(lambda: demo)
+    engine.start()
+    try:
+        texts = [
+            "Hi!",
+            "Name three colours of the rainbow, please.",
+            "你好，世界",
+            "Count: one two three four five six",
+        ]
+        prompts = [encode_chat(demo.tokenizer, [{"role": "user", "content": t}]) for t in texts]
+        assert len({len(p) for p in prompts}) == len(prompts)
+        tokens = run_staggered(engine, [(GenerationRequest(ids, 8, GREEDY, ignore_eos=True), 0) for ids in prompts])
+        assert tokens == [cached_greedy(demo, ids, 8) for ids in prompts]
     finally:
         engine.stop()

@@ -44,7 +44,7 @@ class InProcessServer:
 
 @pytest.fixture(scope="module")
 def served(tiny):
-    engine = Engine(tiny)
+    engine = Engine(lambda: tiny)
     engine.start()
     yield InProcessServer(create_app(Service(engine, Settings(default_max_tokens=16))))
     engine.stop()

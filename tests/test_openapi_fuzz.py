@@ -42,7 +42,7 @@ def document(server) -> dict:
 
 
 def test_the_document_describes_exactly_the_apps_routes(tiny, document):
-    app = create_app(Service(Engine(tiny), Settings()))
+    app = create_app(Service(Engine(lambda: tiny), Settings()))
     routes = {
         (rule.rule, method.lower())
         for rule in app.url_map.iter_rules()
