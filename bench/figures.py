@@ -16,6 +16,8 @@ class Figures:
 
     @staticmethod
     def of(timings: list[StreamTiming], wall: float) -> "Figures":
+        """Figures of the streams that produced text; a stream that produced none counts for nothing."""
+        timings = [t for t in timings if t.arrivals]
         ttfts = sorted(t.ttft * 1000 for t in timings)
         gaps = [g * 1000 for t in timings for g in t.gaps]
         return Figures(

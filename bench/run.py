@@ -112,10 +112,12 @@ def long_prompt_gaps(server: Server, prompt_tokens: int) -> tuple[int, float, fl
     server.start(OUT / f"{server.name}-long.log")
     try:
         url = server.base_url + "/v1/chat/completions"
-        long_text = " ".join(f"w{i}" for i in range(prompt_tokens // 2))
-        length = len(
-            requests.post(server.base_url + "/tokenize", json={"prompt": long_text}, timeout=60).json()["tokenIds"]
-        )
+        words, length = prompt_tokens, 0
+        for _ in range(3):  # later words are longer: scale the word count to the token count, twice over
+            long_text = " ".join(f"w{i}" for i in range(words))
+            reply = requests.post(server.base_url + "/tokenize", json={"prompt": long_text}, timeout=60)
+            length = len(reply.json()["tokenIds"])
+            words = words * prompt_tokens // length
         streams = [StreamTiming(0.0) for _ in range(3)]
         stream_body = {**body(server, "demo", 400), "stream": True}
         threads = [threading.Thread(target=one_stream, args=(url, stream_body, t, 600)) for t in streams]
@@ -168,7 +170,8 @@ def peer_servers(model_dir: Path) -> list[tuple[Server, str]]:
     ).returncode == 0:
         port = free_port()
         command = [str(PEERS / "python"), "-m", "llama_cpp.server", "--model", str(demo_gguf()), "--port", str(port)]
-        command += ["--n_ctx", "4096", "--n_threads", "2", "--chat_format", "gemma"]
+        # Its default lets each new request interrupt the one streaming: queue them instead.
+        command += ["--n_ctx", "4096", "--n_threads", "2", "--chat_format", "gemma", "--interrupt_requests", "False"]
         peers.append((Server("llama.cpp (llama-cpp-python, Q4_K_M)", command, port), "demo"))
     return peers
 
@@ -215,7 +218,10 @@ def table(rows: list[Row], clients: list[int]) -> list[str]:
 
 
 def ratios(ours: Row, peers: list[Row], clients: list[int]) -> list[str]:
-    lines = ["| ours vs | clients | tok/s per stream | tok/s total | TTFT p50 |", "|---|---|---|---|---|"]
+    lines = [
+        "| ours vs | clients | tok/s per stream | tok/s total | TTFT p50 (lower is better) |",
+        "|---|---|---|---|---|",
+    ]
     for peer in peers:
         for n in clients:
             mine, theirs = ours.by_clients.get(n), peer.by_clients.get(n)

@@ -152,7 +152,7 @@ def test_a_cancelled_row_leaves_and_the_others_are_unchanged(tiny, engine):
 
 
 def test_chunked_prefill_reads_the_same_prompt(tiny):
-    engine = Engine(lambda: tiny, EngineConfig(prefill_chunk=7))
+    engine = Engine(lambda: tiny, EngineConfig(prefill_chunk=7, prefill_chunk_shared=3))
     engine.start()
     try:
         ids = prompt(tiny, "a prompt read seven tokens at a time: 一二三")
@@ -189,7 +189,7 @@ def cached_greedy(loaded, ids, max_new_tokens):
 def test_demo_batches_across_its_sliding_window(demo):
     """Gemma 3 keeps only 512 positions in its sliding-window layers: a 600-token prompt in a
     batch with a short one must still decode exactly as each does alone."""
-    engine = Engine(lambda: demo, EngineConfig(prefill_chunk=256))
+    engine = Engine(lambda: demo, EngineConfig(prefill_chunk=256, prefill_chunk_shared=100))
     engine.start()
     try:
         long_text = " ".join(f"item {i}" for i in range(300))

@@ -2,12 +2,13 @@
 Stop stops generation on the server, New chat forgets, errors show, and no reply can run script."""
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import Route, expect
 
 from tests.chat_page import ChatPage, chromium, wait_until
-from tests.conftest import OUTPUT
+from tests.conftest import OUTPUT, start_server
 
 # A script that ran would leave a mark here; the page itself never sets it.
 XSS = "<img src=x onerror=\"window.__xss = 'img'\">"
@@ -202,3 +203,31 @@ def test_the_page_fits_a_phone_screen(chat):
         expect(chat.page.locator(element)).to_be_in_viewport()
     assert chat.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     chat.page.screenshot(path=OUTPUT / "page-phone.png")
+
+
+@pytest.fixture(scope="module")
+def keyed_server():
+    server = start_server(
+        "tiny-keyed-page", "--model", "tiny", "--device", "-1", "--embedding-model", "none", "--api-key", "s3cret"
+    )
+    yield server
+    server.stop()
+
+
+def test_a_server_with_keys_answers_the_page_once_it_is_given_a_key(browser, keyed_server):
+    context = browser.new_context()
+    try:
+        chat = ChatPage(context.new_page(), keyed_server)
+        chat.set_field("max_tokens", "8")
+        chat.send("hello")
+        expect(chat.last("error")).to_be_visible()
+        chat.wait_done()
+
+        chat.set_field("api_key", "s3cret")
+        chat.input.press("Enter")
+        chat.wait_done()
+        expect(chat.last("assistant")).not_to_be_empty()
+        statuses = re.findall(r"POST /v1/chat/completions (\d{3}) ", keyed_server.log())
+        assert statuses == ["401", "200"]
+    finally:
+        context.close()
