@@ -206,7 +206,12 @@ class Engine:
             self._requests_finished += len(leaving)
 
     def _short_prompts(self, room: int) -> list[_Slot]:
-        """The requests at the head of the queue whose whole prompts fit one chunk together, padded."""
+        """The requests at the head of the queue whose whole prompts fit one full chunk together, padded.
+
+        Requests that arrive together are read together even while others generate: that costs
+        the running streams one longer step, and saves each newcomer a turn of the loop per request
+        ahead of it (eight at once waited 660 ms for their first token, read one by one).
+        """
         group: list[_Slot] = []
         longest = 0
         for slot in self._prefilling:
@@ -216,7 +221,7 @@ class Engine:
                 slot.prefilled
                 or slot.solo
                 or len(group) == room
-                or longest * (len(group) + 1) > self.config.chunk(bool(self._batch))
+                or longest * (len(group) + 1) > self.config.prefill_chunk
             ):
                 break
             group.append(slot)
