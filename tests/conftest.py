@@ -20,6 +20,13 @@ def start_server(name: str, *args: str) -> ServerProcess:
     return ServerProcess(*args, log_path=OUTPUT / f"{name}.log").start()
 
 
+def own_tiny_server(name: str, *flags: str) -> Iterator[ServerProcess]:
+    """A tiny server of a test module's own, started with `flags`: `yield from` it in a fixture."""
+    server = start_server(name, "--model", "tiny", "--device", "-1", "--embedding-model", "none", *flags)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_server() -> Iterator[ServerProcess]:
     server = start_server("tiny", "--model", "tiny", "--device", "-1")

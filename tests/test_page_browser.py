@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from tests.chat_page import ChatPage, chromium, wait_until
-from tests.conftest import OUTPUT, start_server
+from tests.conftest import OUTPUT, own_tiny_server
 
 # A script that ran would leave a mark here; the page itself never sets it.
 XSS = "<img src=x onerror=\"window.__xss = 'img'\">"
@@ -207,11 +207,7 @@ def test_the_page_fits_a_phone_screen(chat):
 
 @pytest.fixture(scope="module")
 def keyed_server():
-    server = start_server(
-        "tiny-keyed-page", "--model", "tiny", "--device", "-1", "--embedding-model", "none", "--api-key", "s3cret"
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("tiny-keyed-page", "--api-key", "s3cret")
 
 
 def test_a_server_with_keys_answers_the_page_once_it_is_given_a_key(browser, keyed_server):

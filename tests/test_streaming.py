@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests import sse_client
-from tests.conftest import start_server
+from tests.conftest import own_tiny_server
 from tests.http_helpers import TIMEOUT, health, post
 
 LONG = {
@@ -86,11 +86,7 @@ def test_two_streams_progress_together(tiny_server):
 
 @pytest.fixture(scope="module")
 def pinging_server():
-    server = start_server(
-        "tiny-keepalive", "--model", "tiny", "--device", "-1", "--keepalive", "0.0001", "--embedding-model", "none"
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("tiny-keepalive", "--keepalive", "0.0001")
 
 
 def test_keepalive_comments_do_not_disturb_the_stream(pinging_server):
@@ -108,11 +104,7 @@ def test_keepalive_comments_do_not_disturb_the_stream(pinging_server):
 
 @pytest.fixture(scope="module")
 def exact_server():
-    server = start_server(
-        "tiny-fp32", "--model", "tiny", "--device", "-1", "--dtype", "float32", "--embedding-model", "none"
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("tiny-fp32", "--dtype", "float32")
 
 
 def test_concurrent_greedy_streams_equal_their_solo_answers_in_float32(exact_server):
