@@ -7,6 +7,14 @@ import requests
 from tests import sse_client
 
 TIMEOUT = 60
+# A /v1 stream that keeps the tiny model generating for seconds: long enough to do things meanwhile.
+LONG_STREAM = {
+    "messages": [{"role": "user", "content": "write forever"}],
+    "stream": True,
+    "max_tokens": 3000,
+    "temperature": 0,
+    "ignore_eos": True,
+}
 
 
 def post(server, path: str, body: Any, **kwargs) -> requests.Response:

@@ -10,7 +10,7 @@ import requests
 
 from tests import sse_client
 from tests.conftest import start_server
-from tests.http_helpers import TIMEOUT, post
+from tests.http_helpers import LONG_STREAM, TIMEOUT, post
 
 DIMENSION = 384
 
@@ -78,14 +78,9 @@ def test_bad_bodies_are_400(tiny_server, path, body):
 def test_embedding_does_not_stall_an_open_chat_stream(tiny_server):
     embed(tiny_server, ["warm up"])
     arrivals = []
-    body = {
-        "messages": [{"role": "user", "content": "go"}],
-        "stream": True,
-        "temperature": 0,
-        "max_tokens": 3000,
-        "ignore_eos": True,
-    }
-    with requests.post(tiny_server.url("/v1/chat/completions"), json=body, stream=True, timeout=TIMEOUT) as response:
+    with requests.post(
+        tiny_server.url("/v1/chat/completions"), json=LONG_STREAM, stream=True, timeout=TIMEOUT
+    ) as response:
         done = threading.Event()
 
         def read():

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests import sse_client
-from tests.conftest import OUTPUT, start_server
+from tests.conftest import OUTPUT, own_tiny_server, start_server
 from tests.hardening import LONG, engine, metric, open_stream, raw_request, wait_for
 from tests.http_helpers import TIMEOUT, post
 
@@ -38,25 +38,13 @@ def keyed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def narrow():
     """One request generating, one waiting, nothing more; pings often, so a gone client is seen soon."""
-    server = start_server(
-        "narrow",
-        *("--model", "tiny", "--device", "-1", "--embedding-model", "none"),
-        *("--max-batch", "1", "--max-queue", "1", "--keepalive", "0.2"),
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("narrow", "--max-batch", "1", "--max-queue", "1", "--keepalive", "0.2")
 
 
 @pytest.fixture(scope="module")
 def hasty():
     """A one-second limit on every request, and on every stalled read or write."""
-    server = start_server(
-        "hasty",
-        *("--model", "tiny", "--device", "-1", "--embedding-model", "none"),
-        *("--request-timeout", "1", "--socket-timeout", "1"),
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("hasty", "--request-timeout", "1", "--socket-timeout", "1")
 
 
 def bearer(key: str) -> dict:

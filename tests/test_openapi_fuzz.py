@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from glm.app import create_app
 from glm.engine import Engine
 from glm.service import Service, Settings
-from tests.conftest import start_server
+from tests.conftest import own_tiny_server
 from tests.schema_strategy import from_schema
 
 JSON = st.recursive(
@@ -27,13 +27,7 @@ ANSWER_WITHIN = 20
 
 @pytest.fixture(scope="module")
 def server():
-    server = start_server(
-        "fuzz",
-        *("--model", "tiny", "--device", "-1", "--embedding-model", "none"),
-        *("--request-timeout", "3", "--max-tokens", "8"),
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("fuzz", "--request-timeout", "3", "--max-tokens", "8")
 
 
 @pytest.fixture(scope="module")

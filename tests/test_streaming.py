@@ -8,18 +8,10 @@ import requests
 
 from tests import sse_client
 from tests.conftest import own_tiny_server
-from tests.http_helpers import TIMEOUT, health, post
-
-LONG = {
-    "messages": [{"role": "user", "content": "write forever"}],
-    "stream": True,
-    "max_tokens": 3000,
-    "temperature": 0,
-    "ignore_eos": True,
-}
+from tests.http_helpers import LONG_STREAM, TIMEOUT, health, post
 
 
-def open_stream(server, body=LONG):
+def open_stream(server, body=LONG_STREAM):
     response = requests.post(server.url("/v1/chat/completions"), json=body, stream=True, timeout=TIMEOUT)
     assert response.status_code == 200
     return response, sse_client.stream(response)
@@ -66,7 +58,7 @@ def test_two_streams_progress_together(tiny_server):
     progress = {0: [], 1: []}
 
     def reader(key):
-        body = {**LONG, "max_tokens": 400}
+        body = {**LONG_STREAM, "max_tokens": 400}
         response, events = open_stream(tiny_server, body)
         with response:
             for event in events:
