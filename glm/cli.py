@@ -40,13 +40,15 @@ def parser() -> argparse.ArgumentParser:
         default=16,
         choices=QUANTIZE_CHOICES,
         help="weight bits: 16 = no quantization, half precision (bf16; fp16 on GPUs without bf16); "
-        "8 and 4 are not available in this build yet (default: %(default)s)",
+        "8 and 4 pack the weights at 8 or 4 bits as they load (see the README for what each costs "
+        "and saves) (default: %(default)s)",
     )
     p.add_argument(
         "--dtype",
         default="auto",
         choices=["auto", *DTYPES],
-        help="override the weight dtype of --quantize 16; float32 makes greedy replies bit-for-bit the same "
+        help="override the weight dtype of --quantize 16 (the activation dtype of 8 and 4); float32 makes "
+        "greedy replies bit-for-bit the same "
         "alone and in a batch, at half the CPU speed (default: %(default)s)",
     )
     p.add_argument(
@@ -171,14 +173,21 @@ def main(argv: list[str] | None = None) -> int:
         dtype = resolve_dtype(args.quantize, device, args.dtype)
         embedder = embedder_for(args.embedding_model, device)
         config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
-        engine = Engine(lambda: load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code), config)
+        engine = Engine(
+            lambda: load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize), config
+        )
         engine.start()
     except StartupError as error:
         logging.getLogger("glm").error("%s", error)
         return 2
     loaded = engine.loaded
     logging.getLogger("glm").info(
-        "model %s on %s (%s), context %d tokens", loaded.name, device, dtype, loaded.context_length
+        "model %s on %s (%s, --quantize %d), context %d tokens",
+        loaded.name,
+        device,
+        dtype,
+        args.quantize,
+        loaded.context_length,
     )
     if embedder is not None:
         embedder.start_loading()

@@ -28,26 +28,24 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_dtype(quantize: int, device: torch.device, dtype: str = "auto") -> torch.dtype:
-    """The weight dtype for `--quantize 16`: bf16 (fp16 where a GPU lacks bf16), unless `dtype`
-    names one.
+    """The float dtype for `--quantize` and `--dtype`: of the weights at 16 bits, and of the
+    activations and unpacked parts (norms, biases) at 8 and 4.
 
-    bf16 on the CPU too: on this project's AVX2 machines a bf16 decode step of the demo model took
-    46 ms against fp32's 96 ms for one stream, and 59 ms against 163 ms for eight (`make bench`
-    measures it again: bench/steps.py).
+    `--quantize 16`: bf16 (fp16 where a GPU lacks bf16). bf16 on the CPU too: on this project's
+    AVX2 machines a bf16 decode step of the demo model took 46 ms against fp32's 96 ms for one
+    stream, and 59 ms against 163 ms for eight (`make bench` measures it again: bench/steps.py).
     fp32 stays available for what needs it: greedy replies that are bit-for-bit the same alone and
     in a batch (bf16 rounding can differ between batch sizes).
 
-    8 and 4 bits need weight-only kernels this build does not ship yet, so they stop the start
-    instead of silently serving full-precision weights.
+    `--quantize 8` and `4`: on the CPU the activations stay float32, which is what the fused kernel
+    takes; on a GPU they are bf16 (or fp16).
     """
     if quantize not in QUANTIZE_CHOICES:
         raise StartupError(f"--quantize {quantize}: choose one of {', '.join(map(str, QUANTIZE_CHOICES))}")
-    if quantize != 16:
-        raise StartupError(f"--quantize {quantize} is not available in this build; use --quantize 16")
     if dtype != "auto":
         if dtype not in DTYPES:
             raise StartupError(f"--dtype {dtype}: choose auto or one of {', '.join(DTYPES)}")
         return DTYPES[dtype]
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if quantize == 16 else torch.float32

@@ -22,8 +22,6 @@ def test_help_lists_every_flag():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--quantize", "8"], "--quantize 8 is not available"),
-        (["--quantize", "4"], "--quantize 4 is not available"),
         (["--device", "0"], "CUDA is not available"),
         (["--model", "/no/such/model"], "never downloaded"),
         (["--model", "THUDM/chatglm3-6b"], "never downloaded"),

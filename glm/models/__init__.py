@@ -16,6 +16,7 @@ from glm.models.chatglm import is_original_chatglm, load_chatglm, read_config
 from glm.models.gguf import load_gguf
 from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
+from glm.models.weights import Weights
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +34,31 @@ def load_model(
     dtype: torch.dtype,
     cache_dir: Path,
     trust_remote_code: bool = False,
+    bits: int = 16,
 ) -> LoadedModel:
+    """`bits` 8 or 4 packs the Linear weights as they are read (glm/quant); `dtype` is then the
+    dtype of everything else."""
+    weights = Weights(bits, dtype, trust_remote_code)
     if spec == "tiny":
         tokenizer = tiny.build_tokenizer()
-        return prepare("tiny", tiny.build_model(tokenizer), tokenizer, device, dtype)
+        return prepare("tiny", weights.pack(tiny.build_model(tokenizer).to(dtype)), tokenizer, device, weights)
     if spec == "demo":
-        model, tokenizer = load_gguf(demo_gguf(), cache_dir)
+        model, tokenizer = load_gguf(demo_gguf(), cache_dir, weights)
         # A base model: it ships no chat template, so it gets Gemma's turn format.
         tokenizer.chat_template = chat_templates.load("gemma")
-        return prepare("demo", model, tokenizer, device, dtype)
+        return prepare("demo", model, tokenizer, device, weights)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        model, tokenizer = load_gguf(path, cache_dir)
+        model, tokenizer = load_gguf(path, cache_dir, weights)
         if tokenizer.chat_template is None:
             raise StartupError(f"--model {path}: the GGUF file carries no chat template")
-        return prepare(path.stem, model, tokenizer, device, dtype)
+        return prepare(path.stem, model, tokenizer, device, weights)
     if path.is_dir() and (path / "config.json").is_file() and is_original_chatglm(read_config(path)):
-        model, tokenizer, prompt_encoder = load_chatglm(path, dtype, cache_dir, trust_remote_code)
-        return prepare(path.name, model, tokenizer, device, dtype, prompt_encoder)
+        model, tokenizer, prompt_encoder = load_chatglm(path, weights, cache_dir)
+        return prepare(path.name, model, tokenizer, device, weights, prompt_encoder)
     if path.is_dir():
-        model, tokenizer = load_hf_folder(path, dtype, trust_remote_code)
-        return prepare(path.name, model, tokenizer, device, dtype)
+        model, tokenizer = load_hf_folder(path, weights)
+        return prepare(path.name, model, tokenizer, device, weights)
     raise StartupError(
         f"--model {spec}: not 'demo', 'tiny', a .gguf file or a local model folder "
         "(models are never downloaded from a hub)"

@@ -1,4 +1,5 @@
-"""GGUF files, de-quantized by transformers once and cached on disk as a Hugging Face folder.
+"""GGUF files: at 16 bits de-quantized by transformers once and cached on disk as a Hugging Face
+folder; at 8 and 4 bits read block by block into packed weights (glm/quant/gguf_load.py).
 
 Converting the demo model's GGUF takes about a minute on two cores; reloading the saved folder
 takes seconds, so the conversion is kept under the cache directory, keyed by the file's identity.
@@ -10,6 +11,9 @@ import shutil
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from glm.models.weights import Weights
+from glm.quant.gguf_load import load_gguf_packed
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,29 @@ def convert(path: Path, target: Path) -> None:
     partial.rename(target)
 
 
-def load_gguf(path: Path, cache_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def tokenizer_folder(path: Path, cache_dir: Path) -> Path:
+    """A folder holding the file's tokenizer: the full conversion's, or one saved on its own for
+    packed loading, which never needs the full conversion."""
+    key = cache_key(path)
+    full = cache_dir / "gguf" / key
+    if full.is_dir():
+        return full
+    own = cache_dir / "gguf" / f"{key}-tokenizer"
+    if not own.is_dir():
+        partial = own.with_name(own.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(partial)
+        partial.rename(own)
+    return own
+
+
+def load_gguf(path: Path, cache_dir: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """At 16 bits, from the cached de-quantized folder; at 8 and 4, straight from the file's blocks."""
+    if weights.packed:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(path, cache_dir), local_files_only=True)
+        return load_gguf_packed(path, weights.bits, weights.dtype), tokenizer
     target = cache_dir / "gguf" / cache_key(path)
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         convert(path, target)
-    tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(target, local_files_only=True)
-    return model, tokenizer
+    return weights.load_folder(target), AutoTokenizer.from_pretrained(target, local_files_only=True)

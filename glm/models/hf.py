@@ -2,21 +2,18 @@
 
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.device import StartupError
+from glm.models.weights import Weights
 
 
-def load_hf_folder(
-    path: Path, dtype: torch.dtype, trust_remote_code: bool
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_hf_folder(path: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise StartupError(f"--model {path}: no config.json in that folder; is it a Hugging Face model folder?")
-    options = {"local_files_only": True, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(path, **options)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=weights.trust_remote_code)
+    model = weights.load_folder(path)
     if tokenizer.chat_template is None:
         raise StartupError(f"--model {path}: its tokenizer has no chat template; serve a chat checkpoint")
     return model, tokenizer

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from glm.models.weights import Weights
 from glm.prompt import encode_chat
 
 # Messages -> prompt ids, for chat formats that a chat template cannot express.
@@ -59,11 +60,12 @@ def prepare(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     device: torch.device,
-    dtype: torch.dtype,
+    weights: Weights,
     prompt_encoder: PromptEncoder | None = None,
 ) -> LoadedModel:
-    """Move the model onto its device and dtype for inference and derive what the engine needs."""
-    model = model.to(device=device, dtype=dtype).eval()
+    """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
+    # Packed weights keep their integer and fp16 buffers as they are: only the device changes.
+    model = (model.to(device) if weights.packed else model.to(device=device, dtype=weights.dtype)).eval()
     return LoadedModel(
         name=name,
         model=model,

@@ -10,7 +10,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
 from transformers import AutoTokenizer, GlmForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.device import StartupError
@@ -26,6 +25,7 @@ from glm.models.chatglm.layout import (
 )
 from glm.models.chatglm.prompts import PromptEncoder, prompt_encoder
 from glm.models.chatglm.weights import convert_shards, shard_files
+from glm.models.weights import Weights
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +67,30 @@ def convert(path: Path, family: Family, config: dict, target: Path) -> None:
 
 
 def load_chatglm(
-    path: Path, dtype: torch.dtype, cache_dir: Path, trust_remote_code: bool
+    path: Path, weights: Weights, cache_dir: Path
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, PromptEncoder]:
     config = read_config(path)
     if is_first_generation(config):
-        return first_generation.load(path, dtype, trust_remote_code)
+        model, tokenizer, encoder = first_generation.load(path, weights.dtype, weights.trust_remote_code)
+        return weights.pack(model), tokenizer, encoder
     check_supported(path, config)
     family = detect_family(path)
     target = cache_dir / "chatglm" / cache_key(path)
     if not target.is_dir():
         convert(path, family, config, target)
     tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
-    model, info = GlmForCausalLM.from_pretrained(target, dtype=dtype, local_files_only=True, output_loading_info=True)
+    return load_converted(path, target, weights), tokenizer, prompt_encoder(family, tokenizer)
+
+
+def load_converted(path: Path, target: Path, weights: Weights) -> PreTrainedModel:
+    if weights.packed:
+        return weights.load_folder(target)
+    model, info = GlmForCausalLM.from_pretrained(
+        target, dtype=weights.dtype, local_files_only=True, output_loading_info=True
+    )
     if info["missing_keys"] or info["unexpected_keys"]:
         raise StartupError(
             f"--model {path}: the converted weights do not match the model (missing "
             f"{sorted(info['missing_keys'])[:5]}, unexpected {sorted(info['unexpected_keys'])[:5]})"
         )
-    return model, tokenizer, prompt_encoder(family, tokenizer)
+    return model

@@ -1,0 +1,34 @@
+"""How a model's weights are read and held: float in a dtype, or packed at 8 or 4 bits."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from glm.quant.load import load_folder, quantize_loaded
+
+
+@dataclass(frozen=True)
+class Weights:
+    bits: int
+    dtype: torch.dtype
+    trust_remote_code: bool = False
+
+    @property
+    def packed(self) -> bool:
+        return self.bits != 16
+
+    def load_folder(self, path: Path) -> PreTrainedModel:
+        """A Hugging Face folder's model; packed tensor by tensor as it is read, at 8 and 4 bits."""
+        if self.packed:
+            return load_folder(path, self.bits, self.dtype, self.trust_remote_code)
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=self.dtype, local_files_only=True, trust_remote_code=self.trust_remote_code
+        )
+
+    def pack(self, model: PreTrainedModel) -> PreTrainedModel:
+        """A model already in memory, packed at 8 and 4 bits; as it is at 16."""
+        if not self.packed:
+            return model
+        return quantize_loaded(model, self.bits)
