@@ -1,2 +1,0 @@
-def load():
-    return None
