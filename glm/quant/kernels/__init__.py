@@ -37,7 +37,7 @@ def cpu_has_avx2() -> bool:
     return torch.backends.cpu.get_cpu_capability() in AVX2_CAPABLE
 
 
-def _unusable_reason(build_dir: Path) -> tuple[str | None, Path]:
+def unusable_reason(build_dir: Path) -> tuple[str | None, Path]:
     """(why the library in build_dir cannot be used or None, its path)."""
     if not cpu_has_avx2():
         return f"this CPU lacks AVX2 ({torch.backends.cpu.get_cpu_capability()})", build_dir
@@ -56,7 +56,7 @@ def _unusable_reason(build_dir: Path) -> tuple[str | None, Path]:
 @cache
 def qlinear_op(build_dir: Path = BUILD_DIR) -> QLinear | None:
     """torch.ops.glm_quant.qlinear, or None (logged once) when it cannot be used here."""
-    reason, library = _unusable_reason(build_dir)
+    reason, library = unusable_reason(build_dir)
     if reason is None:
         try:
             torch.ops.load_library(str(library))

@@ -45,16 +45,19 @@ struct Block<kQ8_0> {
 };
 
 // The 16 bytes of a 4- or 5-bit block hold elements 0..15 in their low nibbles and 16..31 in
-// their high nibbles, so each nibble half is 16 consecutive elements.
-inline void nibbles(const uint8_t* q, __m128i& low, __m128i& high) {
+// their high nibbles: halves[0] and halves[1] get them one per byte, in order.
+inline void nibbles(const uint8_t* q, __m128i halves[2]) {
   const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
   const __m128i mask = _mm_set1_epi8(0x0F);
-  low = _mm_and_si128(bytes, mask);
-  high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+  halves[0] = _mm_and_si128(bytes, mask);
+  halves[1] = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
 }
 
-inline __m256i widen(__m128i sixteen, int half) {
-  return _mm256_cvtepu8_epi32(half ? _mm_srli_si128(sixteen, 8) : sixteen);
+// Elements 8s..8s+7 of a block whose halves hold one int8 per element, as floats. Widening each
+// 128-bit half directly beats building one 256-bit vector of all 32 first.
+inline __m256 eighth(const __m128i halves[2], int s) {
+  const __m128i half = halves[s / 2];
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s & 1 ? _mm_srli_si128(half, 8) : half));
 }
 
 template <>
@@ -66,14 +69,21 @@ struct Block<kQ4_1> {
   inline void load(int64_t g, __m256 w[4]) const {
     const __m256 scale = broadcast_half(d + g);
     const __m256 low_value = broadcast_half(m + g);
-    __m128i low, high;
-    nibbles(qs + g * (kGroup / 2), low, high);
-    for (int s = 0; s < 4; ++s) {
-      const __m256i q = widen(s < 2 ? low : high, s & 1);
-      w[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), scale, low_value);
-    }
+    __m128i halves[2];
+    nibbles(qs + g * (kGroup / 2), halves);
+    for (int s = 0; s < 4; ++s) w[s] = _mm256_fmadd_ps(eighth(halves, s), scale, low_value);
   }
 };
+
+// 0xFF in byte j where bit j of the 32 bits is set (llama.cpp's bytes_from_bits_32): byte j/8 of
+// the word is copied to bytes j..j+7, and each byte then tests its own bit.
+inline __m256i bytes_from_bits(int32_t bits) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(bits),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000));
+  const __m256i others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+  return _mm256_cmpeq_epi8(others, _mm256_set1_epi64x(-1));
+}
 
 template <>
 struct Block<kQ5_0> {
@@ -83,17 +93,13 @@ struct Block<kQ5_0> {
 
   inline void load(int64_t g, __m256 w[4]) const {
     const __m256 scale = broadcast_half(d + g);
-    const __m256i high_bits = _mm256_set1_epi32(qh[g]);
-    const __m256i one = _mm256_set1_epi32(1);
-    const __m256i sixteen = _mm256_set1_epi32(16);
-    __m128i low, high;
-    nibbles(qs + g * (kGroup / 2), low, high);
-    for (int s = 0; s < 4; ++s) {
-      const __m256i shifts = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(8 * s));
-      const __m256i bit4 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(high_bits, shifts), one), 4);
-      const __m256i q = _mm256_sub_epi32(_mm256_or_si256(widen(s < 2 ? low : high, s & 1), bit4), sixteen);
-      w[s] = _mm256_mul_ps(_mm256_cvtepi32_ps(q), scale);
-    }
+    // q - 16 as int8: a nibble whose bit 4 is clear gets 0xF0 or-ed in, which subtracts 16.
+    const __m256i minus_16 = _mm256_andnot_si256(bytes_from_bits(qh[g]), _mm256_set1_epi8(static_cast<char>(0xF0)));
+    __m128i halves[2];
+    nibbles(qs + g * (kGroup / 2), halves);
+    halves[0] = _mm_or_si128(halves[0], _mm256_castsi256_si128(minus_16));
+    halves[1] = _mm_or_si128(halves[1], _mm256_extracti128_si256(minus_16, 1));
+    for (int s = 0; s < 4; ++s) w[s] = _mm256_mul_ps(eighth(halves, s), scale);
   }
 };
 
