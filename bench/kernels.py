@@ -104,7 +104,7 @@ def main() -> None:
         x = torch.randn(8, 640)
         error = (op(x, int(p.format), p.qs, p.d, p.aux) - x @ dequantize(p).T).abs().max().item()
         print(f"q8_0 max abs error vs x @ dequantize(w).T: {error:.2e}")
-    print("per token, whole demo model (18 layers + lm head), ms:")
+    print("per decode step (M tokens), whole demo model (18 layers + lm head), ms:")
     for m in ROWS:
         print(f"  M={m}: " + " ".join(f"{c}={t:.1f}" for (rows, c), t in totals.items() if rows == m))
 
