@@ -11,10 +11,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# torch goes in first and pinned, so that no later requirement pulls a multi-GB CUDA build.
+# torch goes in first and pinned, so that no later requirement pulls a multi-GB CUDA build. The
+# quantized-linear kernel is compiled last; where it cannot be, that step says so and succeeds.
 $(VENV)/.run-deps: requirements.txt | $(PY)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m glm.quant.build
 	touch $@
 
 $(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.run-deps
@@ -62,7 +64,7 @@ format: $(VENV)/.dev-deps
 	$(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output
+	rm -rf $(VENV) .pytest_cache test-output build
 
 # The chat page: its browser tests drive Debian's chromium, which a fresh CI machine (root) lacks; the
 # CJK and emoji fonts make their screenshots show Chinese and emoji. `make vendor` refreshes the
