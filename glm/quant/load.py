@@ -59,7 +59,7 @@ class PackedModel:
         self.model = model
         self.bits = bits
         self.dtype = dtype
-        self.kernel = kernels.load()
+        self.kernel = kernels.qlinear_op()
         embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
         self.embedding_name = module_name(model, embedding)
         self.head_name = None if head is None else module_name(model, head)

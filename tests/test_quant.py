@@ -1,0 +1,152 @@
+"""--quantize 8 and 4: the block formats, GGUF blocks taken over, packed loading, and serving.
+
+The reference for a packed model is the same model with each packed weight replaced by its
+de-quantized float copy: the packed model must compute exactly that (up to float summation order).
+"""
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize as gguf_dequantize
+from gguf.quants import quantize as gguf_quantize
+from torch import nn
+from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+from glm.models import demo_gguf, load_model
+from glm.quant.formats import Format, dequantize, quantize
+from glm.quant.gguf_blocks import KEPT, take_over
+from glm.quant.gguf_load import reorder, row_order
+from glm.quant.load import load_folder
+from glm.quant.modules import PackedWeight, QuantEmbedding, QuantLinear
+from tests.conftest import CACHE, own_tiny_server
+from tests.http_helpers import post, stream_events
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("fmt", [Format.Q8_0, Format.Q4_1])
+def test_rounding_error_is_at_most_half_a_step(fmt):
+    w = torch.randn(48, 256) * torch.logspace(-3, 1, 48)[:, None]
+    p = quantize(w, fmt)
+    step = p.d.float().repeat_interleave(32, dim=1)
+    # fp16 scales and offsets add a little on top of half a step.
+    assert ((dequantize(p) - w).abs() <= step * 0.5 + w.abs() * 2e-3 + 1e-6).all()
+
+
+def test_zero_groups_stay_zero():
+    w = torch.zeros(4, 64)
+    w[0, :32] = torch.randn(32)
+    for fmt in (Format.Q8_0, Format.Q4_1):
+        back = dequantize(quantize(w, fmt))
+        assert torch.equal(back[1:], w[1:]) and torch.isfinite(back).all()
+
+
+@pytest.mark.parametrize(("kind", "bits"), sorted(KEPT, key=str))
+def test_gguf_blocks_are_taken_over_exactly(kind, bits):
+    w = np.random.default_rng(0).standard_normal((24, 96)).astype(np.float32)
+    raw = gguf_quantize(w, kind)
+    packed = take_over(raw, kind, KEPT[(kind, bits)])
+    assert packed.format == KEPT[(kind, bits)]
+    assert np.array_equal(dequantize(packed).numpy(), gguf_dequantize(raw, kind))
+
+
+def test_rows_llama_permutes_are_permuted_in_the_blocks_too():
+    processor = LlamaTensorProcessor(config={"num_attention_heads": 4, "num_key_value_heads": 4})
+    w = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
+    raw = gguf_quantize(w, GGMLQuantizationType.Q8_0)
+    expected = processor.process(gguf_dequantize(raw, GGMLQuantizationType.Q8_0), "blk.0.attn_q.weight").weights
+    order = row_order(processor, "blk.0.attn_q.weight", 64)
+    assert order is not None and not np.array_equal(order, np.arange(64))
+    packed = reorder(take_over(raw, GGMLQuantizationType.Q8_0, Format.Q8_0), order)
+    assert np.array_equal(dequantize(packed).numpy(), expected)
+    assert row_order(processor, "blk.0.ffn_up.weight", 64).tolist() == list(range(64))
+
+
+def float_twin(packed_model: nn.Module, float_model: nn.Module) -> nn.Module:
+    """`float_model` with every weight that `packed_model` packs replaced by its de-quantized copy."""
+    for name, module in packed_model.named_modules():
+        if isinstance(module, QuantLinear | QuantEmbedding):
+            weight = float_model.get_submodule(name).weight
+            weight.data = dequantize(module.weight_packed.packed).to(weight.dtype)
+    return float_model
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_packed_tiny_computes_what_its_dequantized_weights_do(bits):
+    packed = load_model("tiny", CPU, torch.float32, CACHE, bits=bits)
+    reference = float_twin(packed.model, load_model("tiny", CPU, torch.float32, CACHE).model)
+    ids = torch.tensor([list(range(10, 90))])
+    with torch.no_grad():
+        got, want = packed.model(ids).logits, reference(ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    linear = [m for m in packed.model.modules() if isinstance(m, QuantLinear)]
+    assert {m.weight_packed.format for m in linear if m is not packed.model.lm_head} == {
+        Format.Q8_0 if bits == 8 else Format.Q4_1
+    }
+    assert not any(isinstance(m, nn.Linear) for m in packed.model.modules())
+
+
+def test_folder_is_packed_as_it_is_read_the_same_as_in_memory(tiny, tmp_path):
+    tiny.model.save_pretrained(tmp_path)
+    streamed = load_folder(tmp_path, 4, torch.float32)
+    in_memory = load_model("tiny", CPU, torch.float32, CACHE, bits=4).model
+    packed = {n: m.weight_packed.packed for n, m in in_memory.named_modules() if isinstance(m, QuantLinear)}
+    for name, module in streamed.named_modules():
+        if isinstance(module, QuantLinear):
+            got, want = module.weight_packed.packed, packed[name]
+            assert got.format == want.format and torch.equal(got.qs, want.qs) and torch.equal(got.d, want.d)
+    assert set(packed) == {n for n, m in streamed.named_modules() if isinstance(m, QuantLinear)}
+
+
+def test_packed_bytes_are_a_quarter_of_float32_or_less(tiny):
+    float_bytes = sum(p.numel() * 4 for p in tiny.model.parameters())
+    for bits, ceiling in ((8, 0.35), (4, 0.35)):
+        model = load_model("tiny", CPU, torch.float32, CACHE, bits=bits).model
+        packed = sum(m.packed.nbytes() for m in model.modules() if isinstance(m, PackedWeight))
+        rest = sum(p.numel() * p.element_size() for p in model.parameters())
+        assert (packed + rest) / float_bytes <= ceiling
+
+
+@pytest.fixture(scope="module")
+def demo_q4():
+    return load_model("demo", CPU, torch.float32, CACHE, bits=4)
+
+
+def test_demo_keeps_the_gguf_q8_0_embedding_bit_for_bit(demo_q4):
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(demo_gguf()))
+    tensor = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    assert tensor.tensor_type == GGMLQuantizationType.Q8_0
+    table = demo_q4.model.get_input_embeddings().weight_packed
+    assert table.format == Format.Q8_0
+    rows = np.asarray(tensor.data[:64])
+    expected = take_over(rows, GGMLQuantizationType.Q8_0, Format.Q8_0)
+    assert torch.equal(table.qs[:64], expected.qs) and torch.equal(table.d[:64], expected.d)
+    assert demo_q4.model.lm_head.weight_packed is table, "the tied LM head shares the packed table"
+    assert {m.weight_packed.format for m in demo_q4.model.modules() if isinstance(m, QuantLinear)} >= {
+        Format.Q5_0,
+        Format.Q4_1,
+    }
+
+
+def test_demo_at_4_bits_mostly_picks_the_same_next_token(demo, demo_q4):
+    text = "The service streams tokens to its clients over server-sent events, one event per piece of text. " * 4
+    ids = demo.tokenizer(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        want, got = demo.model(ids).logits[0].argmax(-1), demo_q4.model(ids).logits[0].argmax(-1)
+    assert (want == got).float().mean() >= 0.9
+
+
+@pytest.fixture(scope="module")
+def tiny_q4_server():
+    yield from own_tiny_server("tiny-q4", "--quantize", "4")
+
+
+def test_a_4_bit_server_streams_what_it_answers(tiny_q4_server):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 24, "temperature": 0}
+    whole = post(tiny_q4_server, "/v1/chat/completions", body).json()["choices"][0]["message"]["content"]
+    events = stream_events(tiny_q4_server, "/v1/chat/completions", {**body, "stream": True})
+    pieces = [e.json()["choices"][0]["delta"].get("content", "") for e in events if e.data != "[DONE]"]
+    assert whole and "".join(pieces) == whole
