@@ -41,10 +41,12 @@ java-deps:
 
 # Speed and memory live here, not in the tests: our server on `demo` with 1, 4 and 8 streaming
 # clients against the naive baseline and, once `make bench-peers` has installed them, transformers
-# serve and llama.cpp. Prints a table and writes bench/RESULTS.md. BENCH_ARGS="--repeats 1" is quicker.
+# serve and llama.cpp. Prints a table and writes bench/RESULTS.md; then what --quantize 8 and 4 cost
+# and save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
 BENCH_ARGS ?=
 bench: $(VENV)/.dev-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.quant
 
 # The peers get an environment of their own; llama-cpp-python compiles llama.cpp (about 10 minutes
 # on two cores), so this is never part of `make test`.

@@ -61,7 +61,8 @@ def load_gguf(path: Path, cache_dir: Path, weights: Weights) -> tuple[PreTrained
     """At 16 bits, from the cached de-quantized folder; at 8 and 4, straight from the file's blocks."""
     if weights.packed:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(path, cache_dir), local_files_only=True)
-        return load_gguf_packed(path, weights.bits, weights.dtype), tokenizer
+        layout = cache_dir / "gguf" / f"{cache_key(path)}-layout.json"
+        return load_gguf_packed(path, weights.bits, weights.dtype, layout), tokenizer
     target = cache_dir / "gguf" / cache_key(path)
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,11 @@ class Packed:
         rows, groups = self.d.shape
         return rows, groups * GROUP
 
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.qs, self.d, self.aux
+
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.qs, self.d, self.aux))
+        return sum(t.numel() * t.element_size() for t in self.arrays())
 
 
 def quantizable(shape: tuple[int, ...]) -> bool:

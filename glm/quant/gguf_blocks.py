@@ -18,6 +18,16 @@ BLOCK_BYTES = {
     GGMLQuantizationType.Q4_1: 20,
 }
 
+# Types with more than 4 bits that have no kernel here: at 4 bits they become q8_0, not q4_1. A
+# mixed file (Q4_K_M) gives these bits to the tensors that need them (ffn_down, attn_v).
+WIDER_THAN_4_BITS = {
+    GGMLQuantizationType.Q5_1,
+    GGMLQuantizationType.Q5_K,
+    GGMLQuantizationType.Q6_K,
+    GGMLQuantizationType.Q8_1,
+    GGMLQuantizationType.Q8_K,
+}
+
 EMPTY = torch.empty(0, dtype=torch.float16)
 
 
@@ -28,7 +38,7 @@ def _blocks(raw: np.ndarray, kind: GGMLQuantizationType) -> np.ndarray:
 
 def _field(blocks: np.ndarray, start: int, stop: int, dtype: np.dtype) -> torch.Tensor:
     part = np.ascontiguousarray(blocks[..., start:stop]).view(dtype)
-    return torch.from_numpy(part.reshape(blocks.shape[0], -1).copy())
+    return torch.from_numpy(part.reshape(blocks.shape[0], -1))
 
 
 def _scales(blocks: np.ndarray, start: int = 0) -> torch.Tensor:

@@ -5,11 +5,13 @@ Tensors whose blocks have a kernel (gguf_blocks.KEPT) are taken over bit for bit
 config and per-architecture fix-ups come from transformers' own GGUF support.
 """
 
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
+from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 from transformers import AutoConfig, PreTrainedModel
 from transformers.modeling_gguf_pytorch_utils import (
@@ -19,17 +21,65 @@ from transformers.modeling_gguf_pytorch_utils import (
     load_gguf_checkpoint,
 )
 
-from glm.quant.formats import Packed
-from glm.quant.gguf_blocks import KEPT, take_over
-from glm.quant.load import PackedModel, empty_model, quantize_rows
+from glm.quant.formats import Format, Packed
+from glm.quant.gguf_blocks import KEPT, WIDER_THAN_4_BITS, take_over
+from glm.quant.load import PackedModel, empty_model, packed_by_slices, quantize_rows
 
 
-def read_raw(path: Path, tensor: ReaderTensor) -> np.ndarray:
-    """The tensor's bytes as [rows, bytes per row], read rather than memory-mapped, so the pages
-    do not count against the process once the tensor is packed."""
-    rows = int(np.prod(tensor.shape[1:])) if len(tensor.shape) > 1 else 1
-    raw = np.fromfile(path, dtype=np.uint8, count=int(tensor.n_bytes), offset=int(tensor.data_offset))
-    return raw.reshape(rows, -1)
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor lies in the file: what GGUFReader tells, kept so it need not run again."""
+
+    name: str
+    kind: int
+    shape: tuple[int, ...]  # torch order: rows first
+    offset: int
+    nbytes: int
+
+
+def read_layout(path: Path) -> tuple[dict, str, list[TensorEntry]]:
+    """The config, architecture and tensor table of a GGUF file.
+
+    Parsing a 262k-token vocabulary into Python objects takes seconds and about 1 GB at its peak,
+    more than the packed demo model itself, so the result is cached by the caller.
+    """
+    config = load_gguf_checkpoint(str(path), return_tensors=False)["config"]
+    reader = GGUFReader(str(path))
+    architecture = str(reader.fields["general.architecture"].contents())
+    entries = [
+        TensorEntry(
+            t.name, int(t.tensor_type), tuple(int(n) for n in reversed(t.shape)), int(t.data_offset), int(t.n_bytes)
+        )
+        for t in reader.tensors
+    ]
+    return config, architecture, entries
+
+
+def cached_layout(path: Path, cache_file: Path) -> tuple[dict, str, list[TensorEntry]]:
+    if cache_file.is_file():
+        saved = json.loads(cache_file.read_text())
+        entries = [
+            TensorEntry(e["name"], e["kind"], tuple(e["shape"]), e["offset"], e["nbytes"]) for e in saved["tensors"]
+        ]
+        return saved["config"], saved["architecture"], entries
+    config, architecture, entries = read_layout(path)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache_file.with_name(cache_file.name + ".partial")
+    partial.write_text(
+        json.dumps({"config": config, "architecture": architecture, "tensors": [asdict(e) for e in entries]})
+    )
+    partial.rename(cache_file)
+    return config, architecture, entries
+
+
+def read_raw(path: Path, entry: TensorEntry, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rows start:stop of the tensor as [rows, bytes per row], read rather than memory-mapped, so
+    the pages do not count against the process once the tensor is packed."""
+    rows = int(np.prod(entry.shape[:-1])) if len(entry.shape) > 1 else 1
+    stop = rows if stop is None else stop
+    row_bytes = entry.nbytes // rows
+    raw = np.fromfile(path, dtype=np.uint8, count=(stop - start) * row_bytes, offset=entry.offset + start * row_bytes)
+    return raw.reshape(stop - start, row_bytes)
 
 
 def row_order(processor: TensorProcessor, name: str, rows: int) -> np.ndarray | None:
@@ -44,40 +94,46 @@ def row_order(processor: TensorProcessor, name: str, rows: int) -> np.ndarray | 
 
 
 def reorder(packed: Packed, order: np.ndarray) -> Packed:
+    if np.array_equal(order, np.arange(len(order))):
+        return packed
     index = torch.from_numpy(order)
     aux = packed.aux[index] if packed.aux.numel() else packed.aux
     return Packed(packed.format, packed.qs[index], packed.d[index], aux)
 
 
-def float_weights(raw: np.ndarray, tensor: ReaderTensor, processor: TensorProcessor) -> torch.Tensor:
-    shape = tuple(int(n) for n in reversed(tensor.shape))
-    weights = dequantize(raw, GGMLQuantizationType(tensor.tensor_type)).reshape(shape)
-    result = processor.process(weights=weights, name=tensor.name, tensor_key_mapping={}, parsed_parameters={})
+def float_weights(raw: np.ndarray, entry: TensorEntry, processor: TensorProcessor) -> torch.Tensor:
+    weights = dequantize(raw, GGMLQuantizationType(entry.kind)).reshape(entry.shape)
+    result = processor.process(weights=weights, name=entry.name, tensor_key_mapping={}, parsed_parameters={})
     return torch.from_numpy(np.array(result.weights, dtype=np.float32))
 
 
-def load_gguf_packed(path: Path, bits: int, dtype: torch.dtype) -> PreTrainedModel:
-    parsed = load_gguf_checkpoint(str(path), return_tensors=False)
-    config = AutoConfig.for_model(**parsed["config"])
-    reader = GGUFReader(str(path))
-    architecture = str(reader.fields["general.architecture"].contents())
-    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
-    target = PackedModel(empty_model(config, dtype), bits, dtype)
+def taken_over(path: Path, entry: TensorEntry, fmt: Format) -> Packed:
+    kind = GGMLQuantizationType(entry.kind)
+    return packed_by_slices(
+        entry.shape[0], lambda start, stop: take_over(read_raw(path, entry, start, stop), kind, fmt)
+    )
+
+
+def load_gguf_packed(path: Path, bits: int, dtype: torch.dtype, layout_cache: Path) -> PreTrainedModel:
+    """`layout_cache`: a JSON file for the file's parsed layout, written on the first load."""
+    config, architecture, entries = cached_layout(path, layout_cache)
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config)
+    target = PackedModel(empty_model(AutoConfig.for_model(**config), dtype), bits, dtype)
     names = get_gguf_hf_weights_map(target.model, processor)
-    for tensor in reader.tensors:
-        name = names.get(tensor.name)
+    for entry in entries:
+        name = names.get(entry.name)
         if name is None:
             continue
-        raw = read_raw(path, tensor)
-        kind = GGMLQuantizationType(tensor.tensor_type)
-        shape = tuple(int(n) for n in reversed(tensor.shape))
-        fmt = target.target(name, shape)
+        kind = GGMLQuantizationType(entry.kind)
+        fmt = target.target(name, entry.shape)
         kept = KEPT.get((kind, bits)) if fmt is not None else None
-        order = row_order(processor, tensor.name, shape[0]) if kept is not None else None
+        order = row_order(processor, entry.name, entry.shape[0]) if kept is not None else None
         if order is not None:
-            target.put_packed(name, reorder(take_over(raw, kind, kept), order))
+            target.put_packed(name, reorder(taken_over(path, entry, kept), order))
         elif fmt is not None:
-            target.put_packed(name, quantize_rows(float_weights(raw, tensor, processor), fmt))
+            if kind in WIDER_THAN_4_BITS:
+                fmt = Format.Q8_0
+            target.put_packed(name, quantize_rows(float_weights(read_raw(path, entry), entry, processor), fmt))
         else:
-            target.put_float(name, float_weights(raw, tensor, processor))
+            target.put_float(name, float_weights(read_raw(path, entry), entry, processor))
     return target.finish()

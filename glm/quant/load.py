@@ -15,7 +15,7 @@ What becomes what at `--quantize bits`:
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -36,16 +36,26 @@ EMBEDDING_FORMAT = Format.Q8_0
 ROWS_PER_SLICE = 8192
 
 
+def packed_by_slices(rows: int, pack_slice: Callable[[int, int], Packed]) -> Packed:
+    """A Packed weight of `rows` rows built ROWS_PER_SLICE rows at a time into arrays allocated
+    once, so the float (or raw) temporaries of a 150k-row embedding never exist all at once."""
+    out = None
+    for start in range(0, rows, ROWS_PER_SLICE):
+        stop = min(start + ROWS_PER_SLICE, rows)
+        part = pack_slice(start, stop)
+        if out is None:
+            out = Packed(
+                part.format,
+                *(torch.empty((rows, *t.shape[1:]), dtype=t.dtype) if t.numel() else t for t in part.arrays()),
+            )
+        for whole, piece in zip(out.arrays(), part.arrays(), strict=True):
+            if piece.numel():
+                whole[start:stop] = piece
+    return out
+
+
 def quantize_rows(w: torch.Tensor, fmt: Format) -> Packed:
-    parts = [quantize(w[i : i + ROWS_PER_SLICE], fmt) for i in range(0, w.shape[0], ROWS_PER_SLICE)]
-    if len(parts) == 1:
-        return parts[0]
-    return Packed(
-        fmt,
-        torch.cat([p.qs for p in parts]),
-        torch.cat([p.d for p in parts]),
-        torch.cat([p.aux for p in parts]) if parts[0].aux.numel() else parts[0].aux,
-    )
+    return packed_by_slices(w.shape[0], lambda start, stop: quantize(w[start:stop], fmt))
 
 
 def module_name(model: nn.Module, module: nn.Module) -> str:

@@ -1,0 +1,131 @@
+"""What `--quantize` costs and saves on `demo`: memory, decode speed and quality, per setting.
+
+`python -m bench.quant` (part of `make bench`) loads the demo model once per setting, each in a fresh process so that
+its memory figures are its own, and prints a table:
+  - packed + float weight bytes, as a ratio to the float32 weights;
+  - peak resident memory while loading, above the process's resident memory before it;
+  - decode step time at 1 and 8 streams (the engine's own batch code, bench/steps.py);
+  - teacher-forced next-token top-1 agreement with float32 and perplexity, on bench/data/quality.txt
+    (the first ~2,000 tokens of the GPL-3 text that Debian ships, fixed).
+The table goes to bench/QUANT.md too.
+"""
+
+import argparse
+import datetime
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench.run import machine
+from bench.steps import step_ms
+from glm.models import load_model
+from glm.models.loaded import LoadedModel
+from glm.quant.modules import PackedWeight
+
+CACHE = Path.home() / ".cache" / "chatglm-service"
+TEXT = Path(__file__).with_name("data") / "quality.txt"
+RESULTS = Path(__file__).with_name("QUANT.md")
+LOGITS = Path("/tmp/chatglm-bench-quant-fp32-logits.pt")
+# (label, --quantize, activation/weight dtype)
+SETTINGS = [
+    ("fp32", 16, torch.float32),
+    ("bf16 (--quantize 16)", 16, torch.bfloat16),
+    ("--quantize 8", 8, torch.float32),
+    ("--quantize 4", 4, torch.float32),
+]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def weight_bytes(loaded: LoadedModel) -> int:
+    packed = sum(m.packed.nbytes() for m in loaded.model.modules() if isinstance(m, PackedWeight))
+    floats = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    return packed + floats
+
+
+@torch.inference_mode()
+def logits_of(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = loaded.tokenizer(TEXT.read_text(), return_tensors="pt").input_ids
+    return ids[0], loaded.model(ids).logits[0].float()
+
+
+def measure(index: int) -> dict:
+    label, bits, dtype = SETTINGS[index]
+    before = rss_mb()
+    loaded = load_model("demo", torch.device("cpu"), dtype, CACHE, bits=bits)
+    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    row = {"label": label, "weights": weight_bytes(loaded), "load_peak_mb": load_peak}
+    with torch.inference_mode():
+        row["step_ms"] = {size: min(step_ms(loaded.model, size) for _ in range(2)) for size in (1, 8)}
+    ids, logits = logits_of(loaded)
+    if index == 0:
+        torch.save(logits, LOGITS)
+    reference = torch.load(LOGITS)
+    row["top1"] = (logits[:-1].argmax(-1) == reference[:-1].argmax(-1)).float().mean().item()
+    row["perplexity"] = torch.exp(torch.nn.functional.cross_entropy(logits[:-1], ids[1:])).item()
+    row["tokens"] = len(ids)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    base = rows[0]
+    lines = [
+        f"quality text: {rows[0]['tokens']} tokens; ratios are to the fp32 row, from this one run",
+        "",
+        "| setting | weights MB | x fp32 | load peak MB | step ms, 1 | tok/s, 1 | x fp32 | step ms, 8 | "
+        "top-1 vs fp32 | perplexity | x fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        one = r["step_ms"][1]
+        lines.append(
+            f"| {r['label']} | {r['weights'] / 1e6:.0f} | {r['weights'] / base['weights']:.3f} | "
+            f"{r['load_peak_mb']:.0f} | {one:.1f} | {1000 / one:.1f} | {base['step_ms'][1] / one:.2f} | "
+            f"{r['step_ms'][8]:.1f} | {r['top1']:.1%} | {r['perplexity']:.2f} | "
+            f"{r['perplexity'] / base['perplexity']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.one is not None:
+        print(json.dumps(measure(args.one)))
+        return 0
+    rows = []
+    for index, (label, _, _) in enumerate(SETTINGS):
+        print(f"measuring {label} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.quant", "--one", str(index)], capture_output=True, text=True, check=True
+        )
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row["step_ms"] = {int(k): v for k, v in row["step_ms"].items()}
+        rows.append(row)
+    report = [
+        f"# --quantize on demo: {datetime.date.today()}, {machine()}",
+        "",
+        table(rows),
+        "",
+        "- weights: packed bytes plus float parameters; load peak: peak resident memory while loading,",
+        "  above the process's resident memory before it (the tokenizer included).",
+        "- step ms: one decode step of 1 and 8 streams through the engine's batch code (best of 2).",
+    ]
+    print("\n".join(report))
+    RESULTS.write_text("\n".join(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
