@@ -24,7 +24,7 @@ from bench.run import machine
 from bench.steps import step_ms
 from glm.models import load_model
 from glm.models.loaded import LoadedModel
-from glm.quant.modules import PackedWeight
+from glm.quant.load import weight_bytes
 
 CACHE = Path.home() / ".cache" / "chatglm-service"
 TEXT = Path(__file__).with_name("data") / "quality.txt"
@@ -46,12 +46,6 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS")
 
 
-def weight_bytes(loaded: LoadedModel) -> int:
-    packed = sum(m.packed.nbytes() for m in loaded.model.modules() if isinstance(m, PackedWeight))
-    floats = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
-    return packed + floats
-
-
 @torch.inference_mode()
 def logits_of(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
     ids = loaded.tokenizer(TEXT.read_text(), return_tensors="pt").input_ids
@@ -63,7 +57,7 @@ def measure(index: int) -> dict:
     before = rss_mb()
     loaded = load_model("demo", torch.device("cpu"), dtype, CACHE, bits=bits)
     load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
-    row = {"label": label, "weights": weight_bytes(loaded), "load_peak_mb": load_peak}
+    row = {"label": label, "weights": sum(weight_bytes(loaded.model)), "load_peak_mb": load_peak}
     with torch.inference_mode():
         row["step_ms"] = {size: min(step_ms(loaded.model, size) for _ in range(2)) for size in (1, 8)}
     ids, logits = logits_of(loaded)

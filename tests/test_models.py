@@ -3,9 +3,11 @@
 import logging
 
 import pytest
+import torch
 
 from glm.models import demo_gguf
 from glm.models.gguf import cache_key, load_gguf
+from glm.models.weights import Weights
 from tests.conftest import CACHE, start_server
 from tests.http_helpers import post
 
@@ -15,7 +17,7 @@ def test_gguf_conversion_is_reused(demo, caplog):
     assert (converted / "config.json").is_file()
     before = converted.stat().st_mtime_ns
     with caplog.at_level(logging.INFO, logger="glm.models.gguf"):
-        model, tokenizer = load_gguf(demo_gguf(), CACHE)
+        model, tokenizer = load_gguf(demo_gguf(), CACHE, Weights(16, torch.float32))
     assert not [r for r in caplog.records if "converting" in r.message]
     assert converted.stat().st_mtime_ns == before
     assert model.config.model_type.startswith("gemma3")

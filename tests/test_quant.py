@@ -17,8 +17,8 @@ from glm.models import demo_gguf, load_model
 from glm.quant.formats import Format, dequantize, quantize
 from glm.quant.gguf_blocks import KEPT, take_over
 from glm.quant.gguf_load import reorder, row_order
-from glm.quant.load import load_folder
-from glm.quant.modules import PackedWeight, QuantEmbedding, QuantLinear
+from glm.quant.load import load_folder, weight_bytes
+from glm.quant.modules import QuantEmbedding, QuantLinear
 from tests.conftest import CACHE, own_tiny_server
 from tests.http_helpers import post, stream_events
 
@@ -102,9 +102,7 @@ def test_folder_is_packed_as_it_is_read_the_same_as_in_memory(tiny, tmp_path):
 def test_packed_bytes_are_a_quarter_of_float32_or_less(tiny):
     float_bytes = sum(p.numel() * 4 for p in tiny.model.parameters())
     for bits, ceiling in ((8, 0.35), (4, 0.35)):
-        model = load_model("tiny", CPU, torch.float32, CACHE, bits=bits).model
-        packed = sum(m.packed.nbytes() for m in model.modules() if isinstance(m, PackedWeight))
-        rest = sum(p.numel() * p.element_size() for p in model.parameters())
+        packed, rest = weight_bytes(load_model("tiny", CPU, torch.float32, CACHE, bits=bits).model)
         assert (packed + rest) / float_bytes <= ceiling
 
 

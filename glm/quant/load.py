@@ -58,6 +58,12 @@ def quantize_rows(w: torch.Tensor, fmt: Format) -> Packed:
     return packed_by_slices(w.shape[0], lambda start, stop: quantize(w[start:stop], fmt))
 
 
+def weight_bytes(model: nn.Module) -> tuple[int, int]:
+    """(bytes of packed weights, bytes of float parameters)."""
+    packed = sum(m.packed.nbytes() for m in model.modules() if isinstance(m, PackedWeight))
+    return packed, sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def module_name(model: nn.Module, module: nn.Module) -> str:
     return next(name for name, candidate in model.named_modules() if candidate is module)
 
@@ -126,6 +132,8 @@ class PackedModel:
         missing = [name for name, t in [*self.model.named_parameters(), *self.model.named_buffers()] if t.is_meta]
         if missing:
             raise StartupError(f"the checkpoint has no weights for {', '.join(missing[:5])}")
+        packed, floats = weight_bytes(self.model)
+        log.info("--quantize %d: %.0f MB of packed weights, %.0f MB float", self.bits, packed / 1e6, floats / 1e6)
         return self.model.eval()
 
 
@@ -173,9 +181,3 @@ def quantize_loaded(model: PreTrainedModel, bits: int) -> PreTrainedModel:
         if target.target(name, tuple(tensor.shape)) is not None:
             target.put(name, tensor)
     return target.finish()
-
-
-def log_summary(model: PreTrainedModel, bits: int) -> None:
-    packed = sum(m.packed.nbytes() for m in model.modules() if isinstance(m, PackedWeight))
-    floats = sum(p.numel() * p.element_size() for p in model.parameters())
-    log.info("--quantize %d: %.0f MB of packed weights, %.0f MB float", bits, packed / 1e6, floats / 1e6)
