@@ -18,7 +18,7 @@ from glm.quant.formats import Format, dequantize, quantize
 from glm.quant.gguf_blocks import KEPT, take_over
 from glm.quant.gguf_load import reorder, row_order
 from glm.quant.load import load_folder, weight_bytes
-from glm.quant.modules import QuantEmbedding, QuantLinear
+from glm.quant.modules import KERNEL_MAX_ROWS, QuantEmbedding, QuantLinear
 from tests.conftest import CACHE, own_tiny_server
 from tests.http_helpers import post, stream_events
 
@@ -73,10 +73,12 @@ def float_twin(packed_model: nn.Module, float_model: nn.Module) -> nn.Module:
 
 
 @pytest.mark.parametrize("bits", [8, 4])
-def test_packed_tiny_computes_what_its_dequantized_weights_do(bits):
+# 10 rows go through the fused kernel (when built), 80 through a float GEMM of the de-quantized layer.
+@pytest.mark.parametrize("length", [10, KERNEL_MAX_ROWS + 16])
+def test_packed_tiny_computes_what_its_dequantized_weights_do(bits, length):
     packed = load_model("tiny", CPU, torch.float32, CACHE, bits=bits)
     reference = float_twin(packed.model, load_model("tiny", CPU, torch.float32, CACHE).model)
-    ids = torch.tensor([list(range(10, 90))])
+    ids = torch.tensor([list(range(10, 10 + length))])
     with torch.no_grad():
         got, want = packed.model(ids).logits, reference(ids).logits
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

@@ -57,14 +57,18 @@ def tokenizer_folder(path: Path, cache_dir: Path) -> Path:
     return own
 
 
-def load_gguf(path: Path, cache_dir: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def gguf_weights(path: Path, cache_dir: Path, weights: Weights) -> PreTrainedModel:
     """At 16 bits, from the cached de-quantized folder; at 8 and 4, straight from the file's blocks."""
     if weights.packed:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(path, cache_dir), local_files_only=True)
         layout = cache_dir / "gguf" / f"{cache_key(path)}-layout.json"
-        return load_gguf_packed(path, weights.bits, weights.dtype, layout), tokenizer
+        return load_gguf_packed(path, weights.bits, weights.dtype, layout)
     target = cache_dir / "gguf" / cache_key(path)
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         convert(path, target)
-    return weights.load_folder(target), AutoTokenizer.from_pretrained(target, local_files_only=True)
+    return weights.load_folder(target)
+
+
+def load_gguf(path: Path, cache_dir: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model = gguf_weights(path, cache_dir, weights)
+    return model, AutoTokenizer.from_pretrained(tokenizer_folder(path, cache_dir), local_files_only=True)
