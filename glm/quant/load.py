@@ -13,6 +13,7 @@ What becomes what at `--quantize bits`:
   - norms, biases and anything else stay float in the model's dtype.
 """
 
+import ctypes
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -56,6 +57,20 @@ def packed_by_slices(rows: int, pack_slice: Callable[[int, int], Packed]) -> Pac
 
 def quantize_rows(w: torch.Tensor, fmt: Format) -> Packed:
     return packed_by_slices(w.shape[0], lambda start, stop: quantize(w[start:stop], fmt))
+
+
+def _malloc_trim() -> Callable[[], None]:
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+# Packing leaves the heap strewn with freed temporaries between the small packed arrays it keeps;
+# glibc hands that memory back only when asked. Asking after every tensor kept the demo's packed
+# load at the packed size (257 MB held instead of 407 MB).
+release_freed_memory = _malloc_trim()
 
 
 def weight_bytes(model: nn.Module) -> tuple[int, int]:
@@ -104,6 +119,7 @@ class PackedModel:
         else:
             replacement = QuantLinear(weight, module.bias, self.kernel)
         self.model.set_submodule(module_name, replacement)
+        release_freed_memory()
 
     def put_float(self, name: str, tensor: torch.Tensor) -> None:
         module_name, _, attr = name.rpartition(".")
