@@ -12,8 +12,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from gguf import GGMLQuantizationType
+from gguf.quants import quantize as gguf_quantize
 
-from glm.quant.formats import GROUP, Format, Packed, dequantize, quantize
+from glm.quant.formats import Format, Packed, dequantize, quantize
+from glm.quant.gguf_blocks import take_over
 from glm.quant.kernels import qlinear_op
 
 # (N, K) of the demo model's projections, and how many of each one token passes through.
@@ -30,15 +33,9 @@ CACHE_FLUSH_BYTES = 128 << 20
 
 
 def q5_0(w: torch.Tensor) -> Packed:
-    """GGUF's Q5_0, built directly: formats.py only takes it over from GGUF files."""
-    g = w.float().reshape(w.shape[0], -1, GROUP)
-    d = (g.abs().amax(dim=-1) / 16).half()
-    scale = torch.where(d != 0, d.float(), 1).unsqueeze(-1)
-    q = ((g / scale).round().clamp(-16, 15) + 16).to(torch.int32)
-    low, bit4 = q & 0xF, q >> 4
-    qs = (low[..., :16] | (low[..., 16:] << 4)).to(torch.uint8).reshape(w.shape[0], -1)
-    qh = (bit4 << torch.arange(GROUP, dtype=torch.int32)).sum(dim=-1, dtype=torch.int32)
-    return Packed(Format.Q5_0, qs, d, qh)
+    """Q5_0 as a GGUF file holds it: formats.py only takes it over from GGUF files."""
+    raw = gguf_quantize(w.float().numpy(), GGMLQuantizationType.Q5_0)
+    return take_over(raw, GGMLQuantizationType.Q5_0, Format.Q5_0)
 
 
 def median_ms(fn: Callable[[], object], repeats: int, flush: torch.Tensor | None) -> float:

@@ -48,6 +48,11 @@ class Packed:
         rows, groups = self.d.shape
         return rows, groups * GROUP
 
+    def rows(self, index: torch.Tensor) -> "Packed":
+        """The rows `index` selects, as a Packed weight of their own."""
+        aux = self.aux[index] if self.aux.numel() else self.aux
+        return Packed(self.format, self.qs[index], self.d[index], aux)
+
     def arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.qs, self.d, self.aux
 
@@ -72,7 +77,7 @@ def _pack_nibbles(q: torch.Tensor) -> torch.Tensor:
     return (low | (high << 4)).to(torch.uint8).reshape(q.shape[0], -1)
 
 
-def _unpack_nibbles(qs: torch.Tensor) -> torch.Tensor:
+def unpack_nibbles(qs: torch.Tensor) -> torch.Tensor:
     """[N, G*16] uint8 -> [N, G, 32] int32 in 0..15."""
     b = qs.reshape(qs.shape[0], -1, 16).to(torch.int32)
     return torch.cat((b & 0xF, b >> 4), dim=-1)
@@ -105,7 +110,7 @@ def quantize(w: torch.Tensor, fmt: Format) -> Packed:
     return QUANTIZERS[fmt](w)
 
 
-def _q5_high_bits(qh: torch.Tensor) -> torch.Tensor:
+def q5_high_bits(qh: torch.Tensor) -> torch.Tensor:
     """[N, G] int32 -> [N, G, 32] int32 holding 16 where an element's bit 4 is set."""
     shifts = torch.arange(GROUP, dtype=torch.int32, device=qh.device)
     return ((qh.unsqueeze(-1) >> shifts) & 1) << 4
@@ -118,8 +123,8 @@ def dequantize(p: Packed) -> torch.Tensor:
         q = p.qs.reshape(p.d.shape[0], -1, GROUP).float()
         w = q * d
     elif p.format == Format.Q4_1:
-        w = _unpack_nibbles(p.qs).float() * d + p.aux.float().unsqueeze(-1)
+        w = unpack_nibbles(p.qs).float() * d + p.aux.float().unsqueeze(-1)
     else:
-        q = _unpack_nibbles(p.qs) | _q5_high_bits(p.aux)
+        q = unpack_nibbles(p.qs) | q5_high_bits(p.aux)
         w = (q - 16).float() * d
     return w.reshape(p.shape)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType
 
-from glm.quant.formats import GROUP, Format, Packed
+from glm.quant.formats import Format, Packed, q5_high_bits, unpack_nibbles
 
 # Bytes per block of 32 weights.
 BLOCK_BYTES = {
@@ -47,11 +47,9 @@ def _scales(blocks: np.ndarray, start: int = 0) -> torch.Tensor:
 
 def _widen_nibbles(qs: torch.Tensor, offset: int, high: torch.Tensor | None = None) -> torch.Tensor:
     """Nibble-packed [N, G*16] (plus q5_0 high bits) -> int8 [N, G*32] minus `offset`."""
-    b = qs.reshape(qs.shape[0], -1, 16).to(torch.int16)
-    q = torch.cat((b & 0xF, b >> 4), dim=-1)
+    q = unpack_nibbles(qs)
     if high is not None:
-        shifts = torch.arange(GROUP, dtype=torch.int32)
-        q = q | (((high.unsqueeze(-1) >> shifts) & 1) << 4).to(torch.int16)
+        q = q | q5_high_bits(high)
     return (q - offset).to(torch.int8).reshape(qs.shape[0], -1)
 
 

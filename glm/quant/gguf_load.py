@@ -96,9 +96,7 @@ def row_order(processor: TensorProcessor, name: str, rows: int) -> np.ndarray | 
 def reorder(packed: Packed, order: np.ndarray) -> Packed:
     if np.array_equal(order, np.arange(len(order))):
         return packed
-    index = torch.from_numpy(order)
-    aux = packed.aux[index] if packed.aux.numel() else packed.aux
-    return Packed(packed.format, packed.qs[index], packed.d[index], aux)
+    return packed.rows(torch.from_numpy(order))
 
 
 def float_weights(raw: np.ndarray, entry: TensorEntry, processor: TensorProcessor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glm.quant.formats import Format, Packed, dequantize
+from glm.quant.formats import Packed, dequantize
 
 # Above this many rows the product is compute-bound and a float GEMM beats the fused kernel.
 KERNEL_MAX_ROWS = 64
@@ -34,10 +34,6 @@ class PackedWeight(nn.Module):
     @property
     def packed(self) -> Packed:
         return Packed(self.format, self.qs, self.d, self.aux)
-
-    def rows(self, index: torch.Tensor) -> Packed:
-        aux = self.aux if self.format == Format.Q8_0 else self.aux[index]
-        return Packed(self.format, self.qs[index], self.d[index], aux)
 
 
 def matmul(x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None) -> torch.Tensor:
@@ -80,7 +76,7 @@ class QuantEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
-        rows = dequantize(self.weight_packed.rows(flat)).to(self.dtype)
+        rows = dequantize(self.weight_packed.packed.rows(flat)).to(self.dtype)
         if self.embed_scale is not None:
             rows = rows * self.embed_scale.to(self.dtype)
         return rows.reshape(*ids.shape, -1)
