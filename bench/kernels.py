@@ -1,8 +1,9 @@
 """Milliseconds per call of a linear layer on the demo model's shapes: `python -m bench.kernels`.
 
 Compares stock PyTorch (fp32 and bf16 F.linear, per-channel int8 `_weight_int8pack_mm`) with the
-glm_quant.qlinear kernel on each block format, at one and eight rows of x (decoding one and eight
-streams). The last lines turn the times into a per-token estimate for the whole demo model.
+glm_quant.bf16_linear kernel (bf16k) and the glm_quant.qlinear kernel on each block format, at 1, 2,
+4 and 8 rows of x (decoding that many streams): where bf16k stops beating bf16 sets
+glm/quant/bf16.py's KERNEL_MAX_ROWS. The last lines turn the times into a per-token estimate for the whole demo model.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from gguf.quants import quantize as gguf_quantize
 
 from glm.quant.formats import Format, Packed, dequantize, quantize
 from glm.quant.gguf_blocks import take_over
-from glm.quant.kernels import qlinear_op
+from glm.quant.kernels import bf16_linear_op, qlinear_op
 
 # (N, K) of the demo model's projections, and how many of each one token passes through.
 SHAPES = {
@@ -28,7 +29,7 @@ SHAPES = {
     "down": ((640, 2048), 18),
     "lm head": ((262144, 640), 1),
 }
-ROWS = (1, 8)
+ROWS = (1, 2, 4, 8)
 CACHE_FLUSH_BYTES = 128 << 20
 
 
@@ -60,6 +61,9 @@ def candidates(w: torch.Tensor, x: torch.Tensor) -> dict[str, Callable[[], objec
         "bf16": lambda: F.linear(xb, wb),
         "int8pack": lambda: torch._weight_int8pack_mm(x, w8, scales),
     }
+    bf16_op = bf16_linear_op()
+    if bf16_op is not None:
+        fns["bf16k"] = lambda: bf16_op(xb, wb)
     op = qlinear_op()
     if op is not None:
         for packed in (quantize(w, Format.Q8_0), quantize(w, Format.Q4_1), q5_0(w)):

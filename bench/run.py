@@ -273,8 +273,8 @@ def main() -> None:
         missing.append("peers not installed (run `make bench-peers`) are left out")
     rows += peers
 
-    print("decode steps by dtype and LM-head layout", flush=True)
-    steps = bench_steps.measure(load_model("demo", torch.device("cpu"), torch.float32, DEFAULT_CACHE).model, [1, 8])
+    print("decode steps by dtype and linear path", flush=True)
+    steps = bench_steps.measure(load_model("demo", torch.device("cpu"), torch.float32, DEFAULT_CACHE).model, [1, 2, 8])
     single = ours.by_clients[min(args.clients)]
     report = [
         f"# Benchmark, {date.today().isoformat()}",
@@ -292,7 +292,7 @@ def main() -> None:
         f"- A {length}-token prompt read while 3 streams decode: their longest gap {worst_gap:.0f} ms, "
         f"{worst_gap / usual_gap:.1f}x their median gap before it ({usual_gap:.0f} ms).",
         "",
-        "Decode step of the demo model by weight dtype and LM-head layout (best of 2, interleaved):",
+        "Decode step of the demo model by weight dtype and linear path (best of 2, interleaved):",
         "",
         *bench_steps.table(steps),
         "",

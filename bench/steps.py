@@ -1,8 +1,9 @@
-"""Which weight dtype and LM-head layout decode fastest on this machine, per batch size.
+"""Which weight dtype and linear path decode fastest on this machine, per batch size.
 
-One decode step of the demo model through the engine's own batch code, for fp32 and bf16 weights
-and for the LM head as transformers has it (`F.linear(x, W)`) or as a contiguous transposed copy
-(`x @ W.T`). The fastest choice sets `--quantize 16`'s dtype on the CPU (glm/device.py).
+One decode step of the demo model through the engine's own batch code: fp32 and bf16 weights
+through torch's `F.linear`, and bf16 weights through the glm_quant.bf16_linear kernel for products
+of up to two rows (glm/quant/bf16.py; torch's matmul for more), which is what `--quantize 16`
+serves on the CPU. The fastest choice sets `--quantize 16`'s dtype on the CPU (glm/device.py).
 """
 
 import copy
@@ -13,15 +14,7 @@ import torch
 
 from glm.batch import DecodeBatch
 from glm.generation import decode_step, new_cache, prefill_chunk
-
-
-class TransposedHead(torch.nn.Module):
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.weight_t = weight.detach().t().contiguous()
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.weight_t
+from glm.quant import bf16
 
 
 def step_ms(model: torch.nn.Module, batch_size: int, steps: int = 8) -> float:
@@ -43,24 +36,24 @@ def step_ms(model: torch.nn.Module, batch_size: int, steps: int = 8) -> float:
 
 @torch.inference_mode()
 def measure(fp32_model: torch.nn.Module, batch_sizes: list[int], rounds: int = 2) -> dict[tuple[str, str, int], float]:
-    """Best-of-`rounds` step time in ms for each (dtype, head layout, batch size), interleaved so
+    """Best-of-`rounds` step time in ms for each (dtype, linear path, batch size), interleaved so
     that a noisy neighbour slows every variant alike."""
-    models = {"fp32": fp32_model, "bf16": copy.deepcopy(fp32_model).to(torch.bfloat16)}
-    heads = {name: {"F.linear": m.lm_head, "x @ W.T": TransposedHead(m.lm_head.weight)} for name, m in models.items()}
+    bf16_model = copy.deepcopy(fp32_model).to(torch.bfloat16)
+    with_kernel = copy.deepcopy(bf16_model)
+    variants = {("fp32", "F.linear"): fp32_model, ("bf16", "F.linear"): bf16_model}
+    if bf16.use_kernel(with_kernel):
+        variants["bf16", f"kernel up to {bf16.KERNEL_MAX_ROWS} rows"] = with_kernel
     best: dict[tuple[str, str, int], float] = {}
     for _ in range(rounds):
-        for dtype, model in models.items():
-            for layout, head in heads[dtype].items():
-                model.lm_head = head
-                for size in batch_sizes:
-                    key = (dtype, layout, size)
-                    best[key] = min(best.get(key, float("inf")), step_ms(model, size))
-            model.lm_head = heads[dtype]["F.linear"]
+        for (dtype, path), model in variants.items():
+            for size in batch_sizes:
+                key = (dtype, path, size)
+                best[key] = min(best.get(key, float("inf")), step_ms(model, size))
     return best
 
 
 def table(best: dict[tuple[str, str, int], float]) -> list[str]:
-    lines = ["| weights | LM head | batch | ms per decode step | tokens/s |", "|---|---|---|---|---|"]
-    for (dtype, layout, size), ms in best.items():
-        lines.append(f"| {dtype} | `{layout}` | {size} | {ms:.1f} | {size * 1000 / ms:.1f} |")
+    lines = ["| weights | linear layers | batch | ms per decode step | tokens/s |", "|---|---|---|---|---|"]
+    for (dtype, path, size), ms in best.items():
+        lines.append(f"| {dtype} | {path} | {size} | {ms:.1f} | {size * 1000 / ms:.1f} |")
     return lines

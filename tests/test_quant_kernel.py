@@ -1,15 +1,19 @@
-"""glm_quant.qlinear against the reference: x @ formats.dequantize(p).T, for every block format.
+"""The compiled kernels against references: glm_quant.qlinear against x @ formats.dequantize(p).T
+for every block format, glm_quant.bf16_linear against x @ W.T in float64, and the bf16 layers that
+put the latter in a model.
 
-The kernel is built here if it is missing or stale, so a fresh checkout's `make test` runs it.
+The kernels are built here if they are missing or stale, so a fresh checkout's `make test` runs them.
 """
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
 
-from glm.quant import kernels
+from glm.models import load_model
+from glm.quant import bf16, kernels
 from glm.quant.build import build
 from glm.quant.formats import GROUP, Format, Packed, dequantize, quantize
 
@@ -19,15 +23,23 @@ SHAPES = ((1, 32), (13, 32), (37, 96), (300, 640))
 
 
 @pytest.fixture(scope="module")
-def qlinear():
+def built():
     if not kernels.cpu_has_avx2():
-        pytest.skip("the kernel needs AVX2")
+        pytest.skip("the kernels need AVX2")
     if kernels.unusable_reason(kernels.BUILD_DIR)[0] is not None:
         build()
-        kernels.qlinear_op.cache_clear()
-    op = kernels.qlinear_op()
-    assert op is not None
-    return op
+        kernels.load_library.cache_clear()
+    assert kernels.load_library()
+
+
+@pytest.fixture(scope="module")
+def qlinear(built):
+    return kernels.qlinear_op()
+
+
+@pytest.fixture(scope="module")
+def bf16_linear(built):
+    return kernels.bf16_linear_op()
 
 
 def random_packed(fmt: Format, n: int, k: int, generator: torch.Generator) -> Packed:
@@ -117,7 +129,7 @@ def test_rejects_what_it_cannot_multiply(qlinear):
 
 def test_loader_without_a_build(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=kernels.__name__):
-        assert kernels.qlinear_op(tmp_path) is None
+        assert kernels.load_library(tmp_path) is False
     [record] = caplog.records
     assert "not built" in record.message and "python -m glm.quant.build" in record.message
 
@@ -126,5 +138,78 @@ def test_loader_refuses_a_stale_build(tmp_path, caplog):
     (tmp_path / "glm_quant.so").write_bytes(b"")
     (tmp_path / kernels.MANIFEST).write_text(json.dumps({"library": "glm_quant.so", "digest": "0" * 64}))
     with caplog.at_level(logging.WARNING, logger=kernels.__name__):
-        assert kernels.qlinear_op(tmp_path) is None
+        assert kernels.load_library(tmp_path) is False
     assert "older qlinear.cpp" in caplog.text
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bf16_linear_matches_float64(bf16_linear, x_dtype):
+    generator = torch.Generator().manual_seed(11)
+    for n, k in SHAPES:
+        w = torch.randn(n, k, generator=generator).bfloat16()
+        for m in ROWS:
+            x = torch.randn(m, k, generator=generator).to(x_dtype)
+            y = bf16_linear(x, w)
+            exact = x.double() @ w.double().T
+            # fp32 summation, then (for a bf16 x) the rounding of y to bf16: 2^-8 of it at most.
+            rounding = 2**-8 if x_dtype == torch.bfloat16 else 0.0
+            bound = 1e-5 * (x.double().abs() @ w.double().abs().T) + rounding * exact.abs() + 1e-30
+            assert y.dtype == x_dtype and y.shape == (m, n)
+            assert ((y.double() - exact).abs() <= bound).all(), (y.double() - exact).abs().max()
+
+
+def test_bf16_linear_rejects_what_it_cannot_multiply(bf16_linear):
+    w = torch.randn(4, 64).bfloat16()
+    with pytest.raises(RuntimeError, match="K must be a multiple of 32"):
+        bf16_linear(torch.randn(1, 48), torch.randn(4, 48).bfloat16())
+    with pytest.raises(RuntimeError, match="w must be BFloat16"):
+        bf16_linear(torch.randn(1, 64), w.float())
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        bf16_linear(torch.randn(1, 64).half(), w)
+    assert bf16_linear(torch.empty(0, 64), w).shape == (0, 4)
+
+
+def teacher_forced_logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
+    """Logits at each position, read one token per forward pass as decode steps read them."""
+    from glm.generation import new_cache
+
+    cache, rows = new_cache(model), []
+    with torch.inference_mode():
+        for token in ids:
+            rows.append(model(input_ids=torch.tensor([[token]]), past_key_values=cache, use_cache=True).logits[0, -1])
+    return torch.stack(rows).float()
+
+
+def test_a_bf16_model_decodes_through_the_kernel_as_well_as_through_torch(built, monkeypatch):
+    """bf16 alone moves the tiny random model's logits by about 0.1 on average (of up to 15); the
+    kernel must not add to that: it is judged against the fp32 model, next to torch's bf16 path."""
+    loaded = load_model("tiny", torch.device("cpu"), torch.bfloat16, Path.home())
+    layers = [m for m in loaded.model.modules() if isinstance(m, bf16.BF16Linear)]
+    assert layers and not any(type(m) is torch.nn.Linear for m in loaded.model.modules())
+    assert any(m.bias is not None for m in layers), "GLM's qkv bias goes through the kernel's path too"
+    ids = list(range(20, 52))
+    exact = teacher_forced_logits(load_model("tiny", torch.device("cpu"), torch.float32, Path.home()).model, ids)
+    through_kernel = teacher_forced_logits(loaded.model, ids)
+    monkeypatch.setattr(bf16, "KERNEL_MAX_ROWS", 0)
+    through_torch = teacher_forced_logits(loaded.model, ids)
+    assert not torch.equal(through_kernel, through_torch), "the two paths differ in summation order"
+    kernel_error, torch_error = ((x - exact).abs().mean() for x in (through_kernel, through_torch))
+    assert kernel_error <= 1.25 * torch_error
+    agreement = (through_kernel.argmax(-1) == exact.argmax(-1)).float().mean()
+    assert agreement >= (through_torch.argmax(-1) == exact.argmax(-1)).float().mean() - 0.1
+
+
+def test_a_tied_head_stays_tied(built):
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(100, 64, dtype=torch.bfloat16)
+    model.head = torch.nn.Linear(64, 100, bias=False, dtype=torch.bfloat16)
+    model.head.weight = model.embed.weight
+    model.odd = torch.nn.Linear(48, 8, dtype=torch.bfloat16)
+    assert bf16.use_kernel(model) == 1
+    assert isinstance(model.head, bf16.BF16Linear) and model.head.weight is model.embed.weight
+    assert type(model.odd) is torch.nn.Linear, "K=48 is not a multiple of 32: torch keeps it"
+
+
+def test_float32_models_keep_torch_linear(built):
+    loaded = load_model("tiny", torch.device("cpu"), torch.float32, Path.home())
+    assert not any(isinstance(m, bf16.BF16Linear) for m in loaded.model.modules())

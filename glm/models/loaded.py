@@ -64,8 +64,7 @@ def prepare(
     prompt_encoder: PromptEncoder | None = None,
 ) -> LoadedModel:
     """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
-    # Packed weights keep their integer and fp16 buffers as they are: only the device changes.
-    model = (model.to(device) if weights.packed else model.to(device=device, dtype=weights.dtype)).eval()
+    model = weights.place(model, device)
     return LoadedModel(
         name=name,
         model=model,

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from glm.quant import bf16
 from glm.quant.load import load_folder, quantize_loaded
 
 
@@ -32,3 +33,12 @@ class Weights:
         if not self.packed:
             return model
         return quantize_loaded(model, self.bits)
+
+    def place(self, model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+        """The model on its device, in eval mode; bf16 Linears on the CPU get the decode kernel."""
+        # Packed weights keep their integer and fp16 buffers as they are: only the device changes.
+        if self.packed:
+            return model.to(device).eval()
+        model = model.to(device=device, dtype=self.dtype).eval()
+        bf16.use_kernel(model)
+        return model

@@ -1,8 +1,8 @@
-"""Compile the quantized-linear kernel: `python -m glm.quant.build`.
+"""Compile the linear kernels (qlinear.cpp: packed and bf16 weights): `python -m glm.quant.build`.
 
 Part of `make`'s install step, which must never fail because of it: on a machine that cannot
-build it (no compiler, no ninja, no AVX2) this prints one line saying so and exits 0, and the
-server runs the pure-torch path.
+build them (no compiler, no ninja, no AVX2) this prints one line saying so and exits 0, and the
+server multiplies with torch instead.
 """
 
 import json
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from glm.quant.kernels import BUILD_DIR, CFLAGS, MANIFEST, SOURCE, cpu_has_avx2, source_digest
+from glm.quant.kernels import BUILD_DIR, CFLAGS, LDFLAGS, MANIFEST, SOURCE, cpu_has_avx2, source_digest
 
 
 class BuildError(Exception):
@@ -52,6 +52,7 @@ def build(build_dir: Path = BUILD_DIR) -> Path:
                 sources=[str(SOURCE)],
                 build_directory=str(build_dir),
                 extra_cflags=list(CFLAGS),
+                extra_ldflags=list(LDFLAGS),
                 is_python_module=False,
                 verbose=False,
             )
@@ -67,7 +68,7 @@ def main() -> int:
     try:
         library = build()
     except BuildError as error:
-        print(f"glm.quant.build: kernel not built, {error}; quantized layers will use the slower pure-torch path")
+        print(f"glm.quant.build: kernels not built, {error}; quantized and bf16 layers will use torch's slower path")
         return 0
     print(f"glm.quant.build: built {library} in {time.monotonic() - start:.1f} s")
     return 0

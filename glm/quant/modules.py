@@ -1,7 +1,7 @@
 """Linear and embedding layers whose weight is kept in a block format (glm/quant/formats.py).
 
 On the CPU a product goes to the fused dequantize-and-multiply kernel when it is built
-(glm/quant/kernels.py); a product with many rows (a prompt being read), or any product on a GPU
+(glm/quant/kernels/); a product with many rows (a prompt being read), or any product on a GPU
 or without the kernel, widens the weight for that one call and uses torch's matmul, so only one
 layer is ever held in float.
 """

@@ -1,9 +1,9 @@
-"""The compiled quantized-linear kernel (qlinear.cpp), when it is built and fits this machine.
+"""The compiled linear kernels (qlinear.cpp), when they are built and fit this machine.
 
 `python -m glm.quant.build` (run by `make`) compiles qlinear.cpp into build/glm_quant/ and writes
-a manifest naming the library and the source's digest. `qlinear_op` loads it only if that digest
-still matches qlinear.cpp, so an edited kernel is never run from a stale build; otherwise it
-returns None and the caller multiplies by `formats.dequantize`'s weight instead.
+a manifest naming the library and the source's digest. `load_library` loads it only if that digest
+still matches qlinear.cpp, so an edited kernel is never run from a stale build; otherwise the ops
+below are None and their callers use torch's matmul instead.
 """
 
 import hashlib
@@ -20,16 +20,21 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("qlinear.cpp")
 BUILD_DIR = Path(__file__).resolve().parents[3] / "build" / "glm_quant"
 MANIFEST = "manifest.json"
-CFLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c")
+# -fopenmp: torch's CPU build runs at::parallel_for through OpenMP pragmas inlined from its headers,
+# which a compile without it ignores, leaving the kernels on one thread. The library then links
+# libgomp.so.1, which resolves to the copy torch has already loaded.
+CFLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
 # get_cpu_capability() names the widest vector set torch itself dispatches to.
 AVX2_CAPABLE = ("AVX2", "AVX512")
 
 QLinear = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+BF16Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def source_digest() -> str:
     """What a build depends on besides torch: the source and the flags it was compiled with."""
-    text = SOURCE.read_bytes() + " ".join(CFLAGS).encode()
+    text = SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode()
     return hashlib.sha256(text).hexdigest()
 
 
@@ -54,18 +59,28 @@ def unusable_reason(build_dir: Path) -> tuple[str | None, Path]:
 
 
 @cache
-def qlinear_op(build_dir: Path = BUILD_DIR) -> QLinear | None:
-    """torch.ops.glm_quant.qlinear, or None (logged once) when it cannot be used here."""
+def load_library(build_dir: Path = BUILD_DIR) -> bool:
+    """Load the kernels into torch.ops.glm_quant; False (logged once) when they cannot be used here."""
     reason, library = unusable_reason(build_dir)
     if reason is None:
         try:
             torch.ops.load_library(str(library))
-            return torch.ops.glm_quant.qlinear
-        except (OSError, RuntimeError, AttributeError) as error:
+            return True
+        except (OSError, RuntimeError) as error:
             reason = f"{library} does not load ({error})"
     log.warning(
-        "quantized-linear kernel unused: %s; quantized layers take the slower pure-torch path "
-        "(build it with `make` or `python -m glm.quant.build`)",
+        "linear kernels unused: %s; quantized layers and bf16 decode steps on the CPU take torch's "
+        "slower path (build them with `make` or `python -m glm.quant.build`)",
         reason,
     )
-    return None
+    return False
+
+
+def qlinear_op(build_dir: Path = BUILD_DIR) -> QLinear | None:
+    """torch.ops.glm_quant.qlinear: x float32 [M, K] times a packed weight, or None."""
+    return torch.ops.glm_quant.qlinear if load_library(build_dir) else None
+
+
+def bf16_linear_op(build_dir: Path = BUILD_DIR) -> BF16Linear | None:
+    """torch.ops.glm_quant.bf16_linear: x [M, K] times a bf16 weight [N, K], or None."""
+    return torch.ops.glm_quant.bf16_linear if load_library(build_dir) else None
