@@ -64,10 +64,10 @@ def text_of(events: list[sse_client.Event]) -> str:
 def prefill_fails_on_poison(monkeypatch, tiny):
     real = glm.engine.prefill_chunk
 
-    def prefill(model, chunk, cache):
+    def prefill(model, chunk, cache, last):
         if POISON in tiny.tokenizer.decode(chunk):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(model, chunk, cache)
+        return real(model, chunk, cache, last)
 
     monkeypatch.setattr(glm.engine, "prefill_chunk", prefill)
 
