@@ -32,8 +32,9 @@ def resolve_dtype(quantize: int, device: torch.device, dtype: str = "auto") -> t
     activations and unpacked parts (norms, biases) at 8 and 4.
 
     `--quantize 16`: bf16 (fp16 where a GPU lacks bf16). bf16 on the CPU too: on this project's
-    AVX2 machines a bf16 decode step of the demo model took 46 ms against fp32's 96 ms for one
-    stream, and 59 ms against 163 ms for eight (`make bench` measures it again: bench/steps.py).
+    machine a bf16 decode step of the demo model took 28 ms against fp32's 98 ms for one stream
+    (with glm/quant/bf16.py's kernel; 47 ms through torch's bf16 matmul), and 59 ms against 172 ms
+    for eight (`make bench` measures it again: bench/steps.py).
     fp32 stays available for what needs it: greedy replies that are bit-for-bit the same alone and
     in a batch (bf16 rounding can differ between batch sizes).
 
