@@ -38,12 +38,15 @@ log = logging.getLogger(__name__)
 class EngineConfig:
     # Prompt tokens read per turn of the loop: many while nothing else is generating, so a lone
     # long prompt is read fast; few while others stream, so that their next token waits at most
-    # about three decode steps. Three streams of the demo model on two cores, decoding at 44 ms a
-    # step while a 4,000-token prompt was read, waited up to 10 steps with 256-token pieces; with
-    # 32, pieces took up to 90 ms near the prompt's end and the longest wait was 4 steps; with 16,
-    # 45-55 ms and 3 steps. Below 16 a piece costs about the same: its fixed costs dominate.
+    # about three decode steps. Three streams of the demo model on two cores, decoding at about 40
+    # ms a step while a 4,000-token prompt was read, waited up to 10 steps with 256-token pieces;
+    # with 32, pieces took up to 90 ms near the prompt's end and the longest wait was 4 steps.
+    # With 16 a piece took 47 ms (median) and with 8, whose products take the bf16 kernel
+    # (glm/quant/bf16.py), 34: a turn of the loop is then under two decode steps, which leaves room
+    # for this shared machine's hiccups of 30-40 ms within three. The price is the long prompt's
+    # own first token, about a third later while others stream.
     prefill_chunk: int = 512
-    prefill_chunk_shared: int = 16
+    prefill_chunk_shared: int = 8
 
     def chunk(self, others_generating: bool) -> int:
         return self.prefill_chunk_shared if others_generating else self.prefill_chunk

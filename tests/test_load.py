@@ -22,7 +22,7 @@ MAX_TOKENS = 8
 @pytest.fixture(scope="module")
 def server():
     # float32: the only dtype in which a greedy reply is the same alone and in a batch of any size
-    # (bf16 products of up to 4 rows take the kernel, larger ones torch's matmul, which round apart).
+    # (bf16 sums in a different order for one row, a few rows and many, and rounds them apart).
     server = start_server(
         "load", "--model", "tiny", "--device", "-1", "--embedding-model", "none", "--dtype", "float32"
     )

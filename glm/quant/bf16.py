@@ -1,10 +1,11 @@
 """bf16 Linear layers on the CPU whose decode-step products go to the compiled kernel.
 
 torch's bf16 matmul reads a weight far below this machine's memory bandwidth when x has few rows,
-which is every product of a decode step of a few streams (bench/kernels.py: the demo model's LM
-head took 25 ms through F.linear and 10.5 ms through glm_quant.bf16_linear for one row, 25 and 17
-ms for four). With eight rows torch's matmul is faster again (25 against 39 ms), so larger
-products (prompts, busy batches) keep it.
+which is every product of a decode step of a few streams. On the demo model's shapes
+(bench/kernels.py), glm_quant.bf16_linear took the LM head in 10 ms against F.linear's 20 for one
+row, and 20 against 32 ms for eight; all 18 layers but the head took 17 ms against 26 for eight
+rows, and about as long as F.linear at sixteen. Products of more than eight rows (prompts, busy
+batches) keep torch's matmul.
 """
 
 import torch
@@ -15,7 +16,7 @@ from glm.quant import kernels
 from glm.quant.formats import GROUP
 
 # The most rows of x the kernel takes; measured on the demo model's layers (bench/kernels.py).
-KERNEL_MAX_ROWS = 4
+KERNEL_MAX_ROWS = 8
 
 
 class BF16Linear(nn.Module):
