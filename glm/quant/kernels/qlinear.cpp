@@ -125,19 +125,20 @@ struct Block<kQ5_0> {
   }
 };
 
+// Eight bf16 as eight floats: a bf16 is the high half of the fp32 with the same value.
+inline __m256 widen_bf16(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
 template <>
 struct Block<kBF16> {
   const uint16_t* w;
 
   inline const void* bytes(int64_t g) const { return w + g * kGroup; }
 
-  // A bf16 is the high half of the fp32 with the same value.
   inline void load(int64_t g, __m256 out[4]) const {
-    const uint16_t* p = w + g * kGroup;
-    for (int s = 0; s < 4; ++s) {
-      const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * s)));
-      out[s] = _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-    }
+    for (int s = 0; s < 4; ++s) out[s] = widen_bf16(w + g * kGroup + 8 * s);
   }
 };
 
@@ -213,10 +214,6 @@ void run(const Block<F>& weight, const float* x, int64_t m, int64_t k, int64_t n
   });
 }
 
-inline __m256 widen_bf16(const uint16_t* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
-
 // R rows of x against two bf16 weight rows at once, eight weights at a time: each x vector loaded
 // serves two FMAs, and the 2R sums are independent chains (eight of them at R = 4, enough to keep
 // both FMA units busy). Used for more than one row of x, where the one-row loop above runs out of
@@ -275,12 +272,13 @@ void run_bf16(const uint16_t* w, const float* x, int64_t m, int64_t k, int64_t n
   }
 }
 
-void check_weight(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t rows, int64_t cols) {
-  TORCH_CHECK(t.device().is_cpu(), "qlinear: ", name, " must be on the CPU");
-  TORCH_CHECK(t.scalar_type() == dtype, "qlinear: ", name, " must be ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == cols, "qlinear: ", name, " must be [", rows, ", ",
+void check_weight(const char* op, const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t rows,
+                  int64_t cols) {
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be on the CPU");
+  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == cols, op, ": ", name, " must be [", rows, ", ",
               cols, "], got ", t.sizes());
-  TORCH_CHECK(t.is_contiguous(), "qlinear: ", name, " must be contiguous");
+  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
 }
 
 at::Tensor qlinear(const at::Tensor& x_in, int64_t fmt, const at::Tensor& qs, const at::Tensor& d,
@@ -292,10 +290,10 @@ at::Tensor qlinear(const at::Tensor& x_in, int64_t fmt, const at::Tensor& qs, co
   TORCH_CHECK(d.dim() == 2, "qlinear: d must be [N, K/32], got ", d.sizes());
   const int64_t n = d.size(0), groups = d.size(1), k = groups * kGroup, m = x_in.size(0);
   TORCH_CHECK(x_in.size(1) == k, "qlinear: x has K=", x_in.size(1), " but the weight has K=", k);
-  check_weight(d, "d", at::kHalf, n, groups);
-  check_weight(qs, "qs", fmt == kQ8_0 ? at::kChar : at::kByte, n, fmt == kQ8_0 ? k : k / 2);
-  if (fmt == kQ4_1) check_weight(aux, "m", at::kHalf, n, groups);
-  if (fmt == kQ5_0) check_weight(aux, "qh", at::kInt, n, groups);
+  check_weight("qlinear", d, "d", at::kHalf, n, groups);
+  check_weight("qlinear", qs, "qs", fmt == kQ8_0 ? at::kChar : at::kByte, n, fmt == kQ8_0 ? k : k / 2);
+  if (fmt == kQ4_1) check_weight("qlinear", aux, "m", at::kHalf, n, groups);
+  if (fmt == kQ5_0) check_weight("qlinear", aux, "qh", at::kInt, n, groups);
   // A strided x is at most M*K floats to copy, next to N*K weights read.
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty({m, n}, x.options());
@@ -324,7 +322,7 @@ at::Tensor bf16_linear(const at::Tensor& x_in, const at::Tensor& w) {
   const int64_t n = w.size(0), k = w.size(1), m = x_in.size(0);
   TORCH_CHECK(k % kGroup == 0, "bf16_linear: K must be a multiple of ", kGroup, ", got ", k);
   TORCH_CHECK(x_in.size(1) == k, "bf16_linear: x has K=", x_in.size(1), " but w has K=", k);
-  check_weight(w, "w", at::kBFloat16, n, k);
+  check_weight("bf16_linear", w, "w", at::kBFloat16, n, k);
   const at::Tensor x = x_in.to(at::kFloat).contiguous();
   at::Tensor y = at::empty({m, n}, x.options());
   if (m > 0 && n > 0) {
