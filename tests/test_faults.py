@@ -62,14 +62,27 @@ def text_of(events: list[sse_client.Event]) -> str:
 
 @pytest.fixture
 def prefill_fails_on_poison(monkeypatch, tiny):
-    real = glm.engine.prefill_chunk
+    real_chunk, real_group = glm.engine.prefill_chunk, glm.engine.prefill_group
+    read: dict[int, list[int]] = {}  # each prompt's ids so far, by its cache: the poison can span pieces
+
+    def poisoned(ids: list[int]) -> bool:
+        return POISON in tiny.tokenizer.decode(ids)
 
     def prefill(model, chunk, cache, last):
-        if POISON in tiny.tokenizer.decode(chunk):
+        read.setdefault(id(cache), []).extend(chunk)
+        if poisoned(read[id(cache)]):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(model, chunk, cache, last)
+        return real_chunk(model, chunk, cache, last)
+
+    # A poisoned prompt that arrives beside another is read in a group first; the group fails, and
+    # the engine reads each of its prompts alone.
+    def prefill_group(model, prompts, pad_id):
+        if any(poisoned(ids) for ids in prompts):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_group(model, prompts, pad_id)
 
     monkeypatch.setattr(glm.engine, "prefill_chunk", prefill)
+    monkeypatch.setattr(glm.engine, "prefill_group", prefill_group)
 
 
 def test_out_of_memory_fails_that_request_cleanly_and_the_server_lives(served, prefill_fails_on_poison):
