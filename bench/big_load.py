@@ -11,7 +11,6 @@ bench`: writing the checkpoint takes minutes and the disk space is rarely free.
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from accelerate import init_empty_weights
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, GlmConfig
 
-from bench.run import machine
+from bench.run import json_lines, machine
 from bench.steps import step_ms
 from glm.models.weights import Weights
 from glm.quant.load import weight_bytes
@@ -110,9 +109,7 @@ def main() -> int:
     ]
     for bits in (8, 4):
         print(f"loading with --quantize {bits} ...", file=sys.stderr, flush=True)
-        command = [sys.executable, "-m", "bench.big_load", str(args.folder), "--one", str(bits)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row = json_lines([sys.executable, "-m", "bench.big_load", str(args.folder.resolve()), "--one", str(bits)])[-1]
         lines.append(
             f"| --quantize {bits} | {row['packed'] / GB:.2f} | {row['peak'] / GB:.2f} | {row['seconds']:.0f} | "
             f"{row['step_ms']:.0f} |"

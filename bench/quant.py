@@ -14,14 +14,13 @@ import argparse
 import datetime
 import json
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
-from bench.run import machine
+from bench.run import json_lines, machine
 from bench.steps import step_ms
 from glm.models import demo_gguf
 from glm.models.gguf import gguf_weights, tokenizer_folder
@@ -103,10 +102,7 @@ def main() -> int:
     rows = []
     for index, (label, _, _) in enumerate(SETTINGS):
         print(f"measuring {label} ...", file=sys.stderr, flush=True)
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.quant", "--one", str(index)], capture_output=True, text=True, check=True
-        )
-        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row = json_lines([sys.executable, "-m", "bench.quant", "--one", str(index)])[-1]
         row["step_ms"] = {int(k): v for k, v in row["step_ms"].items()}
         rows.append(row)
     report = [

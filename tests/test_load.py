@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests import sse_client
-from tests.conftest import OUTPUT, start_server
+from tests.conftest import OUTPUT, own_tiny_server
 from tests.hardening import metric
 
 PROMPTS = 50
@@ -23,11 +23,7 @@ MAX_TOKENS = 8
 def server():
     # float32: the only dtype in which a greedy reply is the same alone and in a batch of any size
     # (bf16 sums in a different order for one row, a few rows and many, and rounds them apart).
-    server = start_server(
-        "load", "--model", "tiny", "--device", "-1", "--embedding-model", "none", "--dtype", "float32"
-    )
-    yield server
-    server.stop()
+    yield from own_tiny_server("load", "--dtype", "float32")
 
 
 def body(i: int, stream: bool) -> dict:

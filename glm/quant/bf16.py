@@ -56,11 +56,14 @@ def fits(module: nn.Module) -> bool:
 
 
 def use_kernel(model: nn.Module) -> int:
-    """Put BF16Linear in place of every Linear that fits; how many were replaced (0 without the kernel)."""
-    kernel = kernels.bf16_linear_op()
+    """Put BF16Linear in place of every Linear that fits; how many were replaced (0 without the kernel).
+
+    The kernel library is looked for only when some Linear fits, so a float32 or GPU model never
+    logs that it is missing."""
+    names = [name for name, module in model.named_modules() if fits(module)]
+    kernel = kernels.bf16_linear_op() if names else None
     if kernel is None:
         return 0
-    names = [name for name, module in model.named_modules() if fits(module)]
     for name in names:
         model.set_submodule(name, BF16Linear(model.get_submodule(name), kernel))
     return len(names)
