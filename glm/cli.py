@@ -123,7 +123,8 @@ def parser() -> argparse.ArgumentParser:
         "--shutdown-grace",
         type=float,
         default=10.0,
-        help="on SIGTERM or SIGINT, seconds running requests get to finish before they are ended "
+        help="on SIGTERM or SIGINT, seconds running requests get to finish before they are ended; "
+        "after the engine's death, seconds /health answers 503 before the process exits with status 1 "
         "(default: %(default)s)",
     )
     p.add_argument(
@@ -200,6 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
     app = create_app(Service(engine, settings, embedder), origins, api_keys)
-    serve(app, args.host, args.port, args.shutdown_grace, args.socket_timeout)
+    status = serve(app, args.host, args.port, args.shutdown_grace, args.socket_timeout)
     engine.stop()
-    return 0
+    return status

@@ -76,10 +76,19 @@ class FinishEvent:
 @dataclass(frozen=True)
 class ErrorEvent:
     message: str
+    fatal: bool = False  # the engine itself died: no request will be served any more
 
 
 EngineEvent = TokenEvent | FinishEvent | ErrorEvent
 Sink = Callable[[EngineEvent], None]
+
+
+@dataclass(frozen=True)
+class _Command:
+    """Work on the engine's own thread between steps, so it never races a forward pass."""
+
+    run: Callable[[], object]
+    reply: Callable[[object], None]
 
 
 class RequestHandle:
@@ -118,10 +127,9 @@ class Engine:
         self._load = load
         self.loaded: LoadedModel
         self.config = config or EngineConfig()
-        # Held for every forward pass and for anything else that touches the model or its memory.
-        self.lock = threading.Lock()
-        self._inbox: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Slot | _Command | None] = queue.SimpleQueue()
         self._prefilling: deque[_Slot] = deque()
+        self._live: set[_Slot] = set()  # every request taken from the inbox and not yet ended
         self._batch: DecodeBatch[_Slot]
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
@@ -129,6 +137,8 @@ class Engine:
         self._requests_finished = 0
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._stopping = False
+        # Why the engine thread died, once it has: set before the requests it held are failed.
+        self.failure: str | None = None
 
     def start(self) -> None:
         """Load the model in the engine thread and start serving; raises what loading raised."""
@@ -142,31 +152,35 @@ class Engine:
         self._inbox.put(None)
         self._thread.join(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def submit(self, request: GenerationRequest, sink: Sink) -> RequestHandle:
+        """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
         handle = RequestHandle()
         self._inbox.put(_Slot(request, sink, handle, make_generator(request.sampling)))
+        if self.failure is not None:  # the thread may have died before it could take this one
+            self._fail_waiting()
         return handle
+
+    def clear_memory(self, reply: Callable[[object], None]) -> None:
+        """Collect garbage and return cached accelerator memory to the driver, between two steps;
+        `reply` gets what stays allocated (empty on the CPU)."""
+        self._inbox.put(_Command(self._release_memory, reply))
+        if self.failure is not None:
+            self._fail_waiting()
 
     def stats(self) -> EngineStats:
         """A snapshot read from another thread: the counts may be a step out of date."""
         queued = self._inbox.qsize() + len(self._prefilling)
         return EngineStats(queued, len(self._batch), self._tokens_generated, self._requests_finished)
 
-    def clear_cache(self) -> dict[str, int]:
-        """Return freed accelerator memory to the driver; reports what stays allocated."""
-        with self.lock:
-            gc.collect()
-            if self.loaded.device.type != "cuda":
-                return {}
-            torch.cuda.empty_cache()
-            return {
-                "allocated_bytes": torch.cuda.memory_allocated(self.loaded.device),
-                "reserved_bytes": torch.cuda.memory_reserved(self.loaded.device),
-            }
+    def _release_memory(self) -> dict[str, int]:
+        gc.collect()
+        if self.loaded.device.type != "cuda":
+            return {}
+        torch.cuda.empty_cache()
+        return {
+            "allocated_bytes": torch.cuda.memory_allocated(self.loaded.device),
+            "reserved_bytes": torch.cuda.memory_reserved(self.loaded.device),
+        }
 
     def _run(self) -> None:
         try:
@@ -177,38 +191,73 @@ class Engine:
             return
         finally:
             self._ready.set()
-        with torch.inference_mode():
-            while not self._stopping:
-                self._admit(wait=not (self._prefilling or self._batch))
-                self._drop_cancelled()
-                room = self.config.max_batch - len(self._batch)
-                if self._prefilling and room > 0:
-                    group = self._short_prompts(room)
-                    if len(group) > 1:
-                        self._prefill_group(group)
-                    else:
-                        self._prefill_step(self._prefilling[0])
-                if self._batch:
-                    self._decode_step()
+        try:
+            with torch.inference_mode():
+                self._serve()
+        except BaseException as error:  # anything outside one request's own failure ends the engine
+            log.critical("the engine thread died; every request it held fails", exc_info=True)
+            self.failure = type(error).__name__
+            for slot in list(self._live):
+                self._finish(slot, ErrorEvent(self.failure, fatal=True))
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        """After the engine's death: end whatever is still in the inbox."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Slot):
+                item.sink(ErrorEvent(str(self.failure), fatal=True))
+            elif isinstance(item, _Command):
+                item.reply(ErrorEvent(str(self.failure), fatal=True))
+
+    def _serve(self) -> None:
+        while not self._stopping:
+            self._admit(wait=not (self._prefilling or self._batch))
+            self._drop_cancelled()
+            room = self.config.max_batch - len(self._batch)
+            if self._prefilling and room > 0:
+                group = self._short_prompts(room)
+                if len(group) > 1:
+                    self._prefill_group(group)
+                else:
+                    self._prefill_step(self._prefilling[0])
+            if self._batch:
+                self._decode_step()
 
     def _admit(self, wait: bool) -> None:
         """Queue newly submitted requests for prefill; block only when there is nothing to do."""
         try:
-            slot = self._inbox.get(block=wait)
-            while slot is not None:
-                self._prefilling.append(slot)
-                slot = self._inbox.get_nowait()
+            item = self._inbox.get(block=wait)
+            while item is not None:
+                if isinstance(item, _Command):
+                    self._run_command(item)
+                else:
+                    self._live.add(item)
+                    self._prefilling.append(item)
+                item = self._inbox.get_nowait()
         except queue.Empty:
             pass
+
+    def _run_command(self, command: _Command) -> None:
+        try:
+            result = command.run()
+        except Exception as exc:
+            log.exception("engine command failed")
+            result = ErrorEvent(f"failed: {type(exc).__name__}")
+        command.reply(result)
 
     def _drop_cancelled(self) -> None:
         for slot in [s for s in self._prefilling if s.handle.cancelled]:
             self._prefilling.remove(slot)
-            self._requests_finished += 1
+            self._end(slot)
         leaving = [s for s in self._batch.rows if s.handle.cancelled]
         if leaving:
             self._batch.keep([s for s in self._batch.rows if not s.handle.cancelled])
-            self._requests_finished += len(leaving)
+            for slot in leaving:
+                self._end(slot)
 
     def _short_prompts(self, room: int) -> list[_Slot]:
         """The requests at the head of the queue whose whole prompts fit one full chunk together, padded.
@@ -236,10 +285,9 @@ class Engine:
         """Read several short prompts in one forward pass, which is what keeps time to first token
         low when many requests arrive at once; they join the decode batch together."""
         try:
-            with self.lock:
-                pad = self.loaded.tokenizer.pad_token_id or 0
-                logits, cache, mask = prefill_group(self.loaded.model, [s.request.prompt_ids for s in group], pad)
-                chosen = sample_rows(logits, [s.request.sampling for s in group], [s.generator for s in group])
+            pad = self.loaded.tokenizer.pad_token_id or 0
+            logits, cache, mask = prefill_group(self.loaded.model, [s.request.prompt_ids for s in group], pad)
+            chosen = sample_rows(logits, [s.request.sampling for s in group], [s.generator for s in group])
         except Exception:  # one bad prompt fails the pass: read each alone, so only the bad one fails
             log.warning("grouped prefill failed; reading those prompts one by one", exc_info=True)
             for slot in group:
@@ -258,14 +306,13 @@ class Engine:
         prompt = slot.request.prompt_ids
         chunk = prompt[slot.prefilled : slot.prefilled + self.config.chunk(bool(self._batch))]
         try:
-            with self.lock:
-                slot.cache = slot.cache or new_cache(self.loaded.model)
-                last = slot.prefilled + len(chunk) == len(prompt)
-                logits = prefill_chunk(self.loaded.model, chunk, slot.cache, last)
-                slot.prefilled += len(chunk)
-                if logits is None:
-                    return
-                token = sample(logits, slot.request.sampling, slot.generator)
+            slot.cache = slot.cache or new_cache(self.loaded.model)
+            last = slot.prefilled + len(chunk) == len(prompt)
+            logits = prefill_chunk(self.loaded.model, chunk, slot.cache, last)
+            slot.prefilled += len(chunk)
+            if logits is None:
+                return
+            token = sample(logits, slot.request.sampling, slot.generator)
         except Exception as exc:  # one failing request (bad input, out of memory) must not stop the engine
             log.exception("prefill failed")
             self._prefilling.remove(slot)
@@ -283,9 +330,8 @@ class Engine:
         tokens = torch.tensor([slot.last_token for slot in rows], device=self.loaded.device)
         positions, mask = self._batch.step_inputs()
         try:
-            with self.lock:
-                logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
-                chosen = sample_rows(logits, [s.request.sampling for s in rows], [s.generator for s in rows])
+            logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
+            chosen = sample_rows(logits, [s.request.sampling for s in rows], [s.generator for s in rows])
         except Exception as exc:  # the step is shared, so every row in it fails; the engine goes on
             log.exception("decode step failed")
             for slot in rows:
@@ -311,5 +357,9 @@ class Engine:
         return True
 
     def _finish(self, slot: _Slot, event: EngineEvent) -> None:
-        self._requests_finished += 1
+        self._end(slot)
         slot.sink(event)
+
+    def _end(self, slot: _Slot) -> None:
+        self._live.discard(slot)
+        self._requests_finished += 1

@@ -1,16 +1,22 @@
-"""Every error the API returns, in one shape per route family, from one place.
+"""Every error a client can see, and its shape on the wire: one module, no HTTP in it.
 
-Legacy routes answer `{"error": {"message", "type"}}`; `/v1` routes answer the OpenAI error
-object `{"error": {"message", "type", "param", "code"}}`. No stack trace ever reaches a client.
+An `ApiError` knows its status, its type and its code. `body` turns one into the error object of a
+route family, whether it is sent as a JSON response before the 200 or as a stream's last event
+after it, so a timeout reads the same either way. `from_exception` maps anything else a request
+can raise onto an `ApiError`; no stack trace ever reaches a client.
 """
 
-import logging
+from enum import Enum
+from typing import Any
 
-from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+
+class Family(Enum):
+    """Legacy ChatGLM routes answer `{"error": {message, type}}`; `/v1` routes OpenAI's error object."""
+
+    LEGACY = "legacy"
+    OPENAI = "openai"
 
 
 class ApiError(Exception):
@@ -37,47 +43,86 @@ class ContextOverflow(ApiError):
         super().__init__(message, param, "context_length_exceeded")
 
 
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
-    """The error object for the current request's route family."""
-    if request.path.startswith("/v1/"):
-        return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return {"error": {"message": message, "type": type_}}
+class QueueFull(ApiError):
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, what: str = "requests", retry_after: int = 1) -> None:
+        super().__init__(f"the server is busy: too many {what} are waiting; retry later", code="queue_full")
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
-def respond(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> Response:
-    response = jsonify(error_body(message, type_, param, code))
-    response.status_code = status
-    return response
+class Unavailable(ApiError):
+    status = 503
+    type = "service_unavailable"
 
 
-def describe(error: ValidationError) -> tuple[str, str | None]:
-    """The first validation problem as a sentence, and the dotted path of the field at fault."""
+class ShuttingDown(Unavailable):
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down", code="shutting_down")
+
+
+class EngineFailed(Unavailable):
+    """The engine thread died: nothing can be generated until the process is restarted."""
+
+    def __init__(self, reason: str) -> None:
+        message = f"the generation engine has stopped ({reason}); the server exits to be restarted"
+        super().__init__(message, code="engine_failed")
+
+
+class GenerationFailed(ApiError):
+    """The engine gave up on this one request; the message is safe to show to the client."""
+
+    status = 500
+    type = "server_error"
+
+
+class TimeLimitExceeded(ApiError):
+    status = 504
+    type = "timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request ran past this server's time limit of {seconds:g} s", code="timeout")
+
+
+class Internal(ApiError):
+    status = 500
+    type = "server_error"
+
+    def __init__(self) -> None:
+        super().__init__("internal server error")
+
+
+class HttpError(ApiError):
+    """What werkzeug itself refuses (404, 405, 413): the status with its standard name as type."""
+
+    def __init__(self, status: int, name: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = name.lower().replace(" ", "_")
+
+
+def describe(error: ValidationError) -> ApiError:
+    """The first validation problem as a sentence, naming the dotted path of the field at fault."""
     first = error.errors(include_url=False)[0]
     param = ".".join(str(part) for part in first["loc"]) or None
     message = first["msg"].removeprefix("Value error, ")
-    return (f"{param}: {message}" if param else message), param
+    return ApiError(f"{param}: {message}" if param else message, param)
 
 
-def register(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError) -> Response:
-        response = respond(error.status, error.message, error.type, error.param, error.code)
-        response.headers.update(error.headers())
-        return response
+def from_exception(error: BaseException) -> ApiError:
+    """The client's view of anything a request raised; unexpected exceptions tell nothing."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, ValidationError):
+        return describe(error)
+    return Internal()
 
-    @app.errorhandler(ValidationError)
-    def validation_error(error: ValidationError) -> Response:
-        message, param = describe(error)
-        return respond(400, message, "invalid_request_error", param)
 
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        response = respond(error.code or 500, error.description or error.name, error.name.lower().replace(" ", "_"))
-        if error.code == 405 and error.valid_methods:
-            response.headers["Allow"] = ", ".join(error.valid_methods)
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return respond(500, "internal server error", "server_error")
+def body(error: ApiError, family: Family) -> dict[str, Any]:
+    if family is Family.OPENAI:
+        return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+    return {"error": {"message": error.message, "type": error.type}}

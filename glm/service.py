@@ -1,4 +1,5 @@
-"""What the routes share: the engine (which owns the model), the serving settings, admission and metrics."""
+"""What the routes share: the engine (which owns the model), the serving settings, admission,
+the pools that keep heavy work off the hub, and metrics."""
 
 from dataclasses import dataclass, field
 
@@ -6,9 +7,10 @@ from flask import current_app
 
 from glm.embeddings import Embedder
 from glm.engine import Engine
+from glm.lifecycle import Admission
 from glm.metrics import Metrics
 from glm.models.loaded import LoadedModel
-from glm.serving.admission import Admission
+from glm.offhub import OffHub
 
 
 @dataclass(frozen=True)
@@ -16,8 +18,8 @@ class Settings:
     default_max_tokens: int = 512  # reply length when a request names none
     keepalive_seconds: float = 15.0  # idle time before a stream sends a `: ping` comment
     max_body_bytes: int = 1 << 20
-    max_queue: int = 64  # generation requests that may wait beyond those the engine is running
-    request_timeout: float = 300.0  # wall-clock seconds one generation request may take, queueing included
+    max_queue: int = 64  # requests that may wait beyond those the engine is running (also embeddings)
+    request_timeout: float = 300.0  # wall-clock seconds one request may take, queueing included
     log_prompts: bool = False  # prompt and reply text in the log; off, as they may be private
 
 
@@ -28,14 +30,19 @@ class Service:
     embedder: Embedder | None = None
     metrics: Metrics = field(init=False)
     admission: Admission = field(init=False)
+    # One thread each: the tokenizer and the embedding model are each used by one thread at a time.
+    prompts: OffHub = field(init=False)
+    embeddings: OffHub = field(init=False)
 
     def __post_init__(self) -> None:
         # The two refer to each other through these callbacks: /metrics reports admission's count.
-        metrics = Metrics(lambda: self.engine.stats().queued, lambda: len(self.admission.leases))
+        metrics = Metrics(lambda: self.engine.stats().queued, lambda: len(self.admission.lives))
         capacity = self.engine.config.max_batch + self.settings.max_queue
         admission = Admission(capacity, self.settings.request_timeout, metrics, self.settings.log_prompts)
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "admission", admission)
+        object.__setattr__(self, "prompts", OffHub("prompts", 1, capacity))
+        object.__setattr__(self, "embeddings", OffHub("embedding requests", 1, self.settings.max_queue))
 
     @property
     def loaded(self) -> LoadedModel:

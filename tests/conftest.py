@@ -15,9 +15,9 @@ OUTPUT = ROOT / "test-output"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
 
-def start_server(name: str, *args: str) -> ServerProcess:
+def start_server(name: str, *args: str, **options) -> ServerProcess:
     OUTPUT.mkdir(exist_ok=True)
-    return ServerProcess(*args, log_path=OUTPUT / f"{name}.log").start()
+    return ServerProcess(*args, log_path=OUTPUT / f"{name}.log", **options).start()
 
 
 def own_tiny_server(name: str, *flags: str) -> Iterator[ServerProcess]:

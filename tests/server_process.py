@@ -14,10 +14,15 @@ LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 
 
 class ServerProcess:
-    """`python chatglm_service_flask.py ARGS --port 0`: the port it picked is read from its log."""
+    """`python chatglm_service_flask.py ARGS --port 0`: the port it picked is read from its log.
 
-    def __init__(self, *args: str, log_path: Path, startup_timeout: float = 300.0) -> None:
+    `entry` runs another script or module in its place (`-m tests.faulty_server`)."""
+
+    def __init__(
+        self, *args: str, log_path: Path, startup_timeout: float = 300.0, entry: tuple[str, ...] = (str(ENTRY),)
+    ) -> None:
         self.args = args
+        self.entry = entry
         self.log_path = log_path
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
@@ -26,7 +31,7 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(ENTRY), "--host", "127.0.0.1", "--port", "0", *self.args],
+                [sys.executable, *self.entry, "--host", "127.0.0.1", "--port", "0", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,

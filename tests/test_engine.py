@@ -100,6 +100,17 @@ def test_a_failing_request_gets_an_error_and_the_engine_serves_the_next(tiny, en
     assert good.wait() == FinishEvent("length")
 
 
+def test_memory_is_cleared_on_the_engine_thread_between_steps(tiny, engine):
+    running = Collector()
+    engine.submit(GenerationRequest(prompt(tiny), 200, GREEDY, ignore_eos=True), running)
+    replies = []
+    done = threading.Event()
+    engine.clear_memory(lambda result: (replies.append((result, threading.current_thread().name)), done.set()))
+    assert done.wait(10)
+    assert replies == [({}, "engine")]
+    assert running.wait() == FinishEvent("length") and len(running.tokens()) == 200
+
+
 def test_concurrent_requests_take_turns_and_match_their_solo_answers(tiny, engine):
     texts = ["one", "two 二", "three 😀"]
     solo = [reference_greedy(tiny, prompt(tiny, t), 30) for t in texts]

@@ -5,6 +5,7 @@ queue, a request cancelled while queued, a client gone, a slow reader, the wall-
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -149,7 +150,9 @@ def test_a_full_queue_answers_429_at_once_and_a_queued_request_can_be_cancelled(
 def test_a_request_over_the_time_limit_ends_with_an_error(hasty):
     response = requests.post(hasty.url("/v1/chat/completions"), json=LONG, stream=True, timeout=TIMEOUT)
     events = list(sse_client.stream(response))
-    assert "time limit of 1 s" in events[-2].json()["error"]["message"]
+    error = events[-2].json()["error"]
+    assert "time limit of 1 s" in error["message"]
+    assert (error["type"], error["code"]) == ("timeout", "timeout"), "the same error as before the 200"
     assert events[-1].data == "[DONE]"
     whole = post(hasty, "/v1/chat/completions", {**LONG, "stream": False})
     assert whole.status_code == 504
@@ -171,6 +174,29 @@ def test_a_slow_reader_does_not_block_others_and_is_dropped(hasty):
     finally:
         sock.close()
     assert engine(hasty)["active"] == 0
+
+
+def test_a_non_streaming_request_whose_client_leaves_stops_generating(narrow):
+    before = engine(narrow)["tokens_generated"]
+    sock = raw_request(narrow, "/v1/chat/completions", json.dumps({**LONG, "stream": False}).encode())
+    wait_for(lambda: engine(narrow)["active"] == 1, what="generation under way")
+    sock.close()
+    wait_for(lambda: engine(narrow)["active"] == 0, timeout=3, what="generation stopped")
+    assert engine(narrow)["tokens_generated"] - before < 2500
+    wait_for(lambda: "client went away" in narrow.log(), what="the request's log line")
+
+
+def test_a_huge_prompt_is_tokenized_off_the_hub(narrow):
+    text = ("the quick brown fox 你好 jumps over 42 lazy dogs. " * 1400)[:65000]
+    messages = [{"role": ("user", "assistant")[i % 2], "content": text} for i in range(15)]
+    pending = threading.Thread(target=post, args=(narrow, "/v1/chat/completions", {"messages": messages}))
+    pending.start()
+    slowest = 0.0
+    while pending.is_alive():
+        started = time.monotonic()
+        requests.get(narrow.url("/health"), timeout=TIMEOUT)
+        slowest = max(slowest, time.monotonic() - started)
+    assert slowest < 0.5, f"/health waited {slowest:.2f}s while a 1 MB prompt was tokenized"
 
 
 def test_metrics_count_requests_errors_tokens_and_latency(narrow):

@@ -2,7 +2,9 @@
 
 from typing import Any
 
+from glm import errors
 from glm.completion import Finished
+from glm.errors import ApiError
 
 
 def counts(finished: Finished) -> dict[str, int]:
@@ -44,5 +46,5 @@ def final(query: str, history: list[list[str]], response: str, finished: Finishe
     }
 
 
-def error(message: str, type_: str = "server_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_}}
+def error(error: ApiError) -> dict[str, Any]:
+    return errors.body(error, errors.Family.LEGACY)

@@ -4,7 +4,9 @@ import time
 import uuid
 from typing import Any
 
+from glm import errors
 from glm.completion import Finished
+from glm.errors import ApiError
 
 
 def completion_id() -> str:
@@ -62,8 +64,8 @@ class ChunkWriter:
         return self._chunk([], usage=usage(finished))
 
 
-def error(message: str, type_: str = "server_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": None, "code": None}}
+def error(error: ApiError) -> dict[str, Any]:
+    return errors.body(error, errors.Family.OPENAI)
 
 
 def models(name: str, created: int) -> dict[str, Any]:

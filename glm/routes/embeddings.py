@@ -14,15 +14,15 @@ bp = Blueprint("embeddings", __name__)
 @bp.post("/embedding")
 def embedding() -> Response:
     """One vector per text in `prompt`."""
-    embedder = current().embedder
-    vectors, _ = embed(embedder, parse_body(EmbeddingRequest).prompt)
-    return jsonify(encode.legacy(vectors, embedder.name))
+    service = current()
+    vectors, _ = embed(service, parse_body(EmbeddingRequest).prompt)
+    return jsonify(encode.legacy(vectors, service.embedder.name))
 
 
 @bp.post("/v1/embeddings")
 def openai_embeddings() -> Response:
     """OpenAI's embeddings endpoint."""
     body = parse_body(OpenAIEmbeddingRequest)
-    embedder = current().embedder
-    vectors, tokens = embed(embedder, body.input)
-    return jsonify(encode.openai(vectors, embedder.name, tokens, body.encoding_format))
+    service = current()
+    vectors, tokens = embed(service, body.input)
+    return jsonify(encode.openai(vectors, service.embedder.name, tokens, body.encoding_format))

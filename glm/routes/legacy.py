@@ -6,7 +6,8 @@ from glm.routes import event_stream, parse_body, parse_query
 from glm.schemas.legacy import LegacyChatRequest, TokenizeRequest
 from glm.service import current
 from glm.serving import legacy
-from glm.serving.tokenize import tokenize
+from glm.serving.memory import clear
+from glm.serving.tokenize import tokenize_off_hub
 
 bp = Blueprint("legacy", __name__)
 
@@ -27,14 +28,14 @@ def stream() -> Response:
 
 
 @bp.route("/clear", methods=["GET", "POST"])
-def clear() -> Response:
+def clear_memory() -> Response:
     """Return cached accelerator memory to the driver."""
     service = current()
-    return jsonify({"status": "ok", "device": str(service.loaded.device), **service.engine.clear_cache()})
+    return jsonify({"status": "ok", "device": str(service.loaded.device), **clear(service)})
 
 
 @bp.post("/tokenize")
 def tokenize_text() -> Response:
     """The loaded model's token ids for `prompt`, with a readable piece for each."""
     body = parse_body(TokenizeRequest)
-    return jsonify(tokenize(current().loaded.tokenizer, body.prompt, body.max_length))
+    return jsonify(tokenize_off_hub(current(), body.prompt, body.max_length))

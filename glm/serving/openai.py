@@ -5,50 +5,57 @@ Stream order: the role chunk, content chunks, a chunk with `finish_reason`, the 
 after the stream began is sent as one error event, still followed by `[DONE]`.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from glm import sse
 from glm.completion import Finished, Idle, TextDelta, complete, stream_completion
 from glm.encoders import openai as encode
 from glm.engine import GenerationRequest
+from glm.errors import ApiError
+from glm.lifecycle import RequestLife
 from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import admit, generation_request, guarded
+from glm.serving.common import admit, generation_request
 
 DONE = sse.event("[DONE]")
 
 
-def prepare(service: Service, body: ChatCompletionRequest) -> GenerationRequest:
+def prepare(service: Service, body: ChatCompletionRequest, life: RequestLife) -> GenerationRequest:
     messages = [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    return generation_request(service, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
+    return generation_request(service, life, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
-    request = prepare(service, body)
-    with admit(service, streaming=False) as lease:
-        text, finished = complete(service.engine, request, body.stop, lease)
+    with admit(service, streaming=False) as life:
+        text, finished = complete(service.engine, prepare(service, body, life), body.stop, life)
     return encode.completion(encode.completion_id(), service.loaded.name, text, finished)
 
 
-def chunks(service: Service, body: ChatCompletionRequest) -> Iterator[bytes]:
-    request = prepare(service, body)
-    lease = admit(service, streaming=True)
-    writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
+    with admit(service, streaming=True) as life:
+        request = prepare(service, body, life)
+        writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
 
-    def generate() -> Iterator[bytes]:
-        yield sse.event(writer.role())
-        for piece in stream_completion(service.engine, request, body.stop, service.settings.keepalive_seconds, lease):
-            if isinstance(piece, TextDelta):
-                yield sse.event(writer.content(piece.text))
-            elif isinstance(piece, Idle):
-                yield sse.comment("ping")
-            elif isinstance(piece, Finished):
-                yield sse.event(writer.finish(piece))
-                if body.include_usage:
-                    yield sse.event(writer.usage(piece))
-        yield DONE
+        def generate() -> Iterator[bytes]:
+            yield sse.event(writer.role())
+            keepalive = service.settings.keepalive_seconds
+            for piece in stream_completion(service.engine, request, body.stop, life, keepalive):
+                if isinstance(piece, TextDelta):
+                    yield sse.event(writer.content(piece.text))
+                elif isinstance(piece, Idle):
+                    yield sse.comment("ping")
+                elif isinstance(piece, Finished):
+                    yield sse.event(writer.finish(piece))
+                    if body.include_usage:
+                        yield sse.event(writer.usage(piece))
+            yield DONE
 
-    return guarded(generate(), lambda message: iter([sse.event(encode.error(message)), DONE]), lease)
+        return life.stream(generate(), error_events)
+
+
+def error_events(error: ApiError) -> Iterator[bytes]:
+    yield sse.event(encode.error(error))
+    yield DONE

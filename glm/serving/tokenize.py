@@ -6,6 +6,7 @@ from transformers import PreTrainedTokenizerBase
 
 from glm.bytelevel import token_bytes
 from glm.detokenizer import REPLACEMENT
+from glm.service import Service
 
 
 def piece(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:
@@ -22,3 +23,9 @@ def piece(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:
 def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int | None) -> dict[str, Any]:
     ids = tokenizer.encode(prompt, add_special_tokens=True)[:max_length]
     return {"tokenIds": ids, "tokens": [piece(tokenizer, i) for i in ids]}
+
+
+def tokenize_off_hub(service: Service, prompt: str, max_length: int | None) -> dict[str, Any]:
+    """`tokenize` in the prompt pool: a long text would otherwise hold up every connection."""
+    tokenizer = service.loaded.tokenizer
+    return service.prompts.run(tokenize, tokenizer, prompt, max_length, timeout=service.settings.request_timeout)

@@ -1,0 +1,19 @@
+"""/clear: the engine returns cached memory between two of its steps, never while a greenlet waits
+on a lock; the request is admitted and bounded like any other."""
+
+from glm.engine import ErrorEvent
+from glm.errors import EngineFailed, GenerationFailed
+from glm.service import Service
+from glm.serving.common import admit
+
+
+def clear(service: Service) -> dict[str, int]:
+    """What stays allocated on the accelerator once the engine has let go of what it can."""
+    with admit(service, streaming=False) as life:
+        service.engine.clear_memory(life.deliver)
+        result = None
+        while result is None:
+            result = life.next_event(idle_after=60.0)
+    if isinstance(result, ErrorEvent):
+        raise EngineFailed(result.message) if result.fatal else GenerationFailed(result.message)
+    return result

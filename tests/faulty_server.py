@@ -1,0 +1,29 @@
+"""The real service, with one fault it cannot be made to have for real: a request that asks for
+exactly FATAL_MAX_TOKENS tokens makes the engine's batch join raise an out-of-memory error, outside
+any one request's guard, as running out of memory while copying the KV cache would. The engine
+thread dies of it; everything else is the real code path.
+
+`python -m tests.faulty_server ARGS` takes the service's own flags.
+"""
+
+import sys
+
+import torch
+
+from glm.batch import DecodeBatch
+from glm.cli import main
+
+FATAL_MAX_TOKENS = 777
+real_join = DecodeBatch.join
+
+
+def join(self, slots, cache, mask):
+    if any(slot.request.max_new_tokens == FATAL_MAX_TOKENS for slot in slots):
+        raise torch.OutOfMemoryError("out of memory while joining the batch (injected)")
+    return real_join(self, slots, cache, mask)
+
+
+DecodeBatch.join = join
+
+if __name__ == "__main__":
+    sys.exit(main())
