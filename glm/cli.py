@@ -59,6 +59,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder's own Python code to run")
     p.add_argument(
+        "--chat-format",
+        # The names of glm/models/chatglm/layout.py's FAMILIES.
+        choices=["chatglm2", "chatglm3", "glm4"],
+        help="the chat format of an original ChatGLM folder, overriding what its files say (start-up logs "
+        "what was detected and why); refused for any other model and where the folder's tokenizer.model "
+        "cannot serve it (default: detected)",
+    )
+    p.add_argument(
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE,
@@ -175,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         embedder = embedder_for(args.embedding_model, device)
         config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
         engine = Engine(
-            lambda: load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize), config
+            lambda: load_model(
+                args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize, args.chat_format
+            ),
+            config,
         )
         engine.start()
     except StartupError as error:

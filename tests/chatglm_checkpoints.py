@@ -1,9 +1,9 @@
 """Tiny random-weight checkpoints in the original ChatGLM2/ChatGLM3/GLM-4 layouts, built at test time.
 
 Each folder looks like a real download (config.json, weight shards under the original names,
-tokenizer.model, tokenizer_config.json), scaled down: a SentencePiece model trained on a few lines,
-or a tiktoken-style rank file from a small byte-level BPE, with the special tokens numbered after
-the vocabulary as the originals number them.
+tokenizer.model, tokenizer_config.json and, for ChatGLM2/3, tokenization_chatglm.py), scaled down:
+a SentencePiece model trained on a few lines, or a tiktoken-style rank file from a small byte-level
+BPE, with the special tokens numbered after the vocabulary as the originals number them.
 """
 
 import base64
@@ -47,8 +47,17 @@ GLM4_SPECIALS = [
     "<|begin_of_video|>",
     "<|end_of_video|>",
 ]
+# THUDM/chatglm3-6b's tokenizer_config.json template: it names the roles only through a variable.
+CHATGLM3_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first %}[gMASK]sop<|{{ message['role'] }}|>\n {{ message['content'] }}"
+    "{% else %}<|{{ message['role'] }}|>\n {{ message['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 SP_VOCAB = 400
 BPE_MERGES = 120
+# The tiny ChatGLM3 tokenizer's ids for one user turn "你好", shaped as the original's reference
+# [64790, 64792, 64795, 30910, 13, 36474, 54591, 64796]: [gMASK] sop <|user|> ▁ <0x0A> ▁你好 <|assistant|>.
+CHATGLM3_HELLO_IDS = [401, 403, 406, 324, 13, 273, 407]
 
 
 def write_sentencepiece(path: Path) -> None:
@@ -207,12 +216,17 @@ def build_checkpoint(folder: Path, family: str, fmt: str = "safetensors", seed: 
         write_sentencepiece(folder / "tokenizer.model")
         specials = CHATGLM3_SPECIALS if family == "chatglm3-6b" else CHATGLM2_SPECIALS
         vocab = SP_VOCAB + len(specials)
-        tokenizer_config = {"tokenizer_class": "ChatGLMTokenizer", "remove_space": False}
+        tokenizer_config = {
+            "name_or_path": f"THUDM/{family}",
+            "tokenizer_class": "ChatGLMTokenizer",
+            "remove_space": False,
+        }
+        if family == "chatglm3-6b":
+            tokenizer_config["chat_template"] = CHATGLM3_TEMPLATE
+        # Both ship their tokenizer code; ChatGLM3's names the role tokens, ChatGLM2's does not.
+        (folder / "tokenization_chatglm.py").write_text(f"special_tokens = {specials!r}\n")
     config = original_config(family, vocab, **overrides)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    if family == "chatglm3-6b":
-        # How a ChatGLM3 download differs from a ChatGLM2 one: its tokenizer code knows the role tokens.
-        (folder / "tokenization_chatglm.py").write_text('special_tokens = ["<|system|>", "<|user|>"]\n')
     write_shards(folder, original_weights(config, seed), fmt)
     return folder

@@ -10,6 +10,7 @@ from glm.detokenizer import Detokenizer
 from glm.device import StartupError
 from glm.models import load_model
 from glm.models.chatglm import cache_key
+from glm.models.chatglm.layout import CHATGLM3
 from tests.chatglm_checkpoints import build_checkpoint
 from tests.chatglm_reference import read_original_weights, reference_logits
 from tests.conftest import start_server
@@ -99,10 +100,10 @@ def test_the_converted_copy_is_reused_and_follows_the_source(tmp_path, caplog):
         load(folder, tmp_path / "cache")
         load(folder, tmp_path / "cache")
     assert len([r for r in caplog.records if "converting" in r.message]) == 1
-    assert (tmp_path / "cache" / "chatglm" / cache_key(folder) / "tokenizer.json").is_file()
-    before = cache_key(folder)
+    assert (tmp_path / "cache" / "chatglm" / cache_key(folder, CHATGLM3) / "tokenizer.json").is_file()
+    before = cache_key(folder, CHATGLM3)
     build_checkpoint(folder, "chatglm3-6b", seed=8)  # new weights in place
-    assert cache_key(folder) != before
+    assert cache_key(folder, CHATGLM3) != before
 
 
 def test_pre_quantized_checkpoints_are_refused(tmp_path):
@@ -150,6 +151,10 @@ def chatglm3_server(chatglm_folders, tmp_path_factory):
     )
     yield server
     server.stop()
+
+
+def test_the_server_log_says_which_chat_format_and_why(chatglm3_server):
+    assert "chat format chatglm3: tokenizer.model is a SentencePiece model" in chatglm3_server.log()
 
 
 def greedy_reply(folder, messages, max_tokens, cache_dir):

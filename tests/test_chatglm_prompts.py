@@ -14,6 +14,7 @@ from glm.models.chatglm import build_tokenizer
 from glm.models.chatglm.first_generation import chatglm1_prompt
 from glm.models.chatglm.layout import CHATGLM2, CHATGLM3, GLM4
 from glm.models.chatglm.prompts import chatglm2_prompt, prompt_encoder
+from tests.chatglm_checkpoints import CHATGLM3_HELLO_IDS
 
 HELLO = [{"role": "user", "content": "你好"}]
 CONVERSATION = [
@@ -45,7 +46,7 @@ def test_chatglm3_single_turn(encoders):
         "▁你好",
         "<|assistant|>",
     ]
-    assert ids == [401, 403, 406, 324, 13, 273, 407]
+    assert ids == CHATGLM3_HELLO_IDS
 
 
 def test_chatglm3_encodes_each_piece_on_its_own(encoders):

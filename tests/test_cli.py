@@ -15,7 +15,16 @@ def run(*args):
 def test_help_lists_every_flag():
     result = run("--help")
     assert result.returncode == 0
-    for flag in ("--host", "--port", "--device", "--quantize", "--model", "--trust-remote-code", "--max-tokens"):
+    for flag in (
+        "--host",
+        "--port",
+        "--device",
+        "--quantize",
+        "--model",
+        "--trust-remote-code",
+        "--chat-format",
+        "--max-tokens",
+    ):
         assert flag in result.stdout
 
 
@@ -25,6 +34,7 @@ def test_help_lists_every_flag():
         (["--device", "0"], "CUDA is not available"),
         (["--model", "/no/such/model"], "never downloaded"),
         (["--model", "THUDM/chatglm3-6b"], "never downloaded"),
+        (["--chat-format", "chatglm3"], "only an original ChatGLM folder"),
     ],
 )
 def test_impossible_settings_fail_at_start(args, message):
@@ -38,6 +48,13 @@ def test_original_chatglm_folder_needs_remote_code(tmp_path):
     result = run("--model", str(tmp_path), "--device", "-1")
     assert result.returncode == 2
     assert "--trust-remote-code" in result.stderr
+
+
+def test_a_chat_format_the_folder_cannot_serve_fails_at_start(chatglm_folders):
+    folder = chatglm_folders["chatglm2-6b"]
+    result = run("--model", str(folder), "--chat-format", "glm4", "--device", "-1", "--embedding-model", "none")
+    assert result.returncode == 2
+    assert "--chat-format glm4: " in result.stderr and "SentencePiece" in result.stderr
 
 
 def test_quantize_rejects_other_widths():

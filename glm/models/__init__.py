@@ -12,7 +12,7 @@ import torch
 from glm import chat_templates
 from glm.device import StartupError
 from glm.models import tiny
-from glm.models.chatglm import is_original_chatglm, load_chatglm, read_config
+from glm.models.chatglm import is_original_chatglm_folder, load_chatglm
 from glm.models.gguf import load_gguf
 from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
@@ -35,10 +35,18 @@ def load_model(
     cache_dir: Path,
     trust_remote_code: bool = False,
     bits: int = 16,
+    chat_format: str | None = None,
 ) -> LoadedModel:
     """`bits` 8 or 4 packs the Linear weights as they are read (glm/quant); `dtype` is then the
-    dtype of everything else."""
+    dtype of everything else. `chat_format` overrides the family detected in an original ChatGLM
+    folder; any other model brings its own format, so there it is refused."""
     weights = Weights(bits, dtype, trust_remote_code)
+    path = Path(spec).expanduser()
+    if chat_format is not None and not is_original_chatglm_folder(path):
+        raise StartupError(
+            f"--chat-format {chat_format}: only an original ChatGLM folder (config.json with model_type "
+            f"chatglm) can be given another chat format; --model {spec} keeps its own"
+        )
     if spec == "tiny":
         tokenizer = tiny.build_tokenizer()
         return prepare("tiny", weights.pack(tiny.build_model(tokenizer).to(dtype)), tokenizer, device, weights)
@@ -47,14 +55,13 @@ def load_model(
         # A base model: it ships no chat template, so it gets Gemma's turn format.
         tokenizer.chat_template = chat_templates.load("gemma")
         return prepare("demo", model, tokenizer, device, weights)
-    path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         model, tokenizer = load_gguf(path, cache_dir, weights)
         if tokenizer.chat_template is None:
             raise StartupError(f"--model {path}: the GGUF file carries no chat template")
         return prepare(path.stem, model, tokenizer, device, weights)
-    if path.is_dir() and (path / "config.json").is_file() and is_original_chatglm(read_config(path)):
-        model, tokenizer, prompt_encoder = load_chatglm(path, weights, cache_dir)
+    if is_original_chatglm_folder(path):
+        model, tokenizer, prompt_encoder = load_chatglm(path, weights, cache_dir, chat_format)
         return prepare(path.name, model, tokenizer, device, weights, prompt_encoder)
     if path.is_dir():
         model, tokenizer = load_hf_folder(path, weights)

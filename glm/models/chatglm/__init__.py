@@ -14,10 +14,10 @@ from transformers import AutoTokenizer, GlmForCausalLM, PreTrainedModel, PreTrai
 
 from glm.device import StartupError
 from glm.models.chatglm import first_generation, sentencepiece_tokenizer, tiktoken_tokenizer
+from glm.models.chatglm.detection import choose_family
 from glm.models.chatglm.layout import (
     Family,
     check_supported,
-    detect_family,
     glm_config,
     is_first_generation,
     is_original_chatglm,
@@ -33,11 +33,17 @@ log = logging.getLogger(__name__)
 CONVERSION_VERSION = 1
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "tokenization_chatglm.py")
 
-__all__ = ["is_original_chatglm", "load_chatglm", "read_config"]
+__all__ = ["is_original_chatglm_folder", "load_chatglm"]
 
 
-def cache_key(path: Path) -> str:
-    """Same source files (path, size, modification time), same key."""
+def is_original_chatglm_folder(path: Path) -> bool:
+    """A ChatGLM download as published (config.json with `model_type: chatglm`), not an `-hf` folder."""
+    return path.is_dir() and (path / "config.json").is_file() and is_original_chatglm(read_config(path))
+
+
+def cache_key(path: Path, family: Family) -> str:
+    """Same source files (path, size, modification time) read as the same family, same key: the
+    family decides the converted tokenizer's special tokens."""
     files = [path / "config.json", *shard_files(path), *(path / name for name in TOKENIZER_FILES)]
     identity = [f"v{CONVERSION_VERSION}"]
     for file in files:
@@ -45,7 +51,7 @@ def cache_key(path: Path) -> str:
             stat = file.stat()
             identity.append(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
     digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
-    return f"{path.name}-{digest}"
+    return f"{path.name}-{family.name}-{digest}"
 
 
 def build_tokenizer(path: Path, family: Family) -> PreTrainedTokenizerBase:
@@ -67,15 +73,21 @@ def convert(path: Path, family: Family, config: dict, target: Path) -> None:
 
 
 def load_chatglm(
-    path: Path, weights: Weights, cache_dir: Path
+    path: Path, weights: Weights, cache_dir: Path, chat_format: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, PromptEncoder]:
+    """`chat_format` (a name in FAMILIES) overrides the detected family where its tokenizer fits."""
     config = read_config(path)
     if is_first_generation(config):
+        if chat_format is not None:
+            raise StartupError(
+                f"--chat-format {chat_format}: {path} is a first-generation ChatGLM-6B, whose own code "
+                "sets its chat format; leave --chat-format out"
+            )
         model, tokenizer, encoder = first_generation.load(path, weights.dtype, weights.trust_remote_code)
         return weights.pack(model), tokenizer, encoder
     check_supported(path, config)
-    family = detect_family(path)
-    target = cache_dir / "chatglm" / cache_key(path)
+    family = choose_family(path, chat_format)
+    target = cache_dir / "chatglm" / cache_key(path, family)
     if not target.is_dir():
         convert(path, family, config, target)
     tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)

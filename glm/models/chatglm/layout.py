@@ -55,9 +55,6 @@ GLM4 = Family(
 )
 FAMILIES = {family.name: family for family in (CHATGLM2, CHATGLM3, GLM4)}
 
-# Where a ChatGLM3 download shows that its tokenizer knows the role tokens (ChatGLM2's does not).
-CHATGLM3_MARKERS = ("tokenizer_config.json", "tokenization_chatglm.py")
-
 
 def read_config(path: Path) -> dict:
     return json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -70,22 +67,6 @@ def is_original_chatglm(config: dict) -> bool:
 def is_first_generation(config: dict) -> bool:
     """ChatGLM-6B (GLM-130B style: 2D positions, icetk vocabulary), not the GLM-4 architecture."""
     return "multi_query_group_num" not in config or "position_encoding_2d" in config
-
-
-def detect_family(path: Path) -> Family:
-    tokenizer_file = path / "tokenizer.model"
-    if not tokenizer_file.is_file():
-        raise StartupError(f"--model {path}: no tokenizer.model in this ChatGLM folder")
-    with tokenizer_file.open("rb") as file:
-        head = file.read(64)
-    # A SentencePiece model is a protobuf (binary); GLM-4's is text lines of base64 and rank.
-    if head and all(32 <= byte < 127 or byte in b"\r\n" for byte in head):
-        return GLM4
-    for marker in CHATGLM3_MARKERS:
-        file = path / marker
-        if file.is_file() and "<|user|>" in file.read_text(encoding="utf-8", errors="replace"):
-            return CHATGLM3
-    return CHATGLM2
 
 
 def check_supported(path: Path, config: dict) -> None:
