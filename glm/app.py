@@ -6,7 +6,7 @@ from pathlib import Path
 from flask import Flask
 from flask_cors import CORS
 
-from glm import auth, http_errors, observability
+from glm import auth, http_errors, observability, security_headers
 from glm.routes import embeddings, health, legacy, meta, openai, page
 from glm.service import Service
 
@@ -19,6 +19,7 @@ def create_app(service: Service, cors_origins: list[str] | None = None, api_keys
     app.config["MAX_CONTENT_LENGTH"] = service.settings.max_body_bytes
     app.json.ensure_ascii = False
     app.extensions["glm"] = service
+    security_headers.register(app)
     if cors_origins:
         log.info("CORS: browser calls allowed from %s", ", ".join(cors_origins))
         CORS(app, origins=cors_origins, expose_headers=["X-Request-Id", "Retry-After"])

@@ -24,6 +24,15 @@ CHROMIUM_ARGS = [
 # Every wait is bounded, generously: the machine running the tests may be slow and shared.
 WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
+# Runs before the page's own scripts (Playwright injects it past the page's CSP) and records what
+# the Content-Security-Policy refused, as "directive blocked-uri". Playwright polls a
+# `wait_for_function` given as an expression through eval, which the policy refuses: give it a
+# function.
+RECORD_CSP_VIOLATIONS = """
+    window.cspViolations = [];
+    document.addEventListener("securitypolicyviolation", (e) =>
+        window.cspViolations.push(`${e.effectiveDirective} ${e.blockedURI}`));
+"""
 
 
 @contextmanager
@@ -57,6 +66,7 @@ class ChatPage:
         self.sent: list[dict] = []
         self.extra: dict = {}
         page.route("**/v1/chat/completions", self._forward)
+        page.add_init_script(RECORD_CSP_VIOLATIONS)
         page.goto(server.url("/"))
 
     def _forward(self, route: Route) -> None:
@@ -91,6 +101,9 @@ class ChatPage:
         self.page.locator("#settings summary").click()
         self.page.locator(f"#{field}").fill(value)
         self.page.locator("#settings summary").click()
+
+    def csp_violations(self) -> list[str]:
+        return self.page.evaluate("window.cspViolations")
 
     def engine(self) -> dict:
         return health(self.server)["engine"]

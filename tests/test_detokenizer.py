@@ -1,6 +1,9 @@
+from itertools import pairwise
+
 import pytest
 
 from glm.detokenizer import REPLACEMENT, Detokenizer
+from tests.http_helpers import post
 
 TEXTS = ["你好，世界！", "emoji 🌍👨‍👩‍👧 🎉", "mixed 中文 and English, 数字 123 😀!", "  spaces\n\nand lines\n"]
 
@@ -26,13 +29,41 @@ def test_a_multibyte_character_waits_for_its_last_byte(tiny):
     assert stream_deltas(tiny.tokenizer, ids) == ["", "", "好", ""]
 
 
-def test_bytes_that_never_form_a_character_are_flushed_at_the_end(tiny):
-    # 0xE5 starts a three-byte character that never completes.
-    broken = [*tiny.tokenizer.encode("a", add_special_tokens=False), 0xE5]
-    deltas = stream_deltas(tiny.tokenizer, broken)
-    assert "".join(deltas) == "a" + REPLACEMENT
+@pytest.mark.parametrize("model", ["tiny", "demo"])
+@pytest.mark.parametrize("missing", [1, 2])
+def test_a_character_cut_off_at_the_end_is_dropped(request, model, missing):
+    # "龘" is three byte tokens in both tokenizers; generation stopped before its last bytes came.
+    tokenizer = request.getfixturevalue(model).tokenizer
+    ids = tokenizer.encode("你好龘", add_special_tokens=False)[:-missing]
+    assert "".join(stream_deltas(tokenizer, ids)) == "你好"
+
+
+@pytest.mark.parametrize("model", ["tiny", "demo"])
+def test_a_replacement_character_the_model_wrote_is_kept(request, model):
+    # U+FFFD is three whole bytes in `tiny` and one token of its own in `demo`.
+    tokenizer = request.getfixturevalue(model).tokenizer
+    ids = tokenizer.encode("a\ufffd", add_special_tokens=False) + tokenizer.encode("龘", add_special_tokens=False)[:1]
+    assert "".join(stream_deltas(tokenizer, ids)) == "a" + REPLACEMENT
+
+
+def test_a_byte_that_cannot_start_a_character_stays_replaced(tiny):
+    # 0x80 only ever continues a character: it is invalid, not unfinished.
+    ids = [*tiny.tokenizer.encode("a", add_special_tokens=False), 0x80]
+    assert "".join(stream_deltas(tiny.tokenizer, ids)) == "a" + REPLACEMENT
 
 
 def test_special_tokens_are_not_shown(tiny):
     ids = [*tiny.tokenizer.encode("ok", add_special_tokens=False), tiny.tokenizer.convert_tokens_to_ids("<sop>")]
     assert "".join(stream_deltas(tiny.tokenizer, ids)) == "ok"
+
+
+def test_a_reply_cut_by_max_tokens_is_a_prefix_of_the_longer_reply(tiny_server):
+    # The random `tiny` model writes bytes that often start a character; a cut before its last
+    # byte used to end the reply in U+FFFD where the longer reply has the character.
+    def reply(max_tokens):
+        body = {"messages": [{"role": "user", "content": "你好，请介绍一下你自己"}], "max_tokens": max_tokens}
+        response = post(tiny_server, "/v1/chat/completions", {**body, "temperature": 0, "ignore_eos": True})
+        return response.json()["choices"][0]["message"]["content"]
+
+    replies = [reply(n) for n in range(1, 25)]
+    assert all(longer.startswith(shorter) for shorter, longer in pairwise(replies))

@@ -22,7 +22,8 @@ def browser():
 
 @pytest.fixture
 def chat(browser, tiny_server):
-    """A fresh browser context per test; a script error, or a request to any other host, fails it."""
+    """A fresh browser context per test; a script error, a request to any other host, or anything
+    the Content-Security-Policy refused, fails it."""
     context = browser.new_context()
     page = context.new_page()
     errors, foreign = [], []
@@ -30,7 +31,9 @@ def chat(browser, tiny_server):
     page.on("request", lambda r: r.url.startswith(tiny_server.base_url) or foreign.append(r.url))
     chat = ChatPage(page, tiny_server)
     yield chat
+    violations = chat.csp_violations()
     context.close()
+    assert not violations, violations
     assert not errors, errors
     assert not foreign, foreign
 
@@ -89,7 +92,7 @@ def test_stop_aborts_the_request_and_generation_stops_on_the_server(chat):
     before = chat.engine()["tokens_generated"]
     chat.send("a long story, please")
     expect(chat.button("stop")).to_be_enabled()
-    chat.page.wait_for_function("document.querySelector('#log .turn.assistant').textContent.length > 20")
+    chat.page.wait_for_function("() => document.querySelector('#log .turn.assistant').textContent.length > 20")
     assert chat.engine()["active"] == 1
 
     chat.button("stop").click()
@@ -115,7 +118,7 @@ def test_new_chat_forgets_the_history_and_stops_a_running_reply(chat):
     chat.wait_done()
     chat.extra = {"ignore_eos": True, "max_tokens": 3000}
     chat.send("a reply cut short by New chat")
-    chat.page.wait_for_function("document.querySelector('#log .turn.streaming')?.textContent.length > 0")
+    chat.page.wait_for_function("() => document.querySelector('#log .turn.streaming')?.textContent.length > 0")
 
     chat.button("new-chat").click()
     expect(chat.turns).to_have_count(0)
@@ -150,6 +153,26 @@ def test_html_typed_by_the_user_is_shown_as_text_and_never_runs(chat):
     assert chat.page.locator("#log img").count() == 0
     assert chat.page.evaluate("window.__xss") is None
     assert chat.sent[0]["messages"][0]["content"] == XSS
+
+
+def test_script_that_is_not_one_of_the_page_files_is_refused(browser, tiny_server):
+    context = browser.new_context()
+    try:
+        chat = ChatPage(context.new_page(), tiny_server)
+        # A string timer is eval'd in the page itself; Playwright's own evaluate is exempt from CSP.
+        chat.page.evaluate(
+            """() => {
+                const script = document.createElement("script");
+                script.textContent = "window.__xss = 'inline'";
+                document.body.append(script);
+                setTimeout("window.__xss = 'eval'", 0);
+            }"""
+        )
+        wait_until(lambda: len(chat.csp_violations()) == 2, what="both refusals reported")
+        assert sorted(chat.csp_violations()) == ["script-src eval", "script-src-elem inline"]
+        assert chat.page.evaluate("window.__xss") is None
+    finally:
+        context.close()
 
 
 def canned_reply(text: str) -> str:

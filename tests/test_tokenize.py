@@ -34,6 +34,10 @@ def test_demo_tokens_are_readable_text(demo_server):
     assert "".join(reply["tokens"][1:]) == "你好 world"
 
 
+def test_demo_byte_fallback_tokens_are_shown_as_their_bytes(demo_server):
+    assert tokenize(demo_server, prompt="龘")["tokens"][1:] == ["<0xE9>", "<0xBE>", "<0x98>"]
+
+
 @pytest.mark.parametrize("body", [{}, {"prompt": ""}, {"prompt": 5}, {"prompt": "a", "max_length": 0}])
 def test_bad_bodies_are_400(tiny_server, body):
     response = post(tiny_server, "/tokenize", body)

@@ -4,20 +4,19 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from glm.bytelevel import token_bytes
+from glm.bytelevel import id_bytes
 from glm.detokenizer import REPLACEMENT
 from glm.service import Service
 
 
 def piece(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:
     """The token as text where it decodes on its own; a part of a longer character as its bytes
-    (`<0xE4>`, as SentencePiece names them); anything else by the tokenizer's own name for it."""
+    (`<0xE4>`, as SentencePiece names them)."""
     text = tokenizer.decode([token_id])
     if REPLACEMENT not in text:
         return text
-    token = tokenizer.convert_ids_to_tokens(token_id)
-    raw = token_bytes(token)
-    return token if raw is None else "".join(f"<0x{byte:02X}>" for byte in raw)
+    raw = id_bytes(tokenizer, token_id)
+    return text if raw == text.encode("utf-8") else "".join(f"<0x{byte:02X}>" for byte in raw)
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int | None) -> dict[str, Any]:
