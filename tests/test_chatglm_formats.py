@@ -44,6 +44,12 @@ def test_a_chatglm3_copy_without_its_code_is_served_as_chatglm3(tmp_path, caplog
     assert "chat format chatglm3" in record.message and "'[gMASK]sop'" in record.message
 
 
+def single_warning(caplog) -> str:
+    [record] = detection_records(caplog)
+    assert record.levelno == logging.WARNING
+    return record.message
+
+
 @pytest.mark.parametrize(
     ("family", "file", "changes", "expected"),
     [
@@ -60,9 +66,8 @@ def test_disagreeing_files_warn_and_the_tokenizer_files_decide(tmp_path, caplog,
     edit_json(folder / file, **changes)
     with caplog.at_level(logging.INFO, logger=DETECTION_LOGGER):
         assert choose_family(folder, None) is expected
-    [record] = detection_records(caplog)
-    assert record.levelno == logging.WARNING
-    assert "disagree" in record.message and "--chat-format" in record.message
+    message = single_warning(caplog)
+    assert "disagree" in message and "--chat-format" in message
 
 
 def test_a_folder_that_names_no_family_is_guessed_chatglm2_with_a_warning(tmp_path, caplog):
@@ -71,9 +76,8 @@ def test_a_folder_that_names_no_family_is_guessed_chatglm2_with_a_warning(tmp_pa
     edit_json(folder / "config.json", _name_or_path="/data/finetuned")
     with caplog.at_level(logging.INFO, logger=DETECTION_LOGGER):
         assert choose_family(folder, None) is CHATGLM2
-    [record] = detection_records(caplog)
-    assert record.levelno == logging.WARNING
-    assert "chatglm2 is a guess" in record.message and "--chat-format" in record.message
+    message = single_warning(caplog)
+    assert "chatglm2 is a guess" in message and "--chat-format" in message
 
 
 def test_chat_format_overrides_detection_with_its_own_converted_copy(tmp_path, caplog):
