@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from glm.auth import ENV_VAR, load_keys
 from glm.device import DTYPES, QUANTIZE_CHOICES, StartupError, resolve_device, resolve_dtype
+from glm.server import ConnectionLimits
 from glm.service import Settings
 
 if TYPE_CHECKING:
@@ -123,9 +124,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--socket-timeout",
         type=float,
-        default=60.0,
-        help="seconds a connection may stall on one read or write (a client that stops reading) before "
-        "it is dropped (default: %(default)s)",
+        default=ConnectionLimits.socket_timeout,
+        help="seconds a connection may stall on one read or write (a client that stops reading), or stay "
+        "idle between requests, before it is dropped (default: %(default)s)",
+    )
+    p.add_argument(
+        "--request-read-timeout",
+        type=float,
+        default=ConnectionLimits.request_read_timeout,
+        help="seconds a request's line, headers and body together may take to arrive, from its first byte, "
+        "however the client paces them; then it is answered 408 and the connection closed. The default "
+        "lets the largest body (1 MiB) arrive at 140 kbit/s; the reply is not on this clock "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=ConnectionLimits.max_connections,
+        help="connections open at once; one more is answered 503 with Retry-After and closed at once "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--shutdown-grace",
@@ -212,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
     app = create_app(Service(engine, settings, embedder), origins, api_keys)
-    status = serve(app, args.host, args.port, args.shutdown_grace, args.socket_timeout)
+    limits = ConnectionLimits(args.socket_timeout, args.request_read_timeout, args.max_connections)
+    status = serve(app, args.host, args.port, args.shutdown_grace, limits)
     engine.stop()
     return status

@@ -1,15 +1,171 @@
-"""Whether a request's client is still connected, asked while its reply is being made.
+"""One client connection as gevent's WSGI handler reads and answers it, with four changes.
 
-A stream learns that its client left when a write fails; a request that writes nothing until its
-reply is whole has to look. Our WSGI handler puts a check for its connection into each request's
-environ; under another WSGI server the check answers that the client is there.
+- A request must arrive whole (request line, headers and body) within the server's
+  `limits.request_read_timeout` of its first byte. The socket timeout only bounds one stalled
+  read, so a client sending a byte every few seconds could otherwise hold a connection for as long
+  as it likes. Only reads of the request are on that clock, never the response, and the wait for a
+  request to begin (an idle kept-alive connection) is left to the socket timeout.
+- Errors are logged without the request's content: gevent's own messages quote the request line
+  and headers, and a GET /stream carries the prompt in its query string.
+- A HEAD response carries no body, not even the end of a chunked one (which a client would read as
+  the start of its next response).
+- Each request's environ carries a check whether its client is still connected. A stream learns
+  that its client left when a write fails; a request that writes nothing until its reply is whole
+  has to look. Under another WSGI server the check answers that the client is there.
 """
 
+import contextlib
+import json
+import logging
 import select
 import socket
-from collections.abc import Callable
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from http import HTTPStatus
+from types import TracebackType
 
-ENVIRON_KEY = "glm.client_gone"
+import gevent
+from gevent import GreenletExit
+from gevent.pywsgi import Input, WSGIHandler
+from werkzeug.exceptions import RequestTimeout
+
+from glm.errors import ApiError, Family, HttpError, body, family_of
+
+log = logging.getLogger(__name__)
+CLIENT_GONE = "glm.client_gone"
+
+
+class RequestReadTimeout(RequestTimeout):
+    """The request did not arrive in time. An HTTP error, so that when it strikes while the app reads
+    the body, the app answers it (408, in the route family's error shape) like any other."""
+
+
+def raw_response(error: ApiError, family: Family = Family.LEGACY) -> bytes:
+    """A whole JSON error response, for the socket itself when there is no app request to answer it
+    through (the request never arrived whole, or was never read); the connection closes after it."""
+    content = json.dumps(body(error, family)).encode()
+    head = {
+        "Content-Type": "application/json",
+        "Content-Length": str(len(content)),
+        "Connection": "close",
+        **error.headers(),
+    }
+    status = f"{error.status} {HTTPStatus(error.status).phrase}"
+    lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in head.items()), "", ""]
+    return "\r\n".join(lines).encode() + content
+
+
+class DeadlineInput(Input):
+    """A request body whose every read ends by the request's deadline."""
+
+    __slots__ = ("reading",)
+
+    def __init__(self, source: Input, reading: Callable[[], AbstractContextManager[None]]) -> None:
+        super().__init__(source.rfile, source.content_length, source.socket, source.chunked_input)
+        self.reading = reading
+
+    def read(self, length: int | None = None) -> bytes:
+        with self.reading():
+            return super().read(length)
+
+    def readline(self, size: int | None = None) -> bytes:
+        with self.reading():
+            return super().readline(size)
+
+    def _discard(self) -> None:
+        # gevent drains what the app left unread after the response, to read the next request; once
+        # the deadline has passed, the connection closes instead (`reading` has said so).
+        with contextlib.suppress(RequestReadTimeout):
+            super()._discard()
+
+
+class ConnectionHandler(WSGIHandler):
+    """gevent's handler with a read deadline on each request and error logs that quote nothing of it.
+    Its server provides `limits.request_read_timeout` (seconds)."""
+
+    read_deadline = 0.0
+
+    def read_requestline(self) -> str:
+        # Waiting for the first byte is idling, bounded by the socket timeout; the request's clock
+        # starts when it begins to arrive.
+        self.rfile.peek(1)
+        self.read_deadline = time.monotonic() + self.server.limits.request_read_timeout
+        # A kept-alive connection still holds the previous request's path until this one's is read.
+        self.path = None
+        with self.reading():
+            return super().read_requestline()
+
+    def read_request(self, raw_requestline: str) -> bool:
+        with self.reading():
+            return super().read_request(raw_requestline)
+
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        if environ["wsgi.input"] is self.wsgi_input:
+            self.wsgi_input = environ["wsgi.input"] = DeadlineInput(self.wsgi_input, self.reading)
+        sock = self.socket
+        environ[CLIENT_GONE] = lambda: peer_closed(sock)
+        return environ
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads of the request under way, cut off at its deadline however the client paces its bytes.
+        A read that need not wait (the bytes are already here) still succeeds after it."""
+        error = RequestReadTimeout(self.timeout_message())
+        try:
+            with gevent.Timeout(max(self.read_deadline - time.monotonic(), 0.0), error):
+                yield
+        except RequestReadTimeout:
+            self.close_connection = True
+            raise
+
+    def handle_one_request(self) -> tuple[str, bytes] | bool | None:
+        try:
+            return super().handle_one_request()
+        except RequestReadTimeout:
+            # Only the request line's read lets the deadline out this far: gevent passes a failed
+            # header read to _handle_client_error, and a body read fails inside the app.
+            return self.timed_out()
+
+    def timeout_message(self) -> str:
+        return f"the request did not arrive within {self.server.limits.request_read_timeout:g} seconds"
+
+    def timed_out(self) -> tuple[str, bytes]:
+        """The answer to a request whose line or headers did not arrive in time."""
+        log.info("request from %s not received in time: answered 408", self.client_address[0])
+        return "408", raw_response(HttpError(408, "Request Timeout", self.timeout_message()), self.family())
+
+    def family(self) -> Family:
+        """The route family of the request as far as it was read, which decides its error's shape."""
+        return family_of(self.path or "")
+
+    def _handle_client_error(self, ex: Exception) -> tuple[str, bytes]:
+        if isinstance(ex, RequestReadTimeout):
+            return self.timed_out()
+        # gevent's message quotes the request line or header at fault; the client only learns it was refused.
+        log.warning("invalid HTTP request from %s: malformed request line, headers or body", self.client_address[0])
+        return "400", raw_response(ApiError("malformed HTTP request"), self.family())
+
+    def _log_error(self, t: type[BaseException], v: BaseException, tb: TracebackType | None) -> None:
+        # Replaces gevent's report, whose exception message may quote the request (a prompt).
+        if issubclass(t, GreenletExit):
+            return
+        where = f"{self.command} {(self.path or '').split('?', 1)[0]} from {self.client_address[0]}"
+        if issubclass(t, OSError):
+            log.info("connection dropped answering %s: %s", where, v)
+            return
+        frames = "".join(traceback.format_tb(tb))
+        log.error("unexpected %s answering %s (its message is not logged)\n%s", t.__name__, where, frames)
+
+    def finalize_headers(self) -> None:
+        super().finalize_headers()
+        if self.command == "HEAD":
+            self.response_use_chunked = False
+        # Said, so that a client does not send its next request into a connection about to close.
+        if self.close_connection and not any(name.lower() == b"connection" for name, _ in self.response_headers):
+            self.response_headers.append((b"Connection", b"close"))
 
 
 def peer_closed(sock: socket.socket) -> bool:
@@ -22,5 +178,5 @@ def peer_closed(sock: socket.socket) -> bool:
         return True
 
 
-def check_for(environ: dict) -> Callable[[], bool]:
-    return environ.get(ENVIRON_KEY, lambda: False)
+def client_gone_check(environ: dict) -> Callable[[], bool]:
+    return environ.get(CLIENT_GONE, lambda: False)

@@ -19,6 +19,10 @@ class Family(Enum):
     OPENAI = "openai"
 
 
+def family_of(path: str) -> Family:
+    return Family.OPENAI if path.startswith("/v1/") else Family.LEGACY
+
+
 class ApiError(Exception):
     """An error whose message is meant for the client."""
 
@@ -63,6 +67,14 @@ class Unavailable(ApiError):
 class ShuttingDown(Unavailable):
     def __init__(self) -> None:
         super().__init__("the server is shutting down", code="shutting_down")
+
+
+class TooManyConnections(Unavailable):
+    def __init__(self) -> None:
+        super().__init__("the server has too many open connections; retry shortly", code="too_many_connections")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class EngineFailed(Unavailable):

@@ -5,18 +5,13 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from glm.errors import ApiError, Family, HttpError, Internal, body, from_exception
+from glm.errors import ApiError, HttpError, Internal, body, family_of, from_exception
 
 log = logging.getLogger(__name__)
 
 
-def family() -> Family:
-    """The route family of the current request, which decides the error object's shape."""
-    return Family.OPENAI if request.path.startswith("/v1/") else Family.LEGACY
-
-
 def respond(error: ApiError) -> Response:
-    response = jsonify(body(error, family()))
+    response = jsonify(body(error, family_of(request.path)))
     response.status_code = error.status
     response.headers.update(error.headers())
     return response

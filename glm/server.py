@@ -4,6 +4,12 @@ gevent's monkey-patching is deliberately not used: the engine must run in a real
 nothing in the request path blocks on stdlib I/O, so the greenlets only ever wait on gevent's own
 primitives (the socket and the engine hand-off).
 
+Connections: each request must arrive whole within `request_read_timeout` (glm/connection.py), and
+at most `max_connections` are open at once. One over the cap is answered 503 with Retry-After and
+closed at once rather than left unaccepted: a client (or the load balancer in front) learns that the
+server is full and can retry or go elsewhere, instead of hanging in the listen queue with no answer.
+Refusing costs one accept and one non-blocking write, so a flood of connections cannot pile up work.
+
 Shutdown: stop accepting connections and refuse new generation requests (503), give the streams
 already running `grace` seconds to finish, end the rest with a final error event, then close
 whatever connections remain.
@@ -13,19 +19,22 @@ restart it: the requests it held have already failed, new ones are refused with 
 answers 503 with the reason for `grace` seconds, so that a balancer sees why before the port closes.
 """
 
+import contextlib
 import logging
+import resource
 import signal
 import time
+from dataclasses import dataclass
 
 import gevent
 from flask import Flask
 from gevent.event import Event
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.pywsgi import WSGIServer
 
-from glm import connection
+from glm.connection import ConnectionHandler, raw_response
 from glm.engine import Engine
-from glm.errors import EngineFailed, ShuttingDown
+from glm.errors import EngineFailed, ShuttingDown, TooManyConnections
 from glm.lifecycle import Admission
 
 log = logging.getLogger(__name__)
@@ -35,26 +44,86 @@ FLUSH_SECONDS = 2.0
 WATCH_SECONDS = 0.1
 
 
-class Handler(WSGIHandler):
-    def get_environ(self) -> dict:
-        environ = super().get_environ()
-        sock = self.socket
-        environ[connection.ENVIRON_KEY] = lambda: connection.peer_closed(sock)
-        return environ
+# Room for the process's other open files (the listening socket, model files, torch's) beside the connections.
+FILE_HEADROOM = 256
+# A flood of connections over the cap is reported once in this many seconds, not once per connection.
+REFUSAL_LOG_SECONDS = 10.0
+OVER_CAPACITY = raw_response(TooManyConnections())
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    socket_timeout: float = 60.0  # longest stall on one read or write (a client that stops reading)
+    # A request's line, headers and body, from its first byte: 1 MiB (the largest body) at 140 kbit/s.
+    request_read_timeout: float = 60.0
+    max_connections: int = 1000
 
 
 class TimedWSGIServer(WSGIServer):
-    """Every connection gets a socket timeout: a client that stops reading (or never sends its
-    request) is dropped once a write or read has waited that long, instead of holding a greenlet
-    and its engine slot forever."""
+    """Every connection gets a socket timeout and each of its requests a read deadline, and no more
+    than `max_connections` are served at once: a client that stops reading, trickles its request or
+    never sends one is dropped instead of holding a greenlet (and its engine slot) forever."""
 
-    def __init__(self, *args, socket_timeout: float, **kwargs) -> None:
+    handler_class = ConnectionHandler
+
+    def __init__(self, *args, limits: ConnectionLimits, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.socket_timeout = socket_timeout
+        self.limits = limits
+        self.connections = 0
+        self.refused = 0
+        self.refusals_logged = -REFUSAL_LOG_SECONDS
 
     def handle(self, sock, address) -> None:
-        sock.settimeout(self.socket_timeout)
-        super().handle(sock, address)
+        if self.connections >= self.limits.max_connections:
+            self.refuse(sock)
+            return
+        self.connections += 1
+        try:
+            sock.settimeout(self.limits.socket_timeout)
+            super().handle(sock, address)
+        except OSError:
+            # The 400, 408 or 414 written to a client already gone: nothing is left to do.
+            pass
+        finally:
+            self.connections -= 1
+
+    def refuse(self, sock) -> None:
+        # Never waits, so a refused connection's greenlet ends in the turn it started.
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.send(OVER_CAPACITY)
+            # What the client already sent: closing on unread bytes would reset the connection,
+            # which can destroy the 503 before the client reads it.
+            sock.recv(1 << 16)
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.refusals_logged >= REFUSAL_LOG_SECONDS:
+            log.warning(
+                "%d connections open, the --max-connections cap: %d more refused with 503 since the last such line",
+                self.connections,
+                self.refused,
+            )
+            self.refused = 0
+            self.refusals_logged = now
+
+
+def raise_file_limit(connections: int) -> None:
+    """Raise the open-file limit to cover `connections` sockets, as far as the hard limit allows, so that
+    the cap, not the operating system, decides which connection is refused."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + FILE_HEADROOM
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    allowed = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if allowed > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
+    if allowed < wanted:
+        log.warning(
+            "the open-file limit (%d) leaves room for about %d connections, fewer than --max-connections %d",
+            allowed,
+            max(allowed - FILE_HEADROOM, 0),
+            connections,
+        )
 
 
 def drain(admission: Admission, grace: float) -> None:
@@ -76,11 +145,13 @@ def watch(engine: Engine, stopping: Event) -> None:
     stopping.set()
 
 
-def serve(app: Flask, host: str, port: int, grace: float = 10.0, socket_timeout: float = 60.0) -> int:
+def serve(app: Flask, host: str, port: int, grace: float = 10.0, limits: ConnectionLimits | None = None) -> int:
     """Serve until a signal (exit status 0) or the engine's death (1)."""
-    server = TimedWSGIServer(
-        (host, port), app, log=None, error_log=log, spawn=Pool(), handler_class=Handler, socket_timeout=socket_timeout
-    )
+    limits = limits or ConnectionLimits()
+    raise_file_limit(limits.max_connections)
+    # The pool itself is unbounded, as `handle` counts the connections: beyond those it serves, it
+    # only ever holds refusals, which end in the turn they start.
+    server = TimedWSGIServer((host, port), app, log=None, error_log=log, spawn=Pool(), limits=limits)
     service = app.extensions["glm"]
     stopping = Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -95,3 +95,18 @@ def test_get_stream_rejects_bad_parameters(tiny_server, params):
     response = requests.get(tiny_server.url("/stream"), params=params, timeout=60)
     assert response.status_code == 400
     assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/stream", "/chat-stream"])
+def test_head_on_a_get_stream_answers_its_headers_and_generates_nothing(tiny_server, path):
+    import requests
+
+    with requests.Session() as session:
+        before = session.get(tiny_server.url("/health"), timeout=60).json()["engine"]
+        head = session.head(tiny_server.url(path), params={"query": "hi"}, timeout=60)
+        assert head.status_code == 200
+        assert head.headers["Content-Type"].startswith("text/event-stream")
+        assert head.headers["Cache-Control"] == "no-store"
+        assert session.head(tiny_server.url(path), params={"query": ""}, timeout=60).status_code == 400
+        # On the same connection: had a body followed the headers, this answer would not parse.
+        assert session.get(tiny_server.url("/health"), timeout=60).json()["engine"] == before

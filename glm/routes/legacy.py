@@ -22,8 +22,12 @@ def chat() -> Response:
 @bp.route("/chat-stream", methods=["GET", "POST"])
 def stream() -> Response:
     """The reply as Server-Sent Events, `event: delta` each; GET takes the body's fields as query
-    parameters (`history` as JSON) for a browser's EventSource."""
-    body = parse_query(LegacyChatRequest, ("history",)) if request.method == "GET" else parse_body(LegacyChatRequest)
+    parameters (`history` as JSON) for a browser's EventSource. HEAD answers what GET would, with
+    no body: the query is checked as GET checks it, and nothing is admitted or generated."""
+    body = parse_body(LegacyChatRequest) if request.method == "POST" else parse_query(LegacyChatRequest, ("history",))
+    if request.method == "HEAD":
+        legacy.check(current(), body)
+        return event_stream(iter(()))
     return event_stream(legacy.events(current(), body))
 
 

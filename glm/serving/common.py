@@ -17,21 +17,21 @@ log = logging.getLogger(__name__)
 
 def admit(service: Service, streaming: bool) -> RequestLife:
     """A place among the requests the server serves, or a 429 (503 while closing) at once."""
-    return service.admission.admit(g.request_id, streaming, connection.check_for(request.environ))
+    return service.admission.admit(g.request_id, streaming, connection.client_gone_check(request.environ))
 
 
 def generation_request(
     service: Service,
-    life: RequestLife,
+    deadline: float,
     messages: list[dict[str, str]],
     sampling: SamplingParams,
     max_tokens: int | None = None,
     max_length: int | None = None,
     ignore_eos: bool = False,
 ) -> GenerationRequest:
-    """The prompt's ids, tokenized off the hub within the request's time limit, and the reply budget."""
+    """The prompt's ids, tokenized off the hub by the request's `deadline`, and the reply budget."""
     loaded = service.loaded
-    prompt_ids = service.prompts.run(loaded.prompt_ids, messages, timeout=life.deadline - time.monotonic())
+    prompt_ids = service.prompts.run(loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
     budget = reply_budget(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )

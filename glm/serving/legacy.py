@@ -1,5 +1,6 @@
 """/chat and the /stream, /chat-stream event streams."""
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -8,28 +9,27 @@ from glm.completion import Finished, Idle, TextDelta, complete, stream_completio
 from glm.encoders import legacy as encode
 from glm.engine import GenerationRequest
 from glm.errors import ApiError
-from glm.lifecycle import RequestLife
 from glm.sampling import SamplingParams
 from glm.schemas.legacy import LegacyChatRequest
 from glm.service import Service
 from glm.serving.common import admit, generation_request
 
 
-def prepare(service: Service, body: LegacyChatRequest, life: RequestLife) -> GenerationRequest:
+def prepare(service: Service, body: LegacyChatRequest, deadline: float) -> GenerationRequest:
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    return generation_request(service, life, body.messages(), sampling, body.max_tokens, body.max_length)
+    return generation_request(service, deadline, body.messages(), sampling, body.max_tokens, body.max_length)
 
 
 def chat(service: Service, body: LegacyChatRequest) -> dict[str, Any]:
     with admit(service, streaming=False) as life:
-        text, finished = complete(service.engine, prepare(service, body, life), [], life)
+        text, finished = complete(service.engine, prepare(service, body, life.deadline), [], life)
     return encode.chat(body.text, body.history_pairs(), text, finished, service.loaded.name)
 
 
 def events(service: Service, body: LegacyChatRequest) -> Iterable[bytes]:
     """`event: delta` for each piece of text, then one with `finished: true` and the history."""
     with admit(service, streaming=True) as life:
-        request = prepare(service, body, life)
+        request = prepare(service, body, life.deadline)
 
         def chunks() -> Iterator[bytes]:
             response = ""
@@ -43,6 +43,11 @@ def events(service: Service, body: LegacyChatRequest) -> Iterable[bytes]:
                     yield sse.event(encode.final(body.text, body.history_pairs(), response, piece), "delta")
 
         return life.stream(chunks(), error_events)
+
+
+def check(service: Service, body: LegacyChatRequest) -> None:
+    """What HEAD does: the checks GET makes before its 200 (the prompt fits), without generating."""
+    prepare(service, body, time.monotonic() + service.settings.request_timeout)
 
 
 def error_events(error: ApiError) -> Iterator[bytes]:

@@ -13,7 +13,6 @@ from glm.completion import Finished, Idle, TextDelta, complete, stream_completio
 from glm.encoders import openai as encode
 from glm.engine import GenerationRequest
 from glm.errors import ApiError
-from glm.lifecycle import RequestLife
 from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
@@ -22,21 +21,21 @@ from glm.serving.common import admit, generation_request
 DONE = sse.event("[DONE]")
 
 
-def prepare(service: Service, body: ChatCompletionRequest, life: RequestLife) -> GenerationRequest:
+def prepare(service: Service, body: ChatCompletionRequest, deadline: float) -> GenerationRequest:
     messages = [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    return generation_request(service, life, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
+    return generation_request(service, deadline, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
     with admit(service, streaming=False) as life:
-        text, finished = complete(service.engine, prepare(service, body, life), body.stop, life)
+        text, finished = complete(service.engine, prepare(service, body, life.deadline), body.stop, life)
     return encode.completion(encode.completion_id(), service.loaded.name, text, finished)
 
 
 def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
     with admit(service, streaming=True) as life:
-        request = prepare(service, body, life)
+        request = prepare(service, body, life.deadline)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
 
         def generate() -> Iterator[bytes]:
