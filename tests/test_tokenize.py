@@ -1,8 +1,12 @@
 """/tokenize: the ids the loaded model sees, over a socket."""
 
-import pytest
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-from tests.http_helpers import post
+import pytest
+import requests
+
+from tests.http_helpers import TIMEOUT, post
 
 
 def tokenize(server, **body):
@@ -43,3 +47,16 @@ def test_bad_bodies_are_400(tiny_server, body):
     response = post(tiny_server, "/tokenize", body)
     assert response.status_code == 400
     assert set(response.json()["error"]) == {"message", "type"}
+
+
+def test_a_prompt_longer_than_a_message_is_a_quick_400_and_health_answers_meanwhile(tiny_server):
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        reply = pool.submit(post, tiny_server, "/tokenize", {"prompt": "x" * 1_000_000})
+        health_waits = []
+        while not reply.done():
+            health_waits.append(requests.get(tiny_server.url("/health"), timeout=TIMEOUT).elapsed.total_seconds())
+        assert time.monotonic() - started < 2.0
+    assert max(health_waits, default=0) < 1.0
+    assert reply.result().status_code == 400
+    assert reply.result().json()["error"]["message"].startswith("prompt:")

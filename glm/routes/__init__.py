@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from flask import Response, request
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 from glm import sse
 from glm.errors import ApiError
@@ -13,9 +14,23 @@ from glm.errors import ApiError
 Schema = TypeVar("Schema", bound=BaseModel)
 
 
+def parse_json(text: bytes | str) -> Any:
+    """`text` as JSON, read by pydantic's parser rather than Python's, which raises RecursionError
+    (a 500) on a body nested thousands deep and passes a lone surrogate such as "\\ud800" on, to fail
+    wherever the text is next encoded. This one refuses both: past about 200 levels of nesting, and
+    any escape that is not a whole character. Raises ValueError."""
+    if isinstance(text, bytes):
+        # As Python's json reads bytes: UTF-8 with or without a byte-order mark, or UTF-16/32.
+        text = text.decode(json.detect_encoding(text))
+    return from_json(text)
+
+
 def parse_body(schema: type[Schema]) -> Schema:
     """The JSON body validated against `schema`; any Content-Type is accepted (curl's -d sends a form type)."""
-    data = request.get_json(force=True, silent=True)
+    try:
+        data = parse_json(request.get_data())
+    except ValueError as error:
+        raise ApiError(f"the request body must be a JSON object ({error})") from error
     if not isinstance(data, dict):
         raise ApiError("the request body must be a JSON object")
     return schema.model_validate(data)
@@ -31,9 +46,9 @@ def parse_query(schema: type[Schema], json_fields: tuple[str, ...] = ()) -> Sche
     for name in json_fields:
         if name in data:
             try:
-                data[name] = json.loads(data[name])
+                data[name] = parse_json(data[name])
             except ValueError as error:
-                raise ApiError(f"{name}: not valid JSON", name) from error
+                raise ApiError(f"{name}: not valid JSON ({error})", name) from error
     return schema.model_validate(data)
 
 

@@ -1,10 +1,10 @@
 """Bodies of the routes existing ChatGLM clients call: /chat, /stream, /chat-stream."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from glm.schemas.limits import MAX_MESSAGES, Text
+from glm.schemas.limits import MAX_MESSAGES, Seed, Text
 
 
 class HistoryMessage(BaseModel):
@@ -29,7 +29,7 @@ class LegacyChatRequest(BaseModel):
     # ChatGLM's own defaults.
     top_p: float = Field(0.7, gt=0.0, le=1.0)
     temperature: float = Field(0.95, ge=0.0, le=2.0)
-    seed: int | None = None
+    seed: Seed | None = None
 
     @model_validator(mode="after")
     def _has_text(self) -> "LegacyChatRequest":
@@ -67,5 +67,5 @@ class LegacyChatRequest(BaseModel):
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    prompt: str = Field(min_length=1)
+    prompt: Annotated[Text, Field(min_length=1)]
     max_length: PositiveInt | None = None

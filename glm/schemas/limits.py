@@ -5,9 +5,11 @@ The body size limit (1 MiB) caps the total; these give a clear error naming the 
 
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 MAX_MESSAGES = 256  # messages (or history pairs) in one request
 MAX_MESSAGE_CHARS = 65_536  # characters in one message
 
 Text = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
+# What torch.Generator.manual_seed takes: 64 bits, a negative seed read as two's complement.
+Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
-from glm.schemas.limits import MAX_MESSAGES, Text
+from glm.schemas.limits import MAX_MESSAGES, Seed, Text
 
 MAX_STOP_SEQUENCES = 4
 
@@ -41,7 +41,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: PositiveInt | None = None
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: Seed | None = None
     stop: list[str] = Field(default_factory=list)
     n: Literal[1] = 1
     # vLLM's extension: generate through end-of-sequence tokens.
