@@ -20,7 +20,6 @@ import logging
 import select
 import socket
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from http import HTTPStatus
@@ -32,6 +31,7 @@ from gevent.pywsgi import Input, WSGIHandler
 from werkzeug.exceptions import RequestTimeout
 
 from glm.errors import ApiError, Family, HttpError, body, family_of
+from glm.redacted import log_unexpected
 
 log = logging.getLogger(__name__)
 CLIENT_GONE = "glm.client_gone"
@@ -156,8 +156,7 @@ class ConnectionHandler(WSGIHandler):
         if issubclass(t, OSError):
             log.info("connection dropped answering %s: %s", where, v)
             return
-        frames = "".join(traceback.format_tb(tb))
-        log.error("unexpected %s answering %s (its message is not logged)\n%s", t.__name__, where, frames)
+        log_unexpected(log, f"answering {where}", v)
 
     def finalize_headers(self) -> None:
         super().finalize_headers()

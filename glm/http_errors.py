@@ -6,6 +6,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from glm.errors import ApiError, HttpError, Internal, body, family_of, from_exception
+from glm.redacted import log_unexpected
 
 log = logging.getLogger(__name__)
 
@@ -29,5 +30,5 @@ def register(app: Flask) -> None:
     def any_error(error: Exception) -> Response:
         client_error = from_exception(error)
         if isinstance(client_error, Internal):
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log_unexpected(log, f"on {request.method} {request.path}", error)
         return respond(client_error)

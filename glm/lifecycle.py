@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from glm.errors import ApiError, QueueFull, TimeLimitExceeded, from_exception
 from glm.handoff import Channel
 from glm.metrics import Metrics
+from glm.redacted import log_unexpected
 
 log = logging.getLogger(__name__)
 ErrorChunks = Callable[[ApiError], Iterator[bytes]]
@@ -156,7 +157,7 @@ class Stream:
         except Exception as error:
             client_error = from_exception(error)
             if client_error.status >= 500 and not isinstance(error, ApiError):
-                log.exception("request %s: stream failed", self.life.request_id)
+                log_unexpected(log, f"in the stream of request {self.life.request_id}", error)
             self.life.outcome = client_error.message
             self.life.metrics.stream_errors.inc()
             yield from self._on_error(client_error)

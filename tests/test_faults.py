@@ -14,6 +14,7 @@ import torch
 from gevent.pywsgi import WSGIServer
 
 import glm.engine
+import glm.serving.openai
 from glm.app import create_app
 from glm.engine import Engine
 from glm.service import Service, Settings
@@ -122,3 +123,17 @@ def test_an_exception_in_a_decode_step_fails_its_rows_and_the_engine_goes_on(ser
     legacy = requests.post(served.url("/stream"), json={"query": "again", "max_tokens": 4}, timeout=TIMEOUT)
     assert legacy.status_code == 200 and "error" not in legacy.text
     assert chat(served, "again", stream=False).json()["choices"][0]["message"]["content"] == expected
+
+
+def test_an_unexpected_error_is_a_500_and_its_message_stays_out_of_the_log(served, monkeypatch, caplog):
+    secret = "SECRET words of a prompt"
+
+    def broken(*args):
+        raise KeyError(secret)
+
+    monkeypatch.setattr(glm.serving.openai.encode, "completion", broken)
+    response = chat(served, "hello", stream=False)
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == "internal server error"
+    assert "unexpected KeyError on POST /v1/chat/completions" in caplog.text
+    assert "SECRET" not in caplog.text
