@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from glm.constraint import Grammars
 from glm.models.weights import Weights
 from glm.prompt import encode_chat
 
@@ -25,6 +26,7 @@ class LoadedModel:
     device: torch.device
     context_length: int
     stop_token_ids: frozenset[int]
+    grammars: Grammars  # structured output's grammars, compiled for this tokenizer
     # None: the tokenizer's chat template.
     prompt_encoder: PromptEncoder | None = None
 
@@ -65,12 +67,14 @@ def prepare(
 ) -> LoadedModel:
     """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
     model = weights.place(model, device)
+    stops = stop_token_ids(model, tokenizer)
     return LoadedModel(
         name=name,
         model=model,
         tokenizer=tokenizer,
         device=device,
         context_length=context_length(model),
-        stop_token_ids=stop_token_ids(model, tokenizer),
+        stop_token_ids=stops,
+        grammars=Grammars(tokenizer, stops),
         prompt_encoder=prompt_encoder,
     )

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from glm.schemas.limits import MAX_MESSAGES, Seed, Text
+from glm.schemas.response_format import ResponseFormat
 
 MAX_STOP_SEQUENCES = 4
 
@@ -46,6 +47,7 @@ class ChatCompletionRequest(BaseModel):
     n: Literal[1] = 1
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
+    response_format: ResponseFormat | None = None
 
     @field_validator("stop", mode="before")
     @classmethod

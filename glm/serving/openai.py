@@ -16,7 +16,7 @@ from glm.errors import ApiError
 from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import admit, generation_request
+from glm.serving.common import admit, generation_request, response_format_constraint
 
 DONE = sse.event("[DONE]")
 
@@ -24,7 +24,10 @@ DONE = sse.event("[DONE]")
 def prepare(service: Service, body: ChatCompletionRequest, deadline: float) -> GenerationRequest:
     messages = [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    return generation_request(service, deadline, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
+    constraint = response_format_constraint(body.response_format)
+    return generation_request(
+        service, deadline, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos, constraint=constraint
+    )
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
