@@ -21,6 +21,7 @@ import requests
 import torch
 
 from bench import steps as bench_steps
+from bench import structured
 from bench.figures import Figures
 from bench.load import StreamTiming, one_stream, run_streams
 from bench.servers import ROOT, Server
@@ -262,6 +263,9 @@ def main() -> None:
     in_process = in_process_rate(args.max_tokens)
     print("long prompt", flush=True)
     length, worst_gap, usual_gap = long_prompt_gaps(our_server(free_port()), args.long_prompt)
+    print("structured output", flush=True)
+    built, compile_ms = structured.compile_times(20)
+    rates = structured.stream_rates(our_server(free_port()), OUT / "structured.log", args.repeats, args.max_tokens)
     if not args.skip_naive:
         print("naive baseline", flush=True)
         peers.append(measure_naive(sorted({1, max(args.clients)}), args.max_tokens))
@@ -291,6 +295,7 @@ def main() -> None:
         f"vs {in_process:.1f} tok/s ({single.stream_tps / in_process:.1%}).",
         f"- A {length}-token prompt read while 3 streams decode: their longest gap {worst_gap:.0f} ms, "
         f"{worst_gap / usual_gap:.1f}x their median gap before it ({usual_gap:.0f} ms).",
+        *structured.report(built, compile_ms, rates, args.max_tokens),
         "",
         "Decode step of the demo model by weight dtype and linear path (best of 2, interleaved):",
         "",

@@ -121,12 +121,18 @@ def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, Matcher]]) -> None
     bits = torch.empty(len(rows), rows[0][1].words, dtype=torch.int32)
     for i, (_, matcher) in enumerate(rows):
         matcher.fill_bitmask(bits[i])
-    allowed = ((bits.unsqueeze(-1) >> BIT) & 1).flatten(1).bool()
+    # Unpacked where the logits are: on a GPU, 32 times less to copy over.
+    bits = bits.to(logits.device)
+    forbidden = ((bits.unsqueeze(-1) >> BIT.to(logits.device)) & 1).flatten(1) == 0
     width = logits.shape[1]
     # The model's vocabulary may be wider than its tokenizer's (padded embeddings): never those ids.
-    allowed = torch.nn.functional.pad(allowed, (0, max(width - allowed.shape[1], 0)))[:, :width]
-    index = torch.tensor([row for row, _ in rows], device=logits.device)
-    logits[index] = logits[index].masked_fill(~allowed.to(logits.device), float("-inf"))
+    if forbidden.shape[1] < width:
+        forbidden = torch.nn.functional.pad(forbidden, (0, width - forbidden.shape[1]), value=True)
+    forbidden = forbidden[:, :width]
+    # Row by row in place: gathering the rows and scattering them back took twice as long (4 rows of
+    # the demo model's 262,144 logits: 1.9 ms against 0.9).
+    for i, (row, _) in enumerate(rows):
+        logits[row].masked_fill_(forbidden[i], float("-inf"))
 
 
 class Grammars:
