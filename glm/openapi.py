@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
-from glm.schemas.legacy import LegacyChatRequest, TokenizeRequest
+from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
 from glm.schemas.openai import ChatCompletionRequest
 
 REF = "#/components/schemas/{model}"
@@ -115,7 +115,7 @@ def document(title: str, version: str) -> dict[str, Any]:
         "get": operation(
             "The reply as Server-Sent Events; the body's fields as query parameters (for EventSource)",
             "legacy",
-            parameters=query(LegacyChatRequest, ("history",)),
+            parameters=query(LegacyChatRequest, QUERY_JSON_FIELDS),
             content=EVENT_STREAM,
         ),
         "post": operation(

@@ -1,5 +1,7 @@
 """The `demo` model (Gemma 3 270M from its PyPI package) end to end over a socket."""
 
+import json
+
 import openai
 import pytest
 
@@ -30,3 +32,22 @@ def test_demo_legacy_stream_joins_to_its_final_response(demo_server):
     data = [event.json() for event in stream_events(demo_server, "/stream", body)]
     assert "".join(d["delta"] for d in data) == data[-1]["response"]
     assert data[-1]["response"] == post(demo_server, "/chat", body).json()["response"]
+
+
+def test_demo_json_schema_reply_is_valid_and_ends_when_complete(client):
+    city = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 20},
+            # Bounded: left free, this small model writes zeros until max_tokens.
+            "population": {"type": "integer", "minimum": 0, "maximum": 50_000_000},
+        },
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    response_format = {"type": "json_schema", "json_schema": {"name": "city", "schema": city}}
+    reply = client.chat.completions.create(
+        model="demo", messages=QUESTION, temperature=0, max_tokens=64, response_format=response_format
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    assert set(json.loads(reply.choices[0].message.content)) == {"city", "population"}

@@ -1,4 +1,5 @@
-"""`response_format` over a socket on the random tiny model, through the official `openai` client."""
+"""`response_format` over a socket on the random tiny model: /v1 through the official `openai`
+client, the legacy routes, and LangChain's `with_structured_output`."""
 
 import json
 import threading
@@ -6,11 +7,13 @@ import threading
 import jsonschema
 import openai
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 
+from tests import sse_client
 from tests.bounded_schemas import longest, schemas
 from tests.conftest import own_tiny_server
-from tests.http_helpers import TIMEOUT, post
+from tests.http_helpers import TIMEOUT, post, stream_events
 
 MESSAGES = [{"role": "user", "content": "Reply in JSON."}]
 JSON_OBJECT = {"type": "json_object"}
@@ -87,6 +90,20 @@ def test_a_schema_the_library_refuses_is_a_400_naming_response_format(server):
     error = reply.json()["error"]
     assert (error["param"], error["type"]) == ("response_format", "invalid_request_error")
     assert "Invalid type: strin" in error["message"]
+    legacy = post(server, "/chat", {"query": "hi", "response_format": bad})
+    assert legacy.status_code == 400 and "response_format" in legacy.json()["error"]["message"]
+
+
+def test_legacy_chat_and_stream_take_response_format(server):
+    body = {"query": "Reply in JSON.", "response_format": json_schema(PERSON), "seed": 3, "max_tokens": 512}
+    whole = post(server, "/chat", body).json()
+    jsonschema.validate(json.loads(whole["response"]), PERSON)
+    assert whole["finish_reason"] == "stop"
+    final = stream_events(server, "/stream", body)[-1].json()
+    assert (final["response"], final["finish_reason"]) == (whole["response"], "stop")
+    query = {**body, "response_format": json.dumps(body["response_format"])}
+    with requests.get(server.url("/stream"), params=query, stream=True, timeout=TIMEOUT) as response:
+        assert list(sse_client.stream(response))[-1].json()["response"] == whole["response"]
 
 
 def test_unconstrained_streams_beside_constrained_ones_equal_their_solo_answers(server):
@@ -109,3 +126,16 @@ def test_unconstrained_streams_beside_constrained_ones_equal_their_solo_answers(
     assert [together[(i, 0)] for i in range(4)] == solo
     for i in range(4):
         jsonschema.validate(json.loads(together[(i, 1)]), PERSON)
+
+
+def test_langchain_with_structured_output_json_schema(server):
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel, Field
+
+    class Person(BaseModel):
+        name: str = Field(max_length=12)
+        age: int = Field(ge=0, le=120)
+
+    llm = ChatOpenAI(base_url=server.url("/v1"), api_key="unused", model="tiny", max_tokens=512, timeout=TIMEOUT)
+    person = llm.with_structured_output(Person, method="json_schema").invoke("Who are you?")
+    assert isinstance(person, Person)

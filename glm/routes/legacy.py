@@ -3,7 +3,7 @@
 from flask import Blueprint, Response, jsonify, request
 
 from glm.routes import event_stream, parse_body, parse_query
-from glm.schemas.legacy import LegacyChatRequest, TokenizeRequest
+from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
 from glm.service import current
 from glm.serving import legacy
 from glm.serving.memory import clear
@@ -22,9 +22,12 @@ def chat() -> Response:
 @bp.route("/chat-stream", methods=["GET", "POST"])
 def stream() -> Response:
     """The reply as Server-Sent Events, `event: delta` each; GET takes the body's fields as query
-    parameters (`history` as JSON) for a browser's EventSource. HEAD answers what GET would, with
-    no body: the query is checked as GET checks it, and nothing is admitted or generated."""
-    body = parse_body(LegacyChatRequest) if request.method == "POST" else parse_query(LegacyChatRequest, ("history",))
+    parameters (`history` and `response_format` as JSON) for a browser's EventSource. HEAD answers
+    what GET would, with no body: the query is checked as GET checks it, and nothing is admitted or
+    generated."""
+    body = (
+        parse_body(LegacyChatRequest) if request.method == "POST" else parse_query(LegacyChatRequest, QUERY_JSON_FIELDS)
+    )
     if request.method == "HEAD":
         legacy.check(current(), body)
         return event_stream(iter(()))

@@ -5,6 +5,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from glm.schemas.limits import MAX_MESSAGES, Seed, Text
+from glm.schemas.response_format import ResponseFormat
+
+# The fields GET /stream takes as JSON text in its query string.
+QUERY_JSON_FIELDS = ("history", "response_format")
 
 
 class HistoryMessage(BaseModel):
@@ -30,6 +34,8 @@ class LegacyChatRequest(BaseModel):
     top_p: float = Field(0.7, gt=0.0, le=1.0)
     temperature: float = Field(0.95, ge=0.0, le=2.0)
     seed: Seed | None = None
+    # As on /v1/chat/completions: JSON, or JSON valid against a schema.
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _has_text(self) -> "LegacyChatRequest":

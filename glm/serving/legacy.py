@@ -12,12 +12,15 @@ from glm.errors import ApiError
 from glm.sampling import SamplingParams
 from glm.schemas.legacy import LegacyChatRequest
 from glm.service import Service
-from glm.serving.common import admit, generation_request
+from glm.serving.common import admit, generation_request, response_format_constraint
 
 
 def prepare(service: Service, body: LegacyChatRequest, deadline: float) -> GenerationRequest:
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    return generation_request(service, deadline, body.messages(), sampling, body.max_tokens, body.max_length)
+    constraint = response_format_constraint(body.response_format)
+    return generation_request(
+        service, deadline, body.messages(), sampling, body.max_tokens, body.max_length, constraint=constraint
+    )
 
 
 def chat(service: Service, body: LegacyChatRequest) -> dict[str, Any]:
