@@ -2,11 +2,29 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt
 
-from glm.schemas.limits import MAX_MESSAGES, Seed, Text
+from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text
 
 MAX_STOP_SEQUENCES = 4
+
+
+def _stop_list(stop: object) -> object:
+    """OpenAI takes one string, a list of strings, or null."""
+    return [stop] if isinstance(stop, str) else [] if stop is None else stop
+
+
+def _stop_limits(stops: list[str]) -> list[str]:
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    if any(not item for item in stops):
+        raise ValueError("stop sequences must be non-empty")
+    return stops
+
+
+StopSequences = Annotated[
+    list[str], BeforeValidator(_stop_list, json_schema_input_type=str | list[str] | None), AfterValidator(_stop_limits)
+]
 
 
 class TextPart(BaseModel):
@@ -42,25 +60,10 @@ class ChatCompletionRequest(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: Seed | None = None
-    stop: list[str] = Field(default_factory=list)
-    n: Literal[1] = 1
+    stop: StopSequences = Field(default_factory=list)
+    n: Choices = 1
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop_list(cls, stop: object) -> object:
-        """OpenAI takes one string, a list of strings, or null."""
-        return [stop] if isinstance(stop, str) else [] if stop is None else stop
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_limits(cls, stops: list[str]) -> list[str]:
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
-        if any(not item for item in stops):
-            raise ValueError("stop sequences must be non-empty")
-        return stops
 
     @property
     def reply_limit(self) -> int | None:

@@ -15,9 +15,10 @@ from glm.service import Service
 log = logging.getLogger(__name__)
 
 
-def admit(service: Service, streaming: bool) -> RequestLife:
-    """A place among the requests the server serves, or a 429 (503 while closing) at once."""
-    return service.admission.admit(g.request_id, streaming, connection.client_gone_check(request.environ))
+def admit(service: Service, streaming: bool, places: int = 1) -> RequestLife:
+    """A place among the requests the server serves (one per choice), or a 429 (503 while closing) at once."""
+    client_gone = connection.client_gone_check(request.environ)
+    return service.admission.admit(g.request_id, streaming, client_gone, places)
 
 
 def generation_request(

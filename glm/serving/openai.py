@@ -2,14 +2,17 @@
 
 Stream order: the role chunk, content chunks, a chunk with `finish_reason`, the usage chunk
 (`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`. An error
-after the stream began is sent as one error event, still followed by `[DONE]`.
+after the stream began is sent as one error event, still followed by `[DONE]`. With `n` choices,
+each chunk names its choice's `index`: the role chunks of all come first, then the choices'
+content and finish chunks interleave as the engine makes them, and the usage chunk counts them all.
 """
 
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from glm import sse
-from glm.completion import Finished, Idle, TextDelta, complete, stream_completion
+from glm.choices import choices
+from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
 from glm.encoders import openai as encode
 from glm.engine import GenerationRequest
 from glm.errors import ApiError
@@ -28,28 +31,32 @@ def prepare(service: Service, body: ChatCompletionRequest, deadline: float) -> G
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
-    with admit(service, streaming=False) as life:
-        text, finished = complete(service.engine, prepare(service, body, life.deadline), body.stop, life)
-    return encode.completion(encode.completion_id(), service.loaded.name, text, finished)
+    with admit(service, streaming=False, places=body.n) as life:
+        requests = choices(prepare(service, body, life.deadline), body.n)
+        replies = complete_choices(service.engine, requests, body.stop, life)
+    return encode.completion(encode.completion_id(), service.loaded.name, replies)
 
 
 def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
-    with admit(service, streaming=True) as life:
-        request = prepare(service, body, life.deadline)
+    with admit(service, streaming=True, places=body.n) as life:
+        requests = choices(prepare(service, body, life.deadline), body.n)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
 
         def generate() -> Iterator[bytes]:
-            yield sse.event(writer.role())
+            for index in range(body.n):
+                yield sse.event(writer.role(index))
             keepalive = service.settings.keepalive_seconds
-            for piece in stream_completion(service.engine, request, body.stop, life, keepalive):
+            finished: list[Finished] = []
+            for piece in stream_choices(service.engine, requests, body.stop, life, keepalive):
                 if isinstance(piece, TextDelta):
-                    yield sse.event(writer.content(piece.text))
+                    yield sse.event(writer.content(piece.text, piece.index))
                 elif isinstance(piece, Idle):
                     yield sse.comment("ping")
                 elif isinstance(piece, Finished):
+                    finished.append(piece)
                     yield sse.event(writer.finish(piece))
-                    if body.include_usage:
-                        yield sse.event(writer.usage(piece))
+            if body.include_usage:
+                yield sse.event(writer.usage(finished))
             yield DONE
 
         return life.stream(generate(), error_events)
