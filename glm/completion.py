@@ -59,7 +59,7 @@ class _Choice:
             raise EngineFailed(event.message) if event.fatal else GenerationFailed(event.message)
         if isinstance(event, TokenEvent):
             self.tokens += 1
-            life.token()
+            life.token(self.index)
             piece, stopped = self.stops.push(self.detokenizer.push(event.token_id))
             reason = "stop" if stopped else None
         else:

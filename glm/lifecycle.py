@@ -59,7 +59,7 @@ class RequestLife:
         self._client_checked = self.started
         self._events: Channel = Channel()
         self._reply: list[str] = []
-        self._last_token: float | None = None
+        self._last_token: dict[int, float] = {}  # by choice: each choice is a stream of its own
         self._handed_over = False
         self._released = False
 
@@ -96,13 +96,14 @@ class RequestLife:
             if item is not None:
                 return item
 
-    def token(self) -> None:
+    def token(self, choice: int = 0) -> None:
         now = time.monotonic()
-        if self._last_token is None:
+        last = self._last_token.get(choice)
+        if not self._last_token:
             self.metrics.first_token.observe(now - self.started)
-        else:
-            self.metrics.per_token.observe(now - self._last_token)
-        self._last_token = now
+        elif last is not None:
+            self.metrics.per_token.observe(now - last)
+        self._last_token[choice] = now
         self.tokens += 1
         self.metrics.tokens.inc()
 

@@ -116,3 +116,10 @@ def test_each_choice_takes_a_place_and_a_client_leaving_cancels_them_all(server,
     wait_for(lambda: engine(server)["active"] == 0, timeout=5, what="every choice cancelled")
     wait_for(lambda: metric(server, "glm_requests_in_flight") == 0, what="the places given back")
     assert post(server, path, {**body, "n": 8, "max_tokens": 2}).status_code == 200, "more than all, when idle"
+
+
+def test_time_per_token_is_measured_within_each_choice(server):
+    before = metric(server, "glm_time_per_output_token_seconds_count")
+    body = {"prompt": "hi", "n": 4, "max_tokens": 10, "ignore_eos": True}
+    assert post(server, "/v1/completions", body).status_code == 200
+    assert metric(server, "glm_time_per_output_token_seconds_count") - before == 4 * 9
