@@ -1,8 +1,9 @@
 """Which tool format a model has: its ChatGLM family's, or the one its chat template shows.
 
-A template shows it by what it renders, not by its name: tools rendered and `<tool_call>` in its
-text (Qwen, Hermes and the like), or GLM-4's own rendering of a plain conversation (glm-4-9b-chat-hf,
-`tiny`). A model that shows neither has no tool support, and a request with `tools` gets a 400.
+A template shows it by what it renders, not by its name: GLM-4's own rendering of a plain
+conversation (`tiny`, GLM-4 checkpoints in Hugging Face's layout), or tools rendered and
+`<tool_call>` in its text (Qwen, Hermes and the like). A model that shows neither has no tool
+support, and a request with `tools` gets a 400.
 """
 
 from typing import Any
@@ -35,12 +36,16 @@ def for_family(family: str, tokenizer: PreTrainedTokenizerBase) -> ToolFormat | 
 
 
 def from_template(tokenizer: PreTrainedTokenizerBase) -> ToolFormat | None:
+    """GLM-4's shape comes first: GLM-4 templates that render `tools` themselves write calls as
+    GLM-4 does, not in `<tool_call>` blocks."""
     if tokenizer.chat_template is None:
         return None
-    if PROBE in render(tokenizer, CONVERSATION[1:2], PROBE_TOOLS):
-        return TemplateFormat(tokenizer) if OPEN in str(tokenizer.chat_template) else None
     glm4_tokens = set(GLM4_TOKENS) <= set(tokenizer.get_added_vocab())
-    return Glm4Format(tokenizer) if glm4_tokens and render(tokenizer, CONVERSATION) == GLM4_RENDERING else None
+    if glm4_tokens and render(tokenizer, CONVERSATION) == GLM4_RENDERING:
+        return Glm4Format(tokenizer)
+    if PROBE in render(tokenizer, CONVERSATION[1:2], PROBE_TOOLS) and OPEN in str(tokenizer.chat_template):
+        return TemplateFormat(tokenizer)
+    return None
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], tools: Any = None) -> str:
