@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from glm import chat_templates
+from glm.errors import ApiError
 from glm.models import load_model, tiny
 from glm.schemas.openai import ChatCompletionRequest
 from glm.serving.tools import tool_use
 from glm.tools.detect import from_template
 from glm.tools.template import TemplateFormat
 from tests.tool_references import (
+    CALL,
     CHATGLM3_HISTORY,
     CHATGLM3_QUESTION,
     FORCED,
@@ -68,6 +70,21 @@ def test_chatglm3_lists_the_bare_functions_and_round_trips_history(models):
     assert prompt_ids(loaded, HISTORY) == chatglm3_ids(loaded.tokenizer, CHATGLM3_HISTORY)
     forced = prompt_ids(loaded, QUESTION, tool_choice=FORCED)
     assert forced == chatglm3_ids(loaded.tokenizer, CHATGLM3_QUESTION, forced="get_weather\n")
+
+
+@pytest.mark.parametrize("arguments", ['{"not a name": 1}', "[1]", '{"x": NaN}', "not json"])
+def test_chatglm3_history_arguments_that_cannot_be_keywords_are_a_400(models, arguments):
+    call = {**CALL, "function": {"name": "get_weather", "arguments": arguments}}
+    messages = [*QUESTION, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    with pytest.raises(ApiError) as raised:
+        prompt_ids(models["chatglm3-6b"], messages)
+    assert raised.value.param == "messages.1.tool_calls.0.function.arguments"
+
+
+@pytest.mark.parametrize("name", ["glm-4-9b-chat", "chatglm3-6b"])
+def test_the_model_stops_after_a_call_on_observation(models, name):
+    loaded = models[name]
+    assert loaded.tokenizer.convert_tokens_to_ids("<|observation|>") in loaded.stop_token_ids
 
 
 def test_tool_choice_none_leaves_the_tools_out(models):
