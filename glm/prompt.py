@@ -1,16 +1,22 @@
 """Messages (or a raw prompt) -> prompt token ids, and how many new tokens fit after them."""
 
+from typing import Any
+
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from glm.errors import ApiError, ContextOverflow
 
 
-def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+def encode_chat(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> list[int]:
     """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
     try:
         return list(
-            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+            tokenizer.apply_chat_template(
+                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
         )
     except TemplateError as error:
         raise ApiError(f"messages: the model's chat format rejects them: {error}", "messages") from error

@@ -18,7 +18,7 @@ OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
         ({"messages": []}, "messages"),
         ({"messages": "hi"}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
-        ({"messages": [{"role": "user"}]}, "messages.0.content"),
+        ({"messages": [{"role": "user"}]}, "messages.0"),
         ({"messages": OK_MESSAGES, "temperature": "hot"}, "temperature"),
         ({"messages": OK_MESSAGES, "temperature": -1}, "temperature"),
         ({"messages": OK_MESSAGES, "temperature": 2.5}, "temperature"),

@@ -8,6 +8,7 @@ from typing import Any
 from glm import errors
 from glm.completion import Finished
 from glm.errors import ApiError
+from glm.tools.events import CallArguments, CallStart, Event, Reply, Text
 
 
 def completion_id() -> str:
@@ -26,7 +27,27 @@ def usage(finished: Sequence[Finished], per_prompt: int) -> dict[str, int]:
     }
 
 
-def completion(id_: str, model: str, replies: list[tuple[str, Finished]]) -> dict[str, Any]:
+def tool_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def finish_reason(finished: Finished, called: bool) -> str:
+    """A reply that made calls and ended by itself ends for them; cut off at max_tokens, `length`."""
+    return "tool_calls" if called and finished.reason == "stop" else finished.reason
+
+
+def message(reply: Reply) -> dict[str, Any]:
+    """The assistant's message: its text, and its calls if it made any (then null text if none)."""
+    if not reply.calls:
+        return {"role": "assistant", "content": reply.content}
+    calls = [
+        {"id": tool_call_id(), "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in reply.calls
+    ]
+    return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
+
+
+def completion(id_: str, model: str, replies: list[tuple[Reply, Finished]]) -> dict[str, Any]:
     return {
         "id": id_,
         "object": "chat.completion",
@@ -35,11 +56,11 @@ def completion(id_: str, model: str, replies: list[tuple[str, Finished]]) -> dic
         "choices": [
             {
                 "index": finished.index,
-                "message": {"role": "assistant", "content": text},
+                "message": message(reply),
                 "logprobs": None,
-                "finish_reason": finished.reason,
+                "finish_reason": finish_reason(finished, bool(reply.calls)),
             }
-            for text, finished in replies
+            for reply, finished in replies
         ],
         "usage": usage([finished for _, finished in replies], len(replies)),
     }
@@ -54,7 +75,7 @@ class ChunkWriter:
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {**self._head, "choices": choices, **extra}
 
-    def delta(self, delta: dict[str, str], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
         return self._chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
 
     def role(self, index: int = 0) -> dict[str, Any]:
@@ -63,12 +84,34 @@ class ChunkWriter:
     def content(self, text: str, index: int = 0) -> dict[str, Any]:
         return self.delta({"content": text}, index=index)
 
-    def finish(self, finished: Finished) -> dict[str, Any]:
-        return self.delta({}, finished.reason, finished.index)
+    def events(self, events: list[Event], index: int = 0) -> list[dict[str, Any]]:
+        """A chunk per event: text as content; a call as its id and name, then its arguments in pieces."""
+        return [
+            self.content(event.text, index)
+            if isinstance(event, Text)
+            else self.delta(tool_call_delta(event), index=index)
+            for event in events
+        ]
+
+    def finish(self, finished: Finished, called: bool = False) -> dict[str, Any]:
+        return self.delta({}, finish_reason(finished, called), finished.index)
 
     def usage(self, finished: Sequence[Finished]) -> dict[str, Any]:
         """The usage of every choice of the one prompt."""
         return self._chunk([], usage=usage(finished, len(finished)))
+
+
+def tool_call_delta(event: CallStart | CallArguments) -> dict[str, Any]:
+    if isinstance(event, CallStart):
+        call = {
+            "index": event.index,
+            "id": tool_call_id(),
+            "type": "function",
+            "function": {"name": event.name, "arguments": ""},
+        }
+    else:
+        call = {"index": event.index, "function": {"arguments": event.text}}
+    return {"tool_calls": [call]}
 
 
 def error(error: ApiError) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.models.weights import Weights
 from glm.prompt import encode_chat
+from glm.tools.detect import from_template
+from glm.tools.format import ToolFormat
 
 # Messages -> prompt ids, for chat formats that a chat template cannot express.
 PromptEncoder = Callable[[list[dict[str, str]]], list[int]]
@@ -27,6 +29,8 @@ class LoadedModel:
     stop_token_ids: frozenset[int]
     # None: the tokenizer's chat template.
     prompt_encoder: PromptEncoder | None = None
+    # None: the model has no tool calling; requests with tools get a 400.
+    tool_format: ToolFormat | None = None
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
@@ -62,8 +66,12 @@ def prepare(
     device: torch.device,
     weights: Weights,
     prompt_encoder: PromptEncoder | None = None,
+    tool_format: ToolFormat | None = None,
 ) -> LoadedModel:
-    """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
+    """Move the model onto its device (and dtype) for inference and derive what the engine needs.
+
+    A model prompted through its chat template has the tool format the template shows; one with a
+    prompt encoder of its own brings its `tool_format` along."""
     model = weights.place(model, device)
     return LoadedModel(
         name=name,
@@ -73,4 +81,5 @@ def prepare(
         context_length=context_length(model),
         stop_token_ids=stop_token_ids(model, tokenizer),
         prompt_encoder=prompt_encoder,
+        tool_format=from_template(tokenizer) if prompt_encoder is None else tool_format,
     )

@@ -2,9 +2,11 @@
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
 
 from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text
+from glm.schemas.tools import ToolCalls, ToolChoice, Tools, check_answers, check_tools, conversation
+from glm.tools.conversation import Call, Conversation, Message
 
 MAX_STOP_SEQUENCES = 4
 
@@ -33,14 +35,39 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Text | Annotated[list[TextPart], Field(max_length=MAX_MESSAGES)]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | Annotated[list[TextPart], Field(max_length=MAX_MESSAGES)] | None = None
     name: str | None = None
+    tool_calls: ToolCalls | None = None
+    tool_call_id: Text | None = None
+
+    @model_validator(mode="after")
+    def _fits_its_role(self) -> "ChatMessage":
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content is required, except in an assistant message with tool_calls")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message carries the tool_call_id of the call it answers")
+        return self
+
+    @property
+    def text(self) -> str:
+        content = self.content or ""
+        return content if isinstance(content, str) else "".join(part.text for part in content)
+
+    @property
+    def template_role(self) -> str:
+        """`developer` is OpenAI's newer name for system."""
+        return "system" if self.role == "developer" else self.role
 
     def as_template_message(self) -> dict[str, str]:
-        """The message as a chat template takes it; `developer` is OpenAI's newer name for system."""
-        text = self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+        """The message as a chat template takes it."""
+        return {"role": self.template_role, "content": self.text}
+
+    def as_tool_message(self) -> Message:
+        calls = tuple(Call(c.function.name, c.function.arguments, c.id) for c in self.tool_calls or [])
+        return Message(self.template_role, self.text, calls, self.tool_call_id or "")
 
 
 class StreamOptions(BaseModel):
@@ -64,6 +91,22 @@ class ChatCompletionRequest(BaseModel):
     n: Choices = 1
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
+
+    @model_validator(mode="after")
+    def _tools_agree(self) -> "ChatCompletionRequest":
+        check_tools(self.tools, self.tool_choice)
+        check_answers(self.messages)
+        return self
+
+    @property
+    def uses_tools(self) -> bool:
+        """Tools offered, or calls in the history: the prompt is then the model's tool format."""
+        return bool(self.tools) or any(m.role == "tool" or m.tool_calls for m in self.messages)
+
+    def tool_conversation(self) -> Conversation:
+        return conversation(tuple(m.as_tool_message() for m in self.messages), self.tools or [], self.tool_choice)
 
     @property
     def reply_limit(self) -> int | None:

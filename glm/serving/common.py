@@ -2,6 +2,8 @@
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from flask import g, request
 
@@ -24,15 +26,19 @@ def admit(service: Service, streaming: bool, places: int = 1) -> RequestLife:
 def generation_request(
     service: Service,
     deadline: float,
-    messages: list[dict[str, str]],
+    messages: Any,
     sampling: SamplingParams,
     max_tokens: int | None = None,
     max_length: int | None = None,
     ignore_eos: bool = False,
+    encode: Callable[[Any], list[int]] | None = None,
 ) -> GenerationRequest:
-    """The prompt's ids, tokenized off the hub by the request's `deadline`, and the reply budget."""
+    """The prompt's ids, tokenized off the hub by the request's `deadline`, and the reply budget.
+
+    `encode` turns `messages` into ids: the model's chat format unless it says otherwise (a tool
+    format, for a conversation with tools)."""
     loaded = service.loaded
-    prompt_ids = service.prompts.run(loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
+    prompt_ids = service.prompts.run(encode or loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
     budget = reply_budget(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )

@@ -1,10 +1,11 @@
 """/v1/chat/completions: a whole completion, or its chunks in OpenAI's stream order.
 
-Stream order: the role chunk, content chunks, a chunk with `finish_reason`, the usage chunk
-(`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`. An error
-after the stream began is sent as one error event, still followed by `[DONE]`. With `n` choices,
-each chunk names its choice's `index`: the role chunks of all come first, then the choices'
-content and finish chunks interleave as the engine makes them, and the usage chunk counts them all.
+Stream order: the role chunk, content and tool-call chunks, a chunk with `finish_reason`, the
+usage chunk (`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`.
+An error after the stream began is sent as one error event, still followed by `[DONE]`. With `n`
+choices, each chunk names its choice's `index`: the role chunks of all come first, then the
+choices' content and finish chunks interleave as the engine makes them, and the usage chunk counts
+them all. Each choice's reply is read on its own for tool calls.
 """
 
 from collections.abc import Iterable, Iterator
@@ -20,27 +21,36 @@ from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
 from glm.serving.common import admit, generation_request
+from glm.serving.tools import ToolUse, reader, tool_use
+from glm.tools.events import read_whole
 
 DONE = sse.event("[DONE]")
 
 
-def prepare(service: Service, body: ChatCompletionRequest, deadline: float) -> GenerationRequest:
-    messages = [message.as_template_message() for message in body.messages]
+def prepare(service: Service, body: ChatCompletionRequest, deadline: float, tools: ToolUse | None) -> GenerationRequest:
+    messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    return generation_request(service, deadline, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos)
+    encode_prompt = tools.format.prompt_ids if tools else None
+    return generation_request(
+        service, deadline, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos, encode=encode_prompt
+    )
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
+    tools = tool_use(service.loaded, body)
     with admit(service, streaming=False, places=body.n) as life:
-        requests = choices(prepare(service, body, life.deadline), body.n)
+        requests = choices(prepare(service, body, life.deadline, tools), body.n)
         replies = complete_choices(service.engine, requests, body.stop, life)
-    return encode.completion(encode.completion_id(), service.loaded.name, replies)
+    read = [(read_whole(reader(tools), text), finished) for text, finished in replies]
+    return encode.completion(encode.completion_id(), service.loaded.name, read)
 
 
 def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
+    tools = tool_use(service.loaded, body)
     with admit(service, streaming=True, places=body.n) as life:
-        requests = choices(prepare(service, body, life.deadline), body.n)
+        requests = choices(prepare(service, body, life.deadline, tools), body.n)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+        readers = [reader(tools) for _ in range(body.n)]
 
         def generate() -> Iterator[bytes]:
             for index in range(body.n):
@@ -49,12 +59,14 @@ def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
             finished: list[Finished] = []
             for piece in stream_choices(service.engine, requests, body.stop, life, keepalive):
                 if isinstance(piece, TextDelta):
-                    yield sse.event(writer.content(piece.text, piece.index))
+                    yield from map(sse.event, writer.events(readers[piece.index].push(piece.text), piece.index))
                 elif isinstance(piece, Idle):
                     yield sse.comment("ping")
                 elif isinstance(piece, Finished):
+                    reply = readers[piece.index]
+                    yield from map(sse.event, writer.events(reply.finish(), piece.index))
                     finished.append(piece)
-                    yield sse.event(writer.finish(piece))
+                    yield sse.event(writer.finish(piece, reply.called))
             if body.include_usage:
                 yield sse.event(writer.usage(finished))
             yield DONE
