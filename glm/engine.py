@@ -27,9 +27,10 @@ from transformers import DynamicCache
 
 from glm import kv_batch
 from glm.batch import DecodeBatch
+from glm.constraint import Grammar, GrammarError, Matcher, constrain
 from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group
 from glm.models.loaded import LoadedModel
-from glm.sampling import SamplingParams, make_generator, sample, sample_rows
+from glm.sampling import SamplingParams, make_generator, sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # Keep generating through end-of-sequence tokens (benchmarks and long-stream tests).
     ignore_eos: bool = False
+    # The reply must follow this grammar (structured output); it finishes once the grammar is complete.
+    grammar: Grammar | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class TokenEvent:
 
 @dataclass(frozen=True)
 class FinishEvent:
-    reason: str  # "stop" (a stop token) or "length" (max_new_tokens reached)
+    reason: str  # "stop" (a stop token, or the grammar complete) or "length" (max_new_tokens reached)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class _Slot:
     sink: Sink
     handle: RequestHandle
     generator: torch.Generator
+    matcher: Matcher | None  # the request's place in its grammar, if it has one
     cache: DynamicCache | None = None  # the request's own cache while its prompt is read
     prefilled: int = 0  # prompt tokens already in the cache
     solo: bool = False  # read this prompt on its own (a grouped prefill with it failed)
@@ -155,7 +159,8 @@ class Engine:
     def submit(self, request: GenerationRequest, sink: Sink) -> RequestHandle:
         """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
         handle = RequestHandle()
-        self._inbox.put(_Slot(request, sink, handle, make_generator(request.sampling)))
+        matcher = request.grammar.matcher() if request.grammar is not None else None
+        self._inbox.put(_Slot(request, sink, handle, make_generator(request.sampling), matcher))
         if self.failure is not None:  # the thread may have died before it could take this one
             self._fail_waiting()
         return handle
@@ -287,7 +292,7 @@ class Engine:
         try:
             pad = self.loaded.tokenizer.pad_token_id or 0
             logits, cache, mask = prefill_group(self.loaded.model, [s.request.prompt_ids for s in group], pad)
-            chosen = sample_rows(logits, [s.request.sampling for s in group], [s.generator for s in group])
+            chosen = self._choose(logits, group)
         except Exception:  # one bad prompt fails the pass: read each alone, so only the bad one fails
             log.warning("grouped prefill failed; reading those prompts one by one", exc_info=True)
             for slot in group:
@@ -312,7 +317,7 @@ class Engine:
             slot.prefilled += len(chunk)
             if logits is None:
                 return
-            token = sample(logits, slot.request.sampling, slot.generator)
+            [token] = self._choose(logits[None], [slot])
         except Exception as exc:  # one failing request (bad input, out of memory) must not stop the engine
             log.exception("prefill failed")
             self._prefilling.remove(slot)
@@ -331,7 +336,7 @@ class Engine:
         positions, mask = self._batch.step_inputs()
         try:
             logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
-            chosen = sample_rows(logits, [s.request.sampling for s in rows], [s.generator for s in rows])
+            chosen = self._choose(logits, rows)
         except Exception as exc:  # the step is shared, so every row in it fails; the engine goes on
             log.exception("decode step failed")
             for slot in rows:
@@ -341,6 +346,12 @@ class Engine:
         self._batch.advance(mask)
         self._batch.keep([slot for slot, token in zip(rows, chosen, strict=True) if self._emit(slot, token)])
 
+    @staticmethod
+    def _choose(logits: torch.Tensor, slots: list[_Slot]) -> list[int]:
+        """One token per row of logits [rows, vocab], each within its request's grammar if it has one."""
+        constrain(logits, [(row, slot.matcher) for row, slot in enumerate(slots) if slot.matcher is not None])
+        return sample_rows(logits, [s.request.sampling for s in slots], [s.generator for s in slots])
+
     def _emit(self, slot: _Slot, token: int) -> bool:
         """Deliver one sampled token; False once the request has finished."""
         slot.generated += 1
@@ -349,8 +360,16 @@ class Engine:
         if token in self.loaded.stop_token_ids and not request.ignore_eos:
             self._finish(slot, FinishEvent("stop"))
             return False
+        try:
+            complete = slot.matcher is not None and slot.matcher.advance(token)
+        except GrammarError as error:
+            self._finish(slot, ErrorEvent(f"constrained generation failed: {error}"))
+            return False
         slot.last_token = token
         slot.sink(TokenEvent(token))
+        if complete:
+            self._finish(slot, FinishEvent("stop"))
+            return False
         if slot.generated >= request.max_new_tokens:
             self._finish(slot, FinishEvent("length"))
             return False

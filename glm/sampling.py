@@ -44,7 +44,9 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if params.greedy:
         return int(torch.argmax(logits))
     scaled = logits.float().cpu() / params.temperature
-    if not torch.isfinite(scaled).all():  # a temperature so close to 0 that it is greedy in effect
+    # A temperature so close to 0 that it is greedy in effect overflows the likeliest logit. Only
+    # the largest is checked: a grammar sets the logits of the tokens it forbids to -inf.
+    if not torch.isfinite(scaled.max()):
         return int(torch.argmax(logits))
     probs = torch.softmax(scaled, dim=-1)
     if params.top_p < 1.0:

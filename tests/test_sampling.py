@@ -36,3 +36,10 @@ def test_a_temperature_or_top_p_too_small_for_float32_is_greedy_not_an_error():
     for temperature, top_p in [(5e-324, 1.0), (1e-300, 1.0), (0.95, 5e-324), (0.95, 1e-300)]:
         params = SamplingParams(temperature, top_p, seed=1)
         assert sample(logits, params, make_generator(params)) == int(torch.argmax(logits))
+
+
+def test_logits_a_grammar_forbids_are_never_drawn_and_the_rest_still_sampled():
+    logits = torch.tensor([0.0, float("-inf"), 1.0, float("-inf"), 0.5])
+    params = SamplingParams(temperature=1.0, seed=4)
+    generator = make_generator(params)
+    assert {sample(logits, params, generator) for _ in range(200)} == {0, 2, 4}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from glm.constraint import Grammars
 from glm.models.weights import Weights
 from glm.prompt import encode_chat
 from glm.tools.detect import from_template
@@ -27,6 +28,7 @@ class LoadedModel:
     device: torch.device
     context_length: int
     stop_token_ids: frozenset[int]
+    grammars: Grammars  # structured output's grammars, compiled for this tokenizer
     # None: the tokenizer's chat template.
     prompt_encoder: PromptEncoder | None = None
     # None: the model has no tool calling; requests with tools get a 400.
@@ -73,13 +75,15 @@ def prepare(
     A model prompted through its chat template has the tool format the template shows; one with a
     prompt encoder of its own brings its `tool_format` along."""
     model = weights.place(model, device)
+    stops = stop_token_ids(model, tokenizer)
     return LoadedModel(
         name=name,
         model=model,
         tokenizer=tokenizer,
         device=device,
         context_length=context_length(model),
-        stop_token_ids=stop_token_ids(model, tokenizer),
+        stop_token_ids=stops,
+        grammars=Grammars(tokenizer, stops),
         prompt_encoder=prompt_encoder,
         tool_format=from_template(tokenizer) if prompt_encoder is None else tool_format,
     )

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
 
 from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text
+from glm.schemas.response_format import ResponseFormat
 from glm.schemas.tools import ToolCalls, ToolChoice, Tools, check_answers, check_tools, conversation
 from glm.tools.conversation import Call, Conversation, Message
 
@@ -93,6 +94,7 @@ class ChatCompletionRequest(BaseModel):
     ignore_eos: bool = False
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _tools_agree(self) -> "ChatCompletionRequest":

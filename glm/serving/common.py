@@ -3,15 +3,19 @@
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import g, request
 
 from glm import connection
+from glm.constraint import Grammar, GrammarError, json_grammar
 from glm.engine import GenerationRequest
+from glm.errors import ApiError
 from glm.lifecycle import RequestLife
 from glm.prompt import reply_budget
 from glm.sampling import SamplingParams
+from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,20 @@ def admit(service: Service, streaming: bool, places: int = 1) -> RequestLife:
     return service.admission.admit(g.request_id, streaming, client_gone, places)
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """A grammar the reply must follow (a source from glm.constraint), and the request field it
+    comes from, which a refusal names."""
+
+    grammar: str
+    param: str
+
+
+def response_format_constraint(response_format: ResponseFormat | None) -> Constraint | None:
+    schema = response_format.reply_schema() if response_format is not None else None
+    return None if schema is None else Constraint(json_grammar(schema), "response_format")
+
+
 def generation_request(
     service: Service,
     deadline: float,
@@ -32,16 +50,29 @@ def generation_request(
     max_length: int | None = None,
     ignore_eos: bool = False,
     encode: Callable[[Any], list[int]] | None = None,
+    constraint: Constraint | None = None,
 ) -> GenerationRequest:
-    """The prompt's ids, tokenized off the hub by the request's `deadline`, and the reply budget.
+    """The prompt's ids, tokenized off the hub by the request's `deadline`, the reply budget and
+    the compiled grammar, if any.
 
     `encode` turns `messages` into ids: the model's chat format unless it says otherwise (a tool
     format, for a conversation with tools)."""
     loaded = service.loaded
+    grammar = compile_grammar(service, constraint, deadline) if constraint is not None else None
     prompt_ids = service.prompts.run(encode or loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
     budget = reply_budget(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", g.request_id, messages)
-    return GenerationRequest(prompt_ids, budget, sampling, ignore_eos)
+    return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar)
+
+
+def compile_grammar(service: Service, constraint: Constraint, deadline: float) -> Grammar:
+    """Compiled off the hub (a huge schema can take long); a grammar the library refuses is a 400."""
+    try:
+        return service.prompts.run(
+            service.loaded.grammars.compile, constraint.grammar, timeout=deadline - time.monotonic()
+        )
+    except GrammarError as error:
+        raise ApiError(f"{constraint.param}: {error}", constraint.param) from error

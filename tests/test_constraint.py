@@ -1,0 +1,72 @@
+"""glm.constraint on the tiny model's byte-level tokenizer (one token per byte), with the real llguidance."""
+
+import pytest
+import torch
+
+from glm.constraint import GrammarError, constrain, json_grammar, tagged_json_grammar
+
+
+def allowed(tiny, matcher, width=None):
+    logits = torch.zeros(1, width or len(tiny.tokenizer))
+    constrain(logits, [(0, matcher)])
+    return set(torch.isfinite(logits[0]).nonzero().flatten().tolist())
+
+
+def walk(matcher, text):
+    """Feed `text` byte by byte (a token each in the tiny tokenizer); True once the grammar is complete."""
+    return [matcher.advance(byte) for byte in text.encode()][-1]
+
+
+def test_json_has_one_layout_so_whitespace_is_bounded(tiny):
+    matcher = tiny.grammars.compile(json_grammar({"type": "object"})).matcher()
+    assert allowed(tiny, matcher) == {ord("{")}
+    walk(matcher, "{")
+    assert allowed(tiny, matcher) == {ord('"'), ord("}")}
+    walk(matcher, '"a":')
+    assert allowed(tiny, matcher) == {ord(" ")}
+    with pytest.raises(GrammarError):
+        walk(matcher, "  ")
+
+
+def test_stop_tokens_are_allowed_only_where_the_grammar_may_end(tiny):
+    matcher = tiny.grammars.compile(json_grammar({"type": "integer"})).matcher()
+    assert not allowed(tiny, matcher) & tiny.stop_token_ids
+    assert walk(matcher, "12") is False
+    assert tiny.stop_token_ids <= allowed(tiny, matcher)
+
+
+def test_only_constrained_rows_change_and_ids_past_the_tokenizer_never_come(tiny):
+    matcher = tiny.grammars.compile(json_grammar({"enum": ["yes"]})).matcher()
+    logits = torch.randn(2, len(tiny.tokenizer) + 5)
+    free = logits[1].clone()
+    constrain(logits, [(0, matcher)])
+    assert torch.isfinite(logits[0]).nonzero().flatten().tolist() == [ord('"')]
+    assert torch.equal(logits[1], free)
+
+
+def test_a_forced_call_is_fixed_text_then_json_of_one_of_the_schemas(tiny):
+    point = {
+        "type": "object",
+        "properties": {"x": {"type": "integer"}},
+        "required": ["x"],
+        "additionalProperties": False,
+    }
+    source = tagged_json_grammar([("get_weather\n", point, ""), ("<call>", {"type": "boolean"}, "</call>")])
+    grammar = tiny.grammars.compile(source)
+    assert walk(grammar.matcher(), 'get_weather\n{"x": -3}') is True
+    assert walk(grammar.matcher(), "<call>true</call>") is True
+    with pytest.raises(GrammarError):
+        walk(grammar.matcher(), "get_time")
+
+
+def test_a_refused_schema_is_one_short_line_that_does_not_quote_the_schema(tiny):
+    schema = {"type": "object", "description": "secret " * 1000, "properties": {"a": {"type": "strin"}}}
+    with pytest.raises(GrammarError) as refused:
+        tiny.grammars.compile(json_grammar(schema))
+    assert "Invalid type: strin" in str(refused.value)
+    assert "secret" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_schema_compiles_once(tiny):
+    source = json_grammar({"type": "array", "items": {"type": "string"}})
+    assert tiny.grammars.compile(source) is tiny.grammars.compile(source)
