@@ -1,6 +1,9 @@
 """Tool calling over a socket with the official `openai` client: a tiny checkpoint in GLM-4's
 original layout, `tiny` (which has GLM-4's chat template), and ChatGLM2, which has no tools."""
 
+import json
+
+import jsonschema
 import openai
 import pytest
 import requests
@@ -8,7 +11,7 @@ import requests
 from glm.models import tiny
 from tests.conftest import start_server
 from tests.http_helpers import post
-from tests.tool_references import CALL, FORCED, GLM4_HISTORY, HISTORY, QUESTION, TOOLS, template_ids
+from tests.tool_references import CALL, FORCED, FUNCTION, GLM4_HISTORY, HISTORY, QUESTION, TOOLS, template_ids
 
 
 def checkpoint_server(name, folder, cache):
@@ -66,6 +69,35 @@ def test_a_named_tool_choice_calls_that_function_streamed_and_not(glm4_server):
     *_, finish, usage = chunks
     assert finish.choices[0].finish_reason == "tool_calls"
     assert usage.usage == whole.usage
+
+
+TIME = {
+    "name": "get_time",
+    "parameters": {
+        "type": "object",
+        "properties": {"zone": {"enum": ["UTC", "CST"]}, "hours": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["zone", "hours"],
+        "additionalProperties": False,
+    },
+}
+# A random model may write a string without end: the bound lets every valid call end.
+CITY = {"city": {"type": "string", "maxLength": 8}}
+WEATHER = {**FUNCTION, "parameters": {**FUNCTION["parameters"], "properties": CITY}}
+TWO_TOOLS = [{"type": "function", "function": f} for f in (WEATHER, TIME)]
+SCHEMAS = {"get_weather": WEATHER["parameters"], "get_time": TIME["parameters"]}
+
+
+@pytest.mark.parametrize("tool_choice", [FORCED, {"type": "function", "function": {"name": "get_time"}}, "required"])
+def test_a_forced_call_is_a_listed_function_with_schema_valid_arguments(tiny_server, tool_choice):
+    """The random tiny model is the hardest test of the guarantee: only the grammar makes it call."""
+    for seed in range(4):
+        whole, chunks = ask(tiny_server, tools=TWO_TOOLS, tool_choice=tool_choice, temperature=1.0, seed=seed)
+        [call] = whole.choices[0].message.tool_calls
+        assert whole.choices[0].finish_reason == "tool_calls"
+        if isinstance(tool_choice, dict):
+            assert call.function.name == tool_choice["function"]["name"]
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+        assert [c[2:] for c in streamed_calls(chunks)] == [[call.function.name, call.function.arguments]]
 
 
 def test_without_a_call_the_reply_is_text_streamed_and_not(tiny_server):

@@ -21,7 +21,7 @@ from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
 from glm.serving.common import admit, generation_request, response_format_constraint
-from glm.serving.tools import ToolUse, reader, tool_use
+from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.tools.events import read_whole
 
 DONE = sse.event("[DONE]")
@@ -31,7 +31,7 @@ def prepare(service: Service, body: ChatCompletionRequest, deadline: float, tool
     messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     encode_prompt = tools.format.prompt_ids if tools else None
-    constraint = response_format_constraint(body.response_format)
+    constraint = call_constraint(tools) or response_format_constraint(body.response_format)
     return generation_request(
         service,
         deadline,

@@ -43,6 +43,7 @@ def reject(constant: str) -> None:
 
 
 class ChatGLM3Format(RoleFormat):
+    call_suffix = None
     name = "chatglm3"
     prefix = ("[gMASK]", "sop")
     reader_class = PythonCallReader

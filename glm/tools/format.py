@@ -16,6 +16,9 @@ from glm.tools.events import Reader
 
 class ToolFormat(Protocol):
     name: str
+    # What closes a call after its JSON arguments; None where the arguments are no JSON (ChatGLM3's
+    # Python call), which a grammar then leaves unconstrained.
+    call_suffix: str | None
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """The prompt, tools and tool history included, ending where the reply begins (after a

@@ -45,6 +45,7 @@ def template_message(message: Message) -> dict[str, Any]:
 
 class TemplateFormat:
     name = "template"
+    call_suffix = "}\n</tool_call>"
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self._tokenizer = tokenizer
