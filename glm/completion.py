@@ -1,16 +1,21 @@
-"""One request's text, as it streams: engine events -> whole-character deltas -> stop sequences.
+"""A request's text, as it streams: engine events -> whole-character deltas -> stop sequences.
 
 This is where the greenlet meets the engine: it submits, waits for the engine's events through the
 request's life (which never blocks the hub, and ends the wait at the deadline, on an interruption
 or when the client has gone), and cancels the request whenever the consumer stops early, because
 the generator's `finally` runs in every one of those cases.
+
+A request with several choices (OpenAI's `n`, or a batch of prompts) submits one engine request
+per choice, all at once, so that the engine reads their prompts together and decodes them in one
+batch. Their events share the life's one channel, each tagged with its choice's index, and each
+choice keeps its own detokenizer and stop matcher.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from glm.detokenizer import Detokenizer
-from glm.engine import Engine, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine import Engine, EngineEvent, ErrorEvent, GenerationRequest, TokenEvent
 from glm.errors import EngineFailed, GenerationFailed
 from glm.lifecycle import RequestLife
 from glm.stops import StopMatcher
@@ -19,6 +24,7 @@ from glm.stops import StopMatcher
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+    index: int = 0  # the choice it belongs to
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class Finished:
     reason: str  # "stop" or "length"
     prompt_tokens: int
     completion_tokens: int
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -36,52 +43,87 @@ class Idle:
 Piece = TextDelta | Finished | Idle
 
 
+class _Choice:
+    """One choice's text as its engine events arrive."""
+
+    def __init__(self, index: int, request: GenerationRequest, engine: Engine, stop: list[str]) -> None:
+        self.index = index
+        self.prompt_tokens = len(request.prompt_ids)
+        self.detokenizer = Detokenizer(engine.loaded.tokenizer)
+        self.stops = StopMatcher(stop)
+        self.tokens = 0
+        self.finished = False
+
+    def read(self, event: EngineEvent, life: RequestLife) -> Iterator[TextDelta | Finished]:
+        if isinstance(event, ErrorEvent):
+            raise EngineFailed(event.message) if event.fatal else GenerationFailed(event.message)
+        if isinstance(event, TokenEvent):
+            self.tokens += 1
+            life.token(self.index)
+            piece, stopped = self.stops.push(self.detokenizer.push(event.token_id))
+            reason = "stop" if stopped else None
+        else:
+            piece, stopped = self.stops.push(self.detokenizer.flush())
+            piece += "" if stopped else self.stops.flush()
+            reason = "stop" if stopped else event.reason
+        if piece:
+            life.text(piece)
+            yield TextDelta(piece, self.index)
+        if reason is not None:
+            self.finished = True
+            yield Finished(reason, self.prompt_tokens, self.tokens, self.index)
+
+
+def stream_choices(
+    engine: Engine, requests: list[GenerationRequest], stop: list[str], life: RequestLife, idle_after: float
+) -> Iterator[Piece]:
+    """The pieces of every choice (`requests[i]` is choice i) as the engine makes them, interleaved,
+    within the bounds the life sets (deadline, interruptions, client); each choice ends with its
+    own `Finished`."""
+    choices = [_Choice(index, request, engine, stop) for index, request in enumerate(requests)]
+    handles = [
+        engine.submit(request, lambda event, index=index: life.deliver((index, event)))
+        for index, request in enumerate(requests)
+    ]
+    try:
+        while not all(choice.finished for choice in choices):
+            item = life.next_event(idle_after)
+            if item is None:
+                yield Idle()
+                continue
+            index, event = item
+            choice = choices[index]
+            if choice.finished:  # a stop sequence ended it before the engine heard of its cancel
+                continue
+            yield from choice.read(event, life)
+            if choice.finished:
+                handles[index].cancel()
+    finally:
+        for handle in handles:
+            handle.cancel()
+
+
 def stream_completion(
     engine: Engine, request: GenerationRequest, stop: list[str], life: RequestLife, idle_after: float
 ) -> Iterator[Piece]:
     """The request's pieces, within the bounds its life sets (deadline, interruptions, client)."""
-    handle = engine.submit(request, life.deliver)
-    detokenizer = Detokenizer(engine.loaded.tokenizer)
-    stops = StopMatcher(stop)
-    completion_tokens = 0
+    return stream_choices(engine, [request], stop, life, idle_after)
 
-    def text(piece: str) -> TextDelta:
-        life.text(piece)
-        return TextDelta(piece)
 
-    try:
-        while True:
-            event = life.next_event(idle_after)
-            if event is None:
-                yield Idle()
-            elif isinstance(event, TokenEvent):
-                completion_tokens += 1
-                life.token()
-                piece, stopped = stops.push(detokenizer.push(event.token_id))
-                if piece:
-                    yield text(piece)
-                if stopped:
-                    yield Finished("stop", len(request.prompt_ids), completion_tokens)
-                    return
-            elif isinstance(event, FinishEvent):
-                piece, stopped = stops.push(detokenizer.flush())
-                piece += "" if stopped else stops.flush()
-                if piece:
-                    yield text(piece)
-                yield Finished("stop" if stopped else event.reason, len(request.prompt_ids), completion_tokens)
-                return
-            elif isinstance(event, ErrorEvent):
-                raise EngineFailed(event.message) if event.fatal else GenerationFailed(event.message)
-    finally:
-        handle.cancel()
+def complete_choices(
+    engine: Engine, requests: list[GenerationRequest], stop: list[str], life: RequestLife
+) -> list[tuple[str, Finished]]:
+    """Every choice's whole text and finish, in choice order, for the non-streaming routes."""
+    parts: list[list[str]] = [[] for _ in requests]
+    finishes: dict[int, Finished] = {}
+    for piece in stream_choices(engine, requests, stop, life, idle_after=60.0):
+        if isinstance(piece, TextDelta):
+            parts[piece.index].append(piece.text)
+        elif isinstance(piece, Finished):
+            finishes[piece.index] = piece
+    return [("".join(part), finishes[index]) for index, part in enumerate(parts)]
 
 
 def complete(engine: Engine, request: GenerationRequest, stop: list[str], life: RequestLife) -> tuple[str, Finished]:
     """The whole reply at once, for the non-streaming routes."""
-    parts: list[str] = []
-    for piece in stream_completion(engine, request, stop, life, idle_after=60.0):
-        if isinstance(piece, TextDelta):
-            parts.append(piece.text)
-        elif isinstance(piece, Finished):
-            return "".join(parts), piece
-    raise GenerationFailed("generation ended without a finish")
+    return complete_choices(engine, [request], stop, life)[0]

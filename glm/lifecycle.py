@@ -1,9 +1,10 @@
 """A request's life, from admission to its last byte, owned by one object.
 
-`Admission` bounds how many requests may wait for the engine: one over the bound is refused at
-once (429 with Retry-After) instead of piling up, and once the server is closing (a shutdown, a
-dead engine) every new one is refused with that reason. An admitted request is a `RequestLife`,
-the one owner of everything its life needs:
+`Admission` bounds how many requests may wait for the engine, counting a request of several choices
+(OpenAI's `n`, a batch of prompts) once per choice, since each is an engine request of its own: one
+over the bound is refused at once (429 with Retry-After) instead of piling up, and once the server
+is closing (a shutdown, a dead engine) every new one is refused with that reason. An admitted
+request is a `RequestLife`, the one owner of everything its life needs:
 - the hand-off its engine events arrive on, and its wall-clock deadline;
 - its early end: a shutdown or a dead engine interrupts it, a client that went away cancels it;
 - its timings and outcome for /metrics and the log;
@@ -38,11 +39,17 @@ class ClientGone(ApiError):
 
 class RequestLife:
     def __init__(
-        self, admission: "Admission", request_id: str, streaming: bool, client_gone: Callable[[], bool]
+        self,
+        admission: "Admission",
+        request_id: str,
+        streaming: bool,
+        client_gone: Callable[[], bool],
+        places: int = 1,
     ) -> None:
         self.admission = admission
         self.request_id = request_id
         self.streaming = streaming
+        self.places = places  # of the admission's capacity
         self.timeout = admission.timeout
         self.started = time.monotonic()
         self.deadline = self.started + self.timeout
@@ -52,7 +59,7 @@ class RequestLife:
         self._client_checked = self.started
         self._events: Channel = Channel()
         self._reply: list[str] = []
-        self._last_token: float | None = None
+        self._last_token: dict[int, float] = {}  # by choice: each choice is a stream of its own
         self._handed_over = False
         self._released = False
 
@@ -89,13 +96,14 @@ class RequestLife:
             if item is not None:
                 return item
 
-    def token(self) -> None:
+    def token(self, choice: int = 0) -> None:
         now = time.monotonic()
-        if self._last_token is None:
+        last = self._last_token.get(choice)
+        if not self._last_token:
             self.metrics.first_token.observe(now - self.started)
-        else:
-            self.metrics.per_token.observe(now - self._last_token)
-        self._last_token = now
+        elif last is not None:
+            self.metrics.per_token.observe(now - last)
+        self._last_token[choice] = now
         self.tokens += 1
         self.metrics.tokens.inc()
 
@@ -188,12 +196,15 @@ class Admission:
         self.lives: set[RequestLife] = set()
         self.refusal: ApiError | None = None  # why every new request is refused, once closing
 
-    def admit(self, request_id: str, streaming: bool, client_gone: Callable[[], bool]) -> RequestLife:
+    def admit(self, request_id: str, streaming: bool, client_gone: Callable[[], bool], places: int = 1) -> RequestLife:
+        """A life taking `places` of the capacity; one larger than all of it takes all of it, so that
+        it runs once the server is idle rather than never."""
         if self.refusal is not None:
             raise self.refusal
-        if len(self.lives) >= self.capacity:
+        places = min(places, self.capacity)
+        if sum(life.places for life in self.lives) + places > self.capacity:
             raise QueueFull()
-        life = RequestLife(self, request_id, streaming, client_gone)
+        life = RequestLife(self, request_id, streaming, client_gone, places)
         self.lives.add(life)
         if streaming:
             self.metrics.active_streams.inc()

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from glm.schemas.completions import CompletionRequest
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
 from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
 from glm.schemas.openai import ChatCompletionRequest
@@ -103,7 +104,14 @@ def error_schemas() -> dict[str, Any]:
 
 def components() -> dict[str, Any]:
     schemas: dict[str, Any] = error_schemas()
-    for model in (LegacyChatRequest, TokenizeRequest, EmbeddingRequest, ChatCompletionRequest, OpenAIEmbeddingRequest):
+    for model in (
+        LegacyChatRequest,
+        TokenizeRequest,
+        EmbeddingRequest,
+        ChatCompletionRequest,
+        CompletionRequest,
+        OpenAIEmbeddingRequest,
+    ):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -145,6 +153,14 @@ def document(title: str, version: str) -> dict[str, Any]:
                     "A chat completion; with `stream: true`, its chunks as Server-Sent Events ending in [DONE]",
                     "openai",
                     body(ChatCompletionRequest),
+                    content={**JSON_BODY, **EVENT_STREAM},
+                )
+            },
+            "/v1/completions": {
+                "post": operation(
+                    "A completion of raw prompts (OpenAI's legacy API); with `stream: true`, chunks ending in [DONE]",
+                    "openai",
+                    body(CompletionRequest),
                     content={**JSON_BODY, **EVENT_STREAM},
                 )
             },

@@ -32,7 +32,16 @@ ANSWER_WITHIN = 20
 # Seconds /health may wait while the fuzz runs: a tiny model's step is a millisecond, so only
 # something holding the hub waits this long, even on a busy two-core machine.
 HEALTH_WITHIN = 2.0
-BODY_ROUTES = ["/chat", "/stream", "/chat-stream", "/tokenize", "/embedding", "/v1/chat/completions", "/v1/embeddings"]
+BODY_ROUTES = [
+    "/chat",
+    "/stream",
+    "/chat-stream",
+    "/tokenize",
+    "/embedding",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+]
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,52 @@
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from glm import errors
 from glm.completion import Finished
 from glm.errors import ApiError
+from glm.tools.events import CallArguments, CallStart, Event, Reply, Text
 
 
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage(finished: Finished) -> dict[str, int]:
+def usage(finished: Sequence[Finished], per_prompt: int) -> dict[str, int]:
+    """Each prompt's tokens once, though its `per_prompt` choices (numbered together) each read
+    it, and every choice's own tokens."""
+    prompt_tokens = sum(choice.prompt_tokens for choice in finished if choice.index % per_prompt == 0)
+    completion_tokens = sum(choice.completion_tokens for choice in finished)
     return {
-        "prompt_tokens": finished.prompt_tokens,
-        "completion_tokens": finished.completion_tokens,
-        "total_tokens": finished.prompt_tokens + finished.completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     }
 
 
-def completion(id_: str, model: str, text: str, finished: Finished) -> dict[str, Any]:
+def tool_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def finish_reason(finished: Finished, called: bool) -> str:
+    """A reply that made calls and ended by itself ends for them; cut off at max_tokens, `length`."""
+    return "tool_calls" if called and finished.reason == "stop" else finished.reason
+
+
+def message(reply: Reply) -> dict[str, Any]:
+    """The assistant's message: its text, and its calls if it made any (then null text if none)."""
+    if not reply.calls:
+        return {"role": "assistant", "content": reply.content}
+    calls = [
+        {"id": tool_call_id(), "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in reply.calls
+    ]
+    return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
+
+
+def completion(id_: str, model: str, replies: list[tuple[Reply, Finished]]) -> dict[str, Any]:
     return {
         "id": id_,
         "object": "chat.completion",
@@ -29,13 +55,14 @@ def completion(id_: str, model: str, text: str, finished: Finished) -> dict[str,
         "model": model,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "index": finished.index,
+                "message": message(reply),
                 "logprobs": None,
-                "finish_reason": finished.reason,
+                "finish_reason": finish_reason(finished, bool(reply.calls)),
             }
+            for reply, finished in replies
         ],
-        "usage": usage(finished),
+        "usage": usage([finished for _, finished in replies], len(replies)),
     }
 
 
@@ -48,20 +75,43 @@ class ChunkWriter:
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {**self._head, "choices": choices, **extra}
 
-    def delta(self, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
-        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
+        return self._chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
 
-    def role(self) -> dict[str, Any]:
-        return self.delta({"role": "assistant", "content": ""})
+    def role(self, index: int = 0) -> dict[str, Any]:
+        return self.delta({"role": "assistant", "content": ""}, index=index)
 
-    def content(self, text: str) -> dict[str, Any]:
-        return self.delta({"content": text})
+    def content(self, text: str, index: int = 0) -> dict[str, Any]:
+        return self.delta({"content": text}, index=index)
 
-    def finish(self, finished: Finished) -> dict[str, Any]:
-        return self.delta({}, finished.reason)
+    def events(self, events: list[Event], index: int = 0) -> list[dict[str, Any]]:
+        """A chunk per event: text as content; a call as its id and name, then its arguments in pieces."""
+        return [
+            self.content(event.text, index)
+            if isinstance(event, Text)
+            else self.delta(tool_call_delta(event), index=index)
+            for event in events
+        ]
 
-    def usage(self, finished: Finished) -> dict[str, Any]:
-        return self._chunk([], usage=usage(finished))
+    def finish(self, finished: Finished, called: bool = False) -> dict[str, Any]:
+        return self.delta({}, finish_reason(finished, called), finished.index)
+
+    def usage(self, finished: Sequence[Finished]) -> dict[str, Any]:
+        """The usage of every choice of the one prompt."""
+        return self._chunk([], usage=usage(finished, len(finished)))
+
+
+def tool_call_delta(event: CallStart | CallArguments) -> dict[str, Any]:
+    if isinstance(event, CallStart):
+        call = {
+            "index": event.index,
+            "id": tool_call_id(),
+            "type": "function",
+            "function": {"name": event.name, "arguments": ""},
+        }
+    else:
+        call = {"index": event.index, "function": {"arguments": event.text}}
+    return {"tool_calls": [call]}
 
 
 def error(error: ApiError) -> dict[str, Any]:

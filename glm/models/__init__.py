@@ -61,8 +61,8 @@ def load_model(
             raise StartupError(f"--model {path}: the GGUF file carries no chat template")
         return prepare(path.stem, model, tokenizer, device, weights)
     if is_original_chatglm_folder(path):
-        model, tokenizer, prompt_encoder = load_chatglm(path, weights, cache_dir, chat_format)
-        return prepare(path.name, model, tokenizer, device, weights, prompt_encoder)
+        model, tokenizer, prompt_encoder, tool_format = load_chatglm(path, weights, cache_dir, chat_format)
+        return prepare(path.name, model, tokenizer, device, weights, prompt_encoder, tool_format)
     if path.is_dir():
         model, tokenizer = load_hf_folder(path, weights)
         return prepare(path.name, model, tokenizer, device, weights)

@@ -9,6 +9,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from glm.constraint import Grammars
 from glm.models.weights import Weights
 from glm.prompt import encode_chat
+from glm.tools.detect import from_template
+from glm.tools.format import ToolFormat
 
 # Messages -> prompt ids, for chat formats that a chat template cannot express.
 PromptEncoder = Callable[[list[dict[str, str]]], list[int]]
@@ -29,6 +31,8 @@ class LoadedModel:
     grammars: Grammars  # structured output's grammars, compiled for this tokenizer
     # None: the tokenizer's chat template.
     prompt_encoder: PromptEncoder | None = None
+    # None: the model has no tool calling; requests with tools get a 400.
+    tool_format: ToolFormat | None = None
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
@@ -64,8 +68,12 @@ def prepare(
     device: torch.device,
     weights: Weights,
     prompt_encoder: PromptEncoder | None = None,
+    tool_format: ToolFormat | None = None,
 ) -> LoadedModel:
-    """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
+    """Move the model onto its device (and dtype) for inference and derive what the engine needs.
+
+    A model prompted through its chat template has the tool format the template shows; one with a
+    prompt encoder of its own brings its `tool_format` along."""
     model = weights.place(model, device)
     stops = stop_token_ids(model, tokenizer)
     return LoadedModel(
@@ -77,4 +85,5 @@ def prepare(
         stop_token_ids=stops,
         grammars=Grammars(tokenizer, stops),
         prompt_encoder=prompt_encoder,
+        tool_format=from_template(tokenizer) if prompt_encoder is None else tool_format,
     )

@@ -6,9 +6,10 @@ from flask import Blueprint, Response, jsonify
 
 from glm.encoders import openai as encode
 from glm.routes import event_stream, parse_body
+from glm.schemas.completions import CompletionRequest
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import current
-from glm.serving import openai
+from glm.serving import completions, openai
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 STARTED = int(time.time())
@@ -21,6 +22,15 @@ def chat_completions() -> Response:
     if body.stream:
         return event_stream(openai.chunks(service, body))
     return jsonify(openai.completion(service, body))
+
+
+@bp.post("/completions")
+def text_completions() -> Response:
+    """A completion of raw prompts (OpenAI's legacy API), streamed when the body says `stream: true`."""
+    service, body = current(), parse_body(CompletionRequest)
+    if body.stream:
+        return event_stream(completions.chunks(service, body))
+    return jsonify(completions.completion(service, body))
 
 
 @bp.get("/models")

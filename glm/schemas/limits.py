@@ -9,7 +9,9 @@ from pydantic import Field, StringConstraints
 
 MAX_MESSAGES = 256  # messages (or history pairs) in one request
 MAX_MESSAGE_CHARS = 65_536  # characters in one message
+MAX_CHOICES = 8  # OpenAI's `n`: choices of one prompt, each an engine request of its own
 
 Text = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
 # What torch.Generator.manual_seed takes: 64 bits, a negative seed read as two's complement.
 Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+Choices = Annotated[int, Field(ge=1, le=MAX_CHOICES)]

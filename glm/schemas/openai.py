@@ -2,12 +2,32 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
 
-from glm.schemas.limits import MAX_MESSAGES, Seed, Text
+from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text
 from glm.schemas.response_format import ResponseFormat
+from glm.schemas.tools import ToolCalls, ToolChoice, Tools, check_answers, check_tools, conversation
+from glm.tools.conversation import Call, Conversation, Message
 
 MAX_STOP_SEQUENCES = 4
+
+
+def _stop_list(stop: object) -> object:
+    """OpenAI takes one string, a list of strings, or null."""
+    return [stop] if isinstance(stop, str) else [] if stop is None else stop
+
+
+def _stop_limits(stops: list[str]) -> list[str]:
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    if any(not item for item in stops):
+        raise ValueError("stop sequences must be non-empty")
+    return stops
+
+
+StopSequences = Annotated[
+    list[str], BeforeValidator(_stop_list, json_schema_input_type=str | list[str] | None), AfterValidator(_stop_limits)
+]
 
 
 class TextPart(BaseModel):
@@ -16,14 +36,39 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Text | Annotated[list[TextPart], Field(max_length=MAX_MESSAGES)]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | Annotated[list[TextPart], Field(max_length=MAX_MESSAGES)] | None = None
     name: str | None = None
+    tool_calls: ToolCalls | None = None
+    tool_call_id: Text | None = None
+
+    @model_validator(mode="after")
+    def _fits_its_role(self) -> "ChatMessage":
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content is required, except in an assistant message with tool_calls")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message carries the tool_call_id of the call it answers")
+        return self
+
+    @property
+    def text(self) -> str:
+        content = self.content or ""
+        return content if isinstance(content, str) else "".join(part.text for part in content)
+
+    @property
+    def template_role(self) -> str:
+        """`developer` is OpenAI's newer name for system."""
+        return "system" if self.role == "developer" else self.role
 
     def as_template_message(self) -> dict[str, str]:
-        """The message as a chat template takes it; `developer` is OpenAI's newer name for system."""
-        text = self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+        """The message as a chat template takes it."""
+        return {"role": self.template_role, "content": self.text}
+
+    def as_tool_message(self) -> Message:
+        calls = tuple(Call(c.function.name, c.function.arguments, c.id) for c in self.tool_calls or [])
+        return Message(self.template_role, self.text, calls, self.tool_call_id or "")
 
 
 class StreamOptions(BaseModel):
@@ -43,26 +88,27 @@ class ChatCompletionRequest(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: Seed | None = None
-    stop: list[str] = Field(default_factory=list)
-    n: Literal[1] = 1
+    stop: StopSequences = Field(default_factory=list)
+    n: Choices = 1
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
 
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop_list(cls, stop: object) -> object:
-        """OpenAI takes one string, a list of strings, or null."""
-        return [stop] if isinstance(stop, str) else [] if stop is None else stop
+    @model_validator(mode="after")
+    def _tools_agree(self) -> "ChatCompletionRequest":
+        check_tools(self.tools, self.tool_choice)
+        check_answers(self.messages)
+        return self
 
-    @field_validator("stop")
-    @classmethod
-    def _stop_limits(cls, stops: list[str]) -> list[str]:
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
-        if any(not item for item in stops):
-            raise ValueError("stop sequences must be non-empty")
-        return stops
+    @property
+    def uses_tools(self) -> bool:
+        """Tools offered, or calls in the history: the prompt is then the model's tool format."""
+        return bool(self.tools) or any(m.role == "tool" or m.tool_calls for m in self.messages)
+
+    def tool_conversation(self) -> Conversation:
+        return conversation(tuple(m.as_tool_message() for m in self.messages), self.tools or [], self.tool_choice)
 
     @property
     def reply_limit(self) -> int | None:

@@ -2,7 +2,9 @@
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import g, request
 
@@ -19,9 +21,10 @@ from glm.service import Service
 log = logging.getLogger(__name__)
 
 
-def admit(service: Service, streaming: bool) -> RequestLife:
-    """A place among the requests the server serves, or a 429 (503 while closing) at once."""
-    return service.admission.admit(g.request_id, streaming, connection.client_gone_check(request.environ))
+def admit(service: Service, streaming: bool, places: int = 1) -> RequestLife:
+    """A place among the requests the server serves (one per choice), or a 429 (503 while closing) at once."""
+    client_gone = connection.client_gone_check(request.environ)
+    return service.admission.admit(g.request_id, streaming, client_gone, places)
 
 
 @dataclass(frozen=True)
@@ -41,18 +44,22 @@ def response_format_constraint(response_format: ResponseFormat | None) -> Constr
 def generation_request(
     service: Service,
     deadline: float,
-    messages: list[dict[str, str]],
+    messages: Any,
     sampling: SamplingParams,
     max_tokens: int | None = None,
     max_length: int | None = None,
     ignore_eos: bool = False,
+    encode: Callable[[Any], list[int]] | None = None,
     constraint: Constraint | None = None,
 ) -> GenerationRequest:
     """The prompt's ids, tokenized off the hub by the request's `deadline`, the reply budget and
-    the compiled grammar, if any."""
+    the compiled grammar, if any.
+
+    `encode` turns `messages` into ids: the model's chat format unless it says otherwise (a tool
+    format, for a conversation with tools)."""
     loaded = service.loaded
     grammar = compile_grammar(service, constraint, deadline) if constraint is not None else None
-    prompt_ids = service.prompts.run(loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
+    prompt_ids = service.prompts.run(encode or loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
     budget = reply_budget(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )

@@ -1,15 +1,19 @@
 """/v1/chat/completions: a whole completion, or its chunks in OpenAI's stream order.
 
-Stream order: the role chunk, content chunks, a chunk with `finish_reason`, the usage chunk
-(`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`. An error
-after the stream began is sent as one error event, still followed by `[DONE]`.
+Stream order: the role chunk, content and tool-call chunks, a chunk with `finish_reason`, the
+usage chunk (`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`.
+An error after the stream began is sent as one error event, still followed by `[DONE]`. With `n`
+choices, each chunk names its choice's `index`: the role chunks of all come first, then the
+choices' content and finish chunks interleave as the engine makes them, and the usage chunk counts
+them all. Each choice's reply is read on its own for tool calls.
 """
 
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from glm import sse
-from glm.completion import Finished, Idle, TextDelta, complete, stream_completion
+from glm.choices import choices
+from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
 from glm.encoders import openai as encode
 from glm.engine import GenerationRequest
 from glm.errors import ApiError
@@ -17,42 +21,62 @@ from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
 from glm.serving.common import admit, generation_request, response_format_constraint
+from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
+from glm.tools.events import read_whole
 
 DONE = sse.event("[DONE]")
 
 
-def prepare(service: Service, body: ChatCompletionRequest, deadline: float) -> GenerationRequest:
-    messages = [message.as_template_message() for message in body.messages]
+def prepare(service: Service, body: ChatCompletionRequest, deadline: float, tools: ToolUse | None) -> GenerationRequest:
+    messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    constraint = response_format_constraint(body.response_format)
+    encode_prompt = tools.format.prompt_ids if tools else None
+    constraint = call_constraint(tools) or response_format_constraint(body.response_format)
     return generation_request(
-        service, deadline, messages, sampling, body.reply_limit, ignore_eos=body.ignore_eos, constraint=constraint
+        service,
+        deadline,
+        messages,
+        sampling,
+        body.reply_limit,
+        ignore_eos=body.ignore_eos,
+        encode=encode_prompt,
+        constraint=constraint,
     )
 
 
 def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
-    with admit(service, streaming=False) as life:
-        text, finished = complete(service.engine, prepare(service, body, life.deadline), body.stop, life)
-    return encode.completion(encode.completion_id(), service.loaded.name, text, finished)
+    tools = tool_use(service.loaded, body)
+    with admit(service, streaming=False, places=body.n) as life:
+        requests = choices(prepare(service, body, life.deadline, tools), body.n)
+        replies = complete_choices(service.engine, requests, body.stop, life)
+    read = [(read_whole(reader(tools), text), finished) for text, finished in replies]
+    return encode.completion(encode.completion_id(), service.loaded.name, read)
 
 
 def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
-    with admit(service, streaming=True) as life:
-        request = prepare(service, body, life.deadline)
+    tools = tool_use(service.loaded, body)
+    with admit(service, streaming=True, places=body.n) as life:
+        requests = choices(prepare(service, body, life.deadline, tools), body.n)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+        readers = [reader(tools) for _ in range(body.n)]
 
         def generate() -> Iterator[bytes]:
-            yield sse.event(writer.role())
+            for index in range(body.n):
+                yield sse.event(writer.role(index))
             keepalive = service.settings.keepalive_seconds
-            for piece in stream_completion(service.engine, request, body.stop, life, keepalive):
+            finished: list[Finished] = []
+            for piece in stream_choices(service.engine, requests, body.stop, life, keepalive):
                 if isinstance(piece, TextDelta):
-                    yield sse.event(writer.content(piece.text))
+                    yield from map(sse.event, writer.events(readers[piece.index].push(piece.text), piece.index))
                 elif isinstance(piece, Idle):
                     yield sse.comment("ping")
                 elif isinstance(piece, Finished):
-                    yield sse.event(writer.finish(piece))
-                    if body.include_usage:
-                        yield sse.event(writer.usage(piece))
+                    reply = readers[piece.index]
+                    yield from map(sse.event, writer.events(reply.finish(), piece.index))
+                    finished.append(piece)
+                    yield sse.event(writer.finish(piece, reply.called))
+            if body.include_usage:
+                yield sse.event(writer.usage(finished))
             yield DONE
 
         return life.stream(generate(), error_events)

@@ -26,6 +26,8 @@ from glm.models.chatglm.layout import (
 from glm.models.chatglm.prompts import PromptEncoder, prompt_encoder
 from glm.models.chatglm.weights import convert_shards, shard_files
 from glm.models.weights import Weights
+from glm.tools.detect import for_family as tools_for_family
+from glm.tools.format import ToolFormat
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,9 @@ def convert(path: Path, family: Family, config: dict, target: Path) -> None:
 
 def load_chatglm(
     path: Path, weights: Weights, cache_dir: Path, chat_format: str | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, PromptEncoder]:
-    """`chat_format` (a name in FAMILIES) overrides the detected family where its tokenizer fits."""
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, PromptEncoder, ToolFormat | None]:
+    """`chat_format` (a name in FAMILIES) overrides the detected family where its tokenizer fits.
+    The family also decides the tool format: ChatGLM3's or GLM-4's, none for the others."""
     config = read_config(path)
     if is_first_generation(config):
         if chat_format is not None:
@@ -84,14 +87,15 @@ def load_chatglm(
                 "sets its chat format; leave --chat-format out"
             )
         model, tokenizer, encoder = first_generation.load(path, weights.dtype, weights.trust_remote_code)
-        return weights.pack(model), tokenizer, encoder
+        return weights.pack(model), tokenizer, encoder, None
     check_supported(path, config)
     family = choose_family(path, chat_format)
     target = cache_dir / "chatglm" / cache_key(path, family)
     if not target.is_dir():
         convert(path, family, config, target)
     tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
-    return load_converted(path, target, weights), tokenizer, prompt_encoder(family, tokenizer)
+    model = load_converted(path, target, weights)
+    return model, tokenizer, prompt_encoder(family, tokenizer), tools_for_family(family.name, tokenizer)
 
 
 def load_converted(path: Path, target: Path, weights: Weights) -> PreTrainedModel:

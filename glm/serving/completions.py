@@ -1,0 +1,104 @@
+"""/v1/completions: OpenAI's legacy completions API, on raw prompts (no chat template).
+
+A batch of prompts with `n` choices each is answered with `len(prompts) * n` choices, prompt p's j-th
+being choice `p * n + j`, as OpenAI numbers them. `echo` puts the prompt's text in front of each
+of its choices: the text as sent, or the token ids decoded. A stream sends each choice's echo
+first, then the choices' text chunks interleaved as the engine makes them, each choice's chunk
+with `finish_reason` (and empty text), the usage chunk when asked, then `data: [DONE]`.
+"""
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import g
+from transformers import PreTrainedTokenizerBase
+
+from glm import sse
+from glm.choices import choices
+from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
+from glm.encoders import completions as encode
+from glm.engine import GenerationRequest
+from glm.prompt import encode_raw, reply_budget
+from glm.sampling import SamplingParams
+from glm.schemas.completions import DEFAULT_MAX_TOKENS, CompletionRequest
+from glm.service import Service
+from glm.serving.common import admit
+from glm.serving.openai import DONE, error_events
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    ids: list[int]
+    echo: str  # what goes in front of its choices' text: empty unless `echo` asks for the prompt
+
+
+def read_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int], echo: bool) -> Prompt:
+    ids = encode_raw(tokenizer, prompt)
+    if not echo:
+        return Prompt(ids, "")
+    return Prompt(ids, prompt if isinstance(prompt, str) else tokenizer.decode(ids))
+
+
+def read_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int]], echo: bool) -> list[Prompt]:
+    return [read_prompt(tokenizer, prompt, echo) for prompt in prompts]
+
+
+def prepare(service: Service, body: CompletionRequest, deadline: float) -> tuple[list[Prompt], list[GenerationRequest]]:
+    """The prompts, tokenized off the hub by the request's `deadline`, and one engine request per choice."""
+    loaded = service.loaded
+    prompts = service.prompts.run(
+        read_prompts, loaded.tokenizer, body.prompts, body.echo, timeout=deadline - time.monotonic()
+    )
+    if service.settings.log_prompts:
+        log.info("request %s prompt: %r", g.request_id, body.prompt)
+    sampling = SamplingParams(body.temperature, body.top_p, body.seed)
+    requests: list[GenerationRequest] = []
+    for prompt in prompts:
+        budget = reply_budget(
+            len(prompt.ids), loaded.context_length, DEFAULT_MAX_TOKENS, body.max_tokens, prompt_param="prompt"
+        )
+        requests += choices(GenerationRequest(prompt.ids, budget, sampling, body.ignore_eos), body.n)
+    return prompts, requests
+
+
+def places(body: CompletionRequest) -> int:
+    return len(body.prompts) * body.n
+
+
+def completion(service: Service, body: CompletionRequest) -> dict[str, Any]:
+    with admit(service, streaming=False, places=places(body)) as life:
+        prompts, requests = prepare(service, body, life.deadline)
+        replies = complete_choices(service.engine, requests, body.stop, life)
+    echoed = [(prompts[finished.index // body.n].echo + text, finished) for text, finished in replies]
+    return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n)
+
+
+def chunks(service: Service, body: CompletionRequest) -> Iterable[bytes]:
+    with admit(service, streaming=True, places=places(body)) as life:
+        prompts, requests = prepare(service, body, life.deadline)
+        writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+
+        def generate() -> Iterator[bytes]:
+            for index in range(len(requests)):
+                if echo := prompts[index // body.n].echo:
+                    yield sse.event(writer.text(index, echo))
+            keepalive = service.settings.keepalive_seconds
+            finished: list[Finished] = []
+            for piece in stream_choices(service.engine, requests, body.stop, life, keepalive):
+                if isinstance(piece, TextDelta):
+                    yield sse.event(writer.text(piece.index, piece.text))
+                elif isinstance(piece, Idle):
+                    yield sse.comment("ping")
+                elif isinstance(piece, Finished):
+                    finished.append(piece)
+                    yield sse.event(writer.finish(piece))
+            if body.include_usage:
+                yield sse.event(writer.usage(finished, body.n))
+            yield DONE
+
+        return life.stream(generate(), error_events)

@@ -1,0 +1,34 @@
+"""A chat with tools as the tool formats read it, apart from the request that carried it."""
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    arguments: str  # JSON text, as OpenAI carries it
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system", "user", "assistant" or "tool"
+    content: str
+    calls: tuple[Call, ...] = ()
+    call_id: str = ""  # a tool message: the id of the call it answers
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: tuple[Message, ...]
+    # The function objects listed in the prompt, each as the client sent it (same keys, same order).
+    tools: tuple[dict[str, Any], ...] = ()
+    # The function the reply must call: a named tool_choice, or "required" with one tool.
+    forced: str | None = None
+    # tool_choice "required" with several tools: the prompt asks for a call.
+    required: bool = False
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(function["name"] for function in self.tools)

@@ -1,0 +1,57 @@
+"""Which tool format a model has: its ChatGLM family's, or the one its chat template shows.
+
+A template shows it by what it renders, not by its name: GLM-4's own rendering of a plain
+conversation (`tiny`, GLM-4 checkpoints in Hugging Face's layout), or tools rendered and
+`<tool_call>` in its text (Qwen, Hermes and the like). A model that shows neither has no tool
+support, and a request with `tools` gets a 400.
+"""
+
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from glm.tools.chatglm3 import ChatGLM3Format
+from glm.tools.format import ToolFormat
+from glm.tools.glm4 import Glm4Format
+from glm.tools.tagged import OPEN
+from glm.tools.template import TemplateFormat
+
+FAMILIES = {"glm4": Glm4Format, "chatglm3": ChatGLM3Format}
+CONVERSATION = [
+    {"role": "system", "content": "a"},
+    {"role": "user", "content": "b"},
+    {"role": "assistant", "content": "c"},
+    {"role": "user", "content": "d"},
+]
+GLM4_RENDERING = "[gMASK]<sop><|system|>\na<|user|>\nb<|assistant|>\nc<|user|>\nd<|assistant|>"
+GLM4_TOKENS = ("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>")
+PROBE = "probe_function_7f3a"
+PROBE_TOOLS = [{"type": "function", "function": {"name": PROBE, "description": "", "parameters": {"type": "object"}}}]
+
+
+def for_family(family: str, tokenizer: PreTrainedTokenizerBase) -> ToolFormat | None:
+    """An original ChatGLM checkpoint's format by its family name; ChatGLM2 and the first ChatGLM have none."""
+    format_class = FAMILIES.get(family)
+    return format_class(tokenizer) if format_class else None
+
+
+def from_template(tokenizer: PreTrainedTokenizerBase) -> ToolFormat | None:
+    """GLM-4's shape comes first: GLM-4 templates that render `tools` themselves write calls as
+    GLM-4 does, not in `<tool_call>` blocks."""
+    if tokenizer.chat_template is None:
+        return None
+    glm4_tokens = set(GLM4_TOKENS) <= set(tokenizer.get_added_vocab())
+    if glm4_tokens and render(tokenizer, CONVERSATION) == GLM4_RENDERING:
+        return Glm4Format(tokenizer)
+    if PROBE in render(tokenizer, CONVERSATION[1:2], PROBE_TOOLS) and OPEN in str(tokenizer.chat_template):
+        return TemplateFormat(tokenizer)
+    return None
+
+
+def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], tools: Any = None) -> str:
+    try:
+        return str(tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False))
+    except Exception:
+        # Templates raise what they like (raise_exception, type errors); one that cannot render
+        # the probe shows nothing.
+        return ""

@@ -1,0 +1,78 @@
+"""What a reply reader makes of the text as it streams: text, and calls with their arguments in pieces.
+
+A reader sees the reply's text in whatever pieces it arrives and must decide the same way however
+it is cut, so that a streamed reply and a whole one give the same calls: `read_whole` is the
+non-streaming path, and it runs the very reader the stream runs.
+"""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from glm.tools.conversation import Call
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class CallStart:
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class CallArguments:
+    index: int
+    text: str
+
+
+Event = Text | CallStart | CallArguments
+
+
+class Reader(Protocol):
+    called: bool
+
+    def push(self, text: str) -> list[Event]:
+        """The events `text` completes; text that may still turn out to be a call is held back."""
+        ...
+
+    def finish(self) -> list[Event]:
+        """At the end of the reply: whatever was held back, decided."""
+        ...
+
+
+class PlainReader:
+    """No tools offered: the reply is text, whatever it looks like."""
+
+    called = False
+
+    def push(self, text: str) -> list[Event]:
+        return [Text(text)] if text else []
+
+    def finish(self) -> list[Event]:
+        return []
+
+
+@dataclass
+class Reply:
+    content: str = ""
+    calls: list[Call] = field(default_factory=list)
+
+
+def collect(events: list[Event], reply: Reply) -> Reply:
+    for event in events:
+        if isinstance(event, Text):
+            reply.content += event.text
+        elif isinstance(event, CallStart):
+            reply.calls.append(Call(event.name, ""))
+        else:
+            call = reply.calls[event.index]
+            reply.calls[event.index] = Call(call.name, call.arguments + event.text)
+    return reply
+
+
+def read_whole(reader: Reader, text: str) -> Reply:
+    reply = collect(reader.push(text), Reply())
+    return collect(reader.finish(), reply)

@@ -1,0 +1,66 @@
+"""Models whose own chat template renders `tools`: the template writes the prompt, tool history
+included, and calls come back in `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks.
+
+A call's text for a grammar: `<tool_call>\\n{"name": "<name>", "arguments": ` + the arguments JSON +
+`}\\n</tool_call>`.
+"""
+
+import json
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from glm.prompt import encode_chat
+from glm.tools.conversation import Conversation, Message
+from glm.tools.events import Reader
+from glm.tools.format import text_ids
+from glm.tools.tagged import TaggedCallReader
+
+
+def arguments_value(arguments: str) -> Any:
+    """Templates expect a call's arguments as a mapping (Hugging Face's convention); text that is
+    not a JSON object is passed as it is."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return value if isinstance(value, dict) else arguments
+
+
+def template_message(message: Message) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.role == "tool":
+        rendered["tool_call_id"] = message.call_id
+    if message.calls:
+        rendered["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": arguments_value(call.arguments)},
+            }
+            for call in message.calls
+        ]
+    return rendered
+
+
+class TemplateFormat:
+    name = "template"
+    call_suffix = "}\n</tool_call>"
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self._tokenizer = tokenizer
+
+    def prompt_ids(self, conversation: Conversation) -> list[int]:
+        messages = [template_message(message) for message in conversation.messages]
+        tools = [{"type": "function", "function": function} for function in conversation.tools]
+        ids = encode_chat(self._tokenizer, messages, tools or None)
+        if conversation.forced:
+            ids += text_ids(self._tokenizer, self.forced_prefix(conversation.forced))
+        return ids
+
+    def forced_prefix(self, name: str) -> str:
+        return f'<tool_call>\n{{"name": {json.dumps(name)}, "arguments": '
+
+    def reader(self, conversation: Conversation) -> Reader:
+        forced = conversation.forced
+        return TaggedCallReader(conversation.names, self.forced_prefix(forced) if forced else "")
