@@ -139,3 +139,19 @@ def test_langchain_with_structured_output_json_schema(server):
     llm = ChatOpenAI(base_url=server.url("/v1"), api_key="unused", model="tiny", max_tokens=512, timeout=TIMEOUT)
     person = llm.with_structured_output(Person, method="json_schema").invoke("Who are you?")
     assert isinstance(person, Person)
+
+
+def test_langchain_function_calling_and_a_forced_tool(server):
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Person(BaseModel):
+        # No other keys: a random model would otherwise write extra ones without end.
+        model_config = ConfigDict(extra="forbid")
+        name: str = Field(max_length=12)
+        age: int = Field(ge=0, le=120)
+
+    llm = ChatOpenAI(base_url=server.url("/v1"), api_key="unused", model="tiny", max_tokens=512, timeout=TIMEOUT)
+    assert isinstance(llm.with_structured_output(Person, method="function_calling").invoke("Who are you?"), Person)
+    [call] = llm.bind_tools([Person], tool_choice="Person").invoke("Who are you?").tool_calls
+    assert call["name"] == "Person" and Person.model_validate(call["args"])
