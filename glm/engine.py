@@ -160,16 +160,17 @@ class Engine:
         """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
         handle = RequestHandle()
         matcher = request.grammar.matcher() if request.grammar is not None else None
-        self._inbox.put(_Slot(request, sink, handle, make_generator(request.sampling), matcher))
-        if self.failure is not None:  # the thread may have died before it could take this one
-            self._fail_waiting()
+        self._post(_Slot(request, sink, handle, make_generator(request.sampling), matcher))
         return handle
 
     def clear_memory(self, reply: Callable[[object], None]) -> None:
         """Collect garbage and return cached accelerator memory to the driver, between two steps;
         `reply` gets what stays allocated (empty on the CPU)."""
-        self._inbox.put(_Command(self._release_memory, reply))
-        if self.failure is not None:
+        self._post(_Command(self._release_memory, reply))
+
+    def _post(self, item: "_Slot | _Command") -> None:
+        self._inbox.put(item)
+        if self.failure is not None:  # the thread may have died before it could take this one
             self._fail_waiting()
 
     def stats(self) -> EngineStats:

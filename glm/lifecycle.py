@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from glm.errors import ApiError, QueueFull, TimeLimitExceeded, from_exception
+from glm.errors import ApiError, Internal, QueueFull, TimeLimitExceeded, from_exception
 from glm.handoff import Channel
 from glm.metrics import Metrics
 from glm.redacted import log_unexpected
@@ -164,7 +164,7 @@ class Stream:
             yield from chunks
         except Exception as error:
             client_error = from_exception(error)
-            if client_error.status >= 500 and not isinstance(error, ApiError):
+            if isinstance(client_error, Internal):
                 log_unexpected(log, f"in the stream of request {self.life.request_id}", error)
             self.life.outcome = client_error.message
             self.life.metrics.stream_errors.inc()

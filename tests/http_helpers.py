@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import openai
 import requests
 
 from tests import sse_client
@@ -30,3 +31,8 @@ def stream_events(server, path: str, body: Any) -> list[sse_client.Event]:
 
 def health(server) -> dict:
     return requests.get(server.url("/health"), timeout=TIMEOUT).json()
+
+
+def openai_client(server, timeout: float = TIMEOUT) -> openai.OpenAI:
+    """The official client pointed at `server`, which fails at once rather than retrying."""
+    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", timeout=timeout, max_retries=0)

@@ -1,17 +1,17 @@
 """The /v1 API through the official `openai` client, over a socket, on `tiny`."""
 
-import openai
 import pytest
 import requests
 
 from glm.prompt import encode_chat
+from tests.http_helpers import openai_client
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "讲个笑话 😀"}]
 
 
 @pytest.fixture(scope="module")
 def client(tiny_server):
-    return openai.OpenAI(base_url=tiny_server.url("/v1"), api_key="unused", timeout=60, max_retries=0)
+    return openai_client(tiny_server)
 
 
 def create(client, **kwargs):

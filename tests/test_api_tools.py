@@ -4,13 +4,12 @@ original layout, `tiny` (which has GLM-4's chat template), and ChatGLM2, which h
 import json
 
 import jsonschema
-import openai
 import pytest
 import requests
 
 from glm.models import tiny
 from tests.conftest import start_server
-from tests.http_helpers import post
+from tests.http_helpers import openai_client, post
 from tests.tool_references import CALL, FORCED, FUNCTION, GLM4_HISTORY, HISTORY, QUESTION, TOOLS, template_ids
 
 
@@ -27,15 +26,12 @@ def glm4_server(chatglm_folders, tmp_path_factory):
     server.stop()
 
 
-def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", timeout=60, max_retries=0)
-
-
 def ask(server, **kwargs):
     """The same request, whole and streamed: (the completion, the stream's chunks)."""
     kwargs = {"model": "any", "messages": QUESTION, "tools": TOOLS, "temperature": 0, **kwargs}
-    whole = client(server).chat.completions.create(**kwargs)
-    chunks = list(client(server).chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs))
+    completions = openai_client(server).chat.completions
+    whole = completions.create(**kwargs)
+    chunks = list(completions.create(stream=True, stream_options={"include_usage": True}, **kwargs))
     return whole, chunks
 
 
@@ -108,7 +104,8 @@ def test_without_a_call_the_reply_is_text_streamed_and_not(tiny_server):
 
 
 def test_history_with_calls_and_results_is_put_into_the_prompt(tiny_server):
-    reply = client(tiny_server).chat.completions.create(model="tiny", messages=HISTORY, tools=TOOLS, max_tokens=1)
+    completions = openai_client(tiny_server).chat.completions
+    reply = completions.create(model="tiny", messages=HISTORY, tools=TOOLS, max_tokens=1)
     assert reply.usage.prompt_tokens == len(template_ids(tiny.build_tokenizer(), GLM4_HISTORY))
 
 

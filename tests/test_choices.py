@@ -3,13 +3,12 @@ over a socket, on `tiny` in float32 (a greedy choice reads the same in a batch a
 
 The server's capacity is 4 places (4 decoding, none queued) and each choice takes one."""
 
-import openai
 import pytest
 
 from tests import sse_client
 from tests.conftest import own_tiny_server
 from tests.hardening import engine, metric, wait_for
-from tests.http_helpers import TIMEOUT, post
+from tests.http_helpers import openai_client, post
 
 MESSAGES = [{"role": "user", "content": "讲个笑话"}]
 LONG = {"ignore_eos": True, "max_tokens": 4000, "temperature": 0}
@@ -22,7 +21,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", timeout=TIMEOUT, max_retries=0)
+    return openai_client(server)
 
 
 class Chat:

@@ -1,13 +1,12 @@
 """/v1/completions, OpenAI's legacy completions API, through the official `openai` client and
 LangChain's `OpenAI` LLM, over a socket, on `tiny` in float32 (a batch reads as its parts alone)."""
 
-import openai
 import pytest
 import requests
 from langchain_openai import OpenAI as LangChainOpenAI
 
 from tests.conftest import own_tiny_server
-from tests.http_helpers import TIMEOUT, post
+from tests.http_helpers import TIMEOUT, openai_client, post
 
 PROMPT = "The capital of France is"
 
@@ -19,7 +18,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", timeout=TIMEOUT, max_retries=0)
+    return openai_client(server)
 
 
 def complete(client, prompt=PROMPT, **kwargs):

@@ -2,18 +2,17 @@
 
 import json
 
-import openai
 import pytest
 
 from glm.detokenizer import REPLACEMENT
-from tests.http_helpers import post, stream_events
+from tests.http_helpers import openai_client, post, stream_events
 
 QUESTION = [{"role": "user", "content": "用一句话介绍北京，再加一个表情符号。"}]
 
 
 @pytest.fixture(scope="module")
 def client(demo_server):
-    return openai.OpenAI(base_url=demo_server.url("/v1"), api_key="unused", timeout=120, max_retries=0)
+    return openai_client(demo_server, timeout=120)
 
 
 def test_demo_streams_the_same_text_it_answers_whole(client):

@@ -4,13 +4,12 @@ import math
 import threading
 import time
 
-import openai
 import pytest
 import requests
 
 from tests import sse_client
 from tests.conftest import start_server
-from tests.http_helpers import LONG_STREAM, TIMEOUT, post
+from tests.http_helpers import LONG_STREAM, TIMEOUT, openai_client, post
 
 DIMENSION = 384
 
@@ -43,7 +42,7 @@ def test_similar_texts_are_closer_than_unrelated_ones(tiny_server):
 
 
 def test_openai_client_embeddings_match_the_legacy_route(tiny_server):
-    client = openai.OpenAI(base_url=tiny_server.url("/v1"), api_key="unused", timeout=TIMEOUT, max_retries=0)
+    client = openai_client(tiny_server)
     texts = ["hello world", "good morning"]
     reply = client.embeddings.create(model="any", input=texts)  # the client asks for base64
     floats = client.embeddings.create(model="any", input=texts, encoding_format="float")

@@ -5,7 +5,6 @@ import json
 import threading
 
 import jsonschema
-import openai
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from tests import sse_client
 from tests.bounded_schemas import longest, schemas
 from tests.conftest import own_tiny_server
-from tests.http_helpers import TIMEOUT, post, stream_events
+from tests.http_helpers import TIMEOUT, openai_client, post, stream_events
 
 MESSAGES = [{"role": "user", "content": "Reply in JSON."}]
 JSON_OBJECT = {"type": "json_object"}
@@ -41,7 +40,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", timeout=TIMEOUT, max_retries=0)
+    return openai_client(server)
 
 
 def create(client, **kwargs):

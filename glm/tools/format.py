@@ -34,6 +34,11 @@ class ToolFormat(Protocol):
         ...
 
 
+def reply_start(format: ToolFormat, conversation: Conversation) -> str:
+    """What the prompt ends with and the reader starts after: a forced call's prefix, or nothing."""
+    return format.forced_prefix(conversation.forced) if conversation.forced else ""
+
+
 def text_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False) if text else []
 

@@ -6,7 +6,7 @@ from transformers import PreTrainedTokenizerBase
 from glm.tools.conversation import Conversation
 from glm.tools.events import Reader
 from glm.tools.first_line import FirstLineReader
-from glm.tools.format import text_ids, token_ids
+from glm.tools.format import reply_start, text_ids, token_ids
 
 # OpenAI's roles as these formats name them.
 ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "observation"}
@@ -38,14 +38,11 @@ class RoleFormat:
         for role, metadata, content in self.items(conversation):
             ids += [self._roles[role], *self.item_ids(metadata, content)]
         ids.append(self._roles["assistant"])
-        if conversation.forced:
-            ids += text_ids(self.tokenizer, self.forced_prefix(conversation.forced))
-        return ids
+        return ids + text_ids(self.tokenizer, reply_start(self, conversation))
 
     def forced_prefix(self, name: str) -> str:
         return f"{name}\n"
 
     def reader(self, conversation: Conversation) -> Reader:
-        forced = conversation.forced
-        prefix = self.forced_prefix(forced) if forced else ""
-        return self.reader_class(conversation.names, forced is not None, prefix)
+        forced = conversation.forced is not None
+        return self.reader_class(conversation.names, forced, reply_start(self, conversation))

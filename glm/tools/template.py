@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from glm.prompt import encode_chat
 from glm.tools.conversation import Conversation, Message
 from glm.tools.events import Reader
-from glm.tools.format import text_ids
+from glm.tools.format import reply_start, text_ids
 from glm.tools.tagged import TaggedCallReader
 
 
@@ -54,13 +54,10 @@ class TemplateFormat:
         messages = [template_message(message) for message in conversation.messages]
         tools = [{"type": "function", "function": function} for function in conversation.tools]
         ids = encode_chat(self._tokenizer, messages, tools or None)
-        if conversation.forced:
-            ids += text_ids(self._tokenizer, self.forced_prefix(conversation.forced))
-        return ids
+        return ids + text_ids(self._tokenizer, reply_start(self, conversation))
 
     def forced_prefix(self, name: str) -> str:
         return f'<tool_call>\n{{"name": {json.dumps(name)}, "arguments": '
 
     def reader(self, conversation: Conversation) -> Reader:
-        forced = conversation.forced
-        return TaggedCallReader(conversation.names, self.forced_prefix(forced) if forced else "")
+        return TaggedCallReader(conversation.names, reply_start(self, conversation))
