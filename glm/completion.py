@@ -18,6 +18,7 @@ from glm.detokenizer import Detokenizer
 from glm.engine import Engine, EngineEvent, ErrorEvent, GenerationRequest, TokenEvent
 from glm.errors import EngineFailed, GenerationFailed
 from glm.lifecycle import RequestLife
+from glm.logprobs import TokenLogprob, describe
 from glm.stops import StopMatcher
 
 
@@ -25,6 +26,10 @@ from glm.stops import StopMatcher
 class TextDelta:
     text: str
     index: int = 0  # the choice it belongs to
+    # The tokens read since the choice's previous delta, when the request asks for log-probabilities:
+    # a delta's text may lag its tokens (a character or a stop sequence still incomplete), and the
+    # choice's last delta carries whatever tokens are left, so each token is in exactly one delta.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,11 @@ class _Choice:
     def __init__(self, index: int, request: GenerationRequest, engine: Engine, stop: list[str]) -> None:
         self.index = index
         self.prompt_tokens = len(request.prompt_ids)
-        self.detokenizer = Detokenizer(engine.loaded.tokenizer)
+        self.tokenizer = engine.loaded.tokenizer
+        self.detokenizer = Detokenizer(self.tokenizer)
         self.stops = StopMatcher(stop)
         self.tokens = 0
+        self.logprobs: list[TokenLogprob] = []  # of the tokens no delta has carried yet
         self.finished = False
 
     def read(self, event: EngineEvent, life: RequestLife) -> Iterator[TextDelta | Finished]:
@@ -60,6 +67,8 @@ class _Choice:
         if isinstance(event, TokenEvent):
             self.tokens += 1
             life.token(self.index)
+            if event.logprobs is not None:
+                self.logprobs.append(describe(self.tokenizer, event.token_id, event.logprobs))
             piece, stopped = self.stops.push(self.detokenizer.push(event.token_id))
             reason = "stop" if stopped else None
         else:
@@ -68,7 +77,9 @@ class _Choice:
             reason = "stop" if stopped else event.reason
         if piece:
             life.text(piece)
-            yield TextDelta(piece, self.index)
+        if piece or (reason is not None and self.logprobs):
+            yield TextDelta(piece, self.index, tuple(self.logprobs))
+            self.logprobs.clear()
         if reason is not None:
             self.finished = True
             yield Finished(reason, self.prompt_tokens, self.tokens, self.index)
@@ -110,20 +121,32 @@ def stream_completion(
     return stream_choices(engine, [request], stop, life, idle_after)
 
 
+@dataclass(frozen=True)
+class Whole:
+    """One choice's whole reply."""
+
+    text: str
+    finished: Finished
+    logprobs: tuple[TokenLogprob, ...]  # every token's, when the request asks for them
+
+
 def complete_choices(
     engine: Engine, requests: list[GenerationRequest], stop: list[str], life: RequestLife
-) -> list[tuple[str, Finished]]:
-    """Every choice's whole text and finish, in choice order, for the non-streaming routes."""
-    parts: list[list[str]] = [[] for _ in requests]
+) -> list[Whole]:
+    """Every choice's whole reply, in choice order, for the non-streaming routes."""
+    parts: list[list[TextDelta]] = [[] for _ in requests]
     finishes: dict[int, Finished] = {}
     for piece in stream_choices(engine, requests, stop, life, idle_after=60.0):
         if isinstance(piece, TextDelta):
-            parts[piece.index].append(piece.text)
+            parts[piece.index].append(piece)
         elif isinstance(piece, Finished):
             finishes[piece.index] = piece
-    return [("".join(part), finishes[index]) for index, part in enumerate(parts)]
+    return [
+        Whole("".join(d.text for d in deltas), finishes[index], tuple(t for d in deltas for t in d.logprobs))
+        for index, deltas in enumerate(parts)
+    ]
 
 
-def complete(engine: Engine, request: GenerationRequest, stop: list[str], life: RequestLife) -> tuple[str, Finished]:
+def complete(engine: Engine, request: GenerationRequest, stop: list[str], life: RequestLife) -> Whole:
     """The whole reply at once, for the non-streaming routes."""
     return complete_choices(engine, [request], stop, life)[0]

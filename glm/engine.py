@@ -29,6 +29,7 @@ from glm import kv_batch
 from glm.batch import DecodeBatch
 from glm.constraint import Grammar, GrammarError, Matcher, constrain
 from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group
+from glm.logprobs import Logprobs, StepLogprobs
 from glm.models.loaded import LoadedModel
 from glm.sampling import SamplingParams, make_generator, sample_rows
 
@@ -64,11 +65,14 @@ class GenerationRequest:
     ignore_eos: bool = False
     # The reply must follow this grammar (structured output); it finishes once the grammar is complete.
     grammar: Grammar | None = None
+    # Report each token's log-probability and this many likeliest alternatives (None: nothing).
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)
 class TokenEvent:
     token_id: int
+    logprobs: Logprobs | None = None  # when the request asks for them
 
 
 @dataclass(frozen=True)
@@ -301,7 +305,7 @@ class Engine:
             return
         for slot in group:
             self._prefilling.remove(slot)
-        staying = [i for i, (slot, token) in enumerate(zip(group, chosen, strict=True)) if self._emit(slot, token)]
+        staying = [i for i, (slot, event) in enumerate(zip(group, chosen, strict=True)) if self._emit(slot, event)]
         if staying:
             rows = torch.tensor(staying, device=mask.device)
             kv_batch.select_rows(cache, rows)
@@ -318,14 +322,14 @@ class Engine:
             slot.prefilled += len(chunk)
             if logits is None:
                 return
-            [token] = self._choose(logits[None], [slot])
+            [event] = self._choose(logits[None], [slot])
         except Exception as exc:  # one failing request (bad input, out of memory) must not stop the engine
             log.exception("prefill failed")
             self._prefilling.remove(slot)
             self._finish(slot, ErrorEvent(f"generation failed: {type(exc).__name__}"))
             return
         self._prefilling.popleft()
-        if self._emit(slot, token):
+        if self._emit(slot, event):
             self._batch.join(
                 [slot], slot.cache, torch.ones(1, len(prompt), dtype=torch.long, device=self.loaded.device)
             )
@@ -345,16 +349,20 @@ class Engine:
             self._batch.keep([])
             return
         self._batch.advance(mask)
-        self._batch.keep([slot for slot, token in zip(rows, chosen, strict=True) if self._emit(slot, token)])
+        self._batch.keep([slot for slot, event in zip(rows, chosen, strict=True) if self._emit(slot, event)])
 
     @staticmethod
-    def _choose(logits: torch.Tensor, slots: list[_Slot]) -> list[int]:
-        """One token per row of logits [rows, vocab], each within its request's grammar if it has one."""
+    def _choose(logits: torch.Tensor, slots: list[_Slot]) -> list[TokenEvent]:
+        """One token per row of logits [rows, vocab], each within its request's grammar if it has
+        one, with its log-probabilities if its request wants them."""
+        logprobs = StepLogprobs(logits, [slot.request.logprobs for slot in slots])
         constrain(logits, [(row, slot.matcher) for row, slot in enumerate(slots) if slot.matcher is not None])
-        return sample_rows(logits, [s.request.sampling for s in slots], [s.generator for s in slots])
+        tokens = sample_rows(logits, [s.request.sampling for s in slots], [s.generator for s in slots])
+        return [TokenEvent(token, logprobs.of(row, token)) for row, token in enumerate(tokens)]
 
-    def _emit(self, slot: _Slot, token: int) -> bool:
+    def _emit(self, slot: _Slot, event: TokenEvent) -> bool:
         """Deliver one sampled token; False once the request has finished."""
+        token = event.token_id
         slot.generated += 1
         self._tokens_generated += 1
         request = slot.request
@@ -367,7 +375,7 @@ class Engine:
             self._finish(slot, ErrorEvent(f"constrained generation failed: {error}"))
             return False
         slot.last_token = token
-        slot.sink(TokenEvent(token))
+        slot.sink(event)
         if complete:
             self._finish(slot, FinishEvent("stop"))
             return False

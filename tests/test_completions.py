@@ -94,7 +94,6 @@ def test_a_batch_of_prompts_answers_each_in_order(client):
     ("body", "param", "code"),
     [
         ({"prompt": PROMPT, "suffix": "!"}, "suffix", None),
-        ({"prompt": PROMPT, "logprobs": 2}, "logprobs", None),
         ({"prompt": PROMPT, "best_of": 3}, "best_of", None),
         ({"prompt": ""}, "prompt", None),
         ({"prompt": []}, "prompt", None),

@@ -1,45 +1,84 @@
 """OpenAI `text_completion` objects and stream chunks, for /v1/completions."""
 
+import codecs
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from glm.completion import Finished
+from glm.completion import Finished, Whole
 from glm.encoders.openai import usage
+from glm.logprobs import TokenLogprob
 
 
 def completion_id() -> str:
     return f"cmpl-{uuid.uuid4().hex}"
 
 
-def choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
-    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+def choice(index: int, text: str, finish_reason: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
-def completion(id_: str, model: str, replies: list[tuple[str, Finished]], n: int) -> dict[str, Any]:
+class TextOffsets:
+    """Where each of a choice's tokens starts in its text, in characters: the text its earlier
+    tokens' bytes decode to, a character split over tokens counting once it is whole."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._offset = 0
+
+    def starts(self, tokens: Sequence[TokenLogprob]) -> list[int]:
+        starts = []
+        for token in tokens:
+            starts.append(self._offset)
+            self._offset += len(self._decoder.decode(token.token.bytes))
+        return starts
+
+
+def logprobs(tokens: Sequence[TokenLogprob], offsets: TextOffsets) -> dict[str, Any]:
+    """The legacy shape: parallel lists, and each token's alternatives as a map."""
+    return {
+        "tokens": [token.token.token for token in tokens],
+        "token_logprobs": [token.token.logprob for token in tokens],
+        "top_logprobs": [{a.token: a.logprob for a in token.top} for token in tokens],
+        "text_offset": offsets.starts(tokens),
+    }
+
+
+def completion(id_: str, model: str, replies: list[tuple[str, Whole]], n: int, with_logprobs: bool) -> dict[str, Any]:
     """`replies` in choice order, each text with its echo already in front."""
     return {
         "id": id_,
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [choice(finished.index, text, finished.reason) for text, finished in replies],
-        "usage": usage([finished for _, finished in replies], n),
+        "choices": [
+            choice(
+                whole.finished.index,
+                text,
+                whole.finished.reason,
+                logprobs(whole.logprobs, TextOffsets()) if with_logprobs else None,
+            )
+            for text, whole in replies
+        ],
+        "usage": usage([whole.finished for _, whole in replies], n),
     }
 
 
 class ChunkWriter:
-    """The chunks of one streamed completion: same id, model and creation time in each."""
+    """The chunks of one streamed completion: same id, model and creation time in each. A chunk
+    without tokens (an echo, a finish with none left) has null `logprobs`."""
 
     def __init__(self, id_: str, model: str) -> None:
         self._head = {"id": id_, "object": "text_completion", "created": int(time.time()), "model": model}
+        self._offsets: defaultdict[int, TextOffsets] = defaultdict(TextOffsets)
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {**self._head, "choices": choices, **extra}
 
-    def text(self, index: int, text: str) -> dict[str, Any]:
-        return self._chunk([choice(index, text, None)])
+    def text(self, index: int, text: str, tokens: Sequence[TokenLogprob] = ()) -> dict[str, Any]:
+        return self._chunk([choice(index, text, None, logprobs(tokens, self._offsets[index]) if tokens else None)])
 
     def finish(self, finished: Finished) -> dict[str, Any]:
         return self._chunk([choice(finished.index, "", finished.reason)])

@@ -2,12 +2,14 @@
 
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from glm import errors
-from glm.completion import Finished
+from glm.completion import Finished, Whole
 from glm.errors import ApiError
+from glm.logprobs import Alternative, TokenLogprob
 from glm.tools.events import CallArguments, CallStart, Event, Reply, Text
 
 
@@ -47,7 +49,17 @@ def message(reply: Reply) -> dict[str, Any]:
     return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
 
 
-def completion(id_: str, model: str, replies: list[tuple[Reply, Finished]]) -> dict[str, Any]:
+def alternative(token: Alternative) -> dict[str, Any]:
+    return {"token": token.token, "logprob": token.logprob, "bytes": list(token.bytes)}
+
+
+def logprobs(tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """A choice's (or a chunk's) `logprobs`: each token with its alternatives."""
+    content = [{**alternative(t.token), "top_logprobs": [alternative(a) for a in t.top]} for t in tokens]
+    return {"content": content, "refusal": None}
+
+
+def completion(id_: str, model: str, replies: list[tuple[Reply, Whole]], with_logprobs: bool) -> dict[str, Any]:
     return {
         "id": id_,
         "object": "chat.completion",
@@ -55,28 +67,38 @@ def completion(id_: str, model: str, replies: list[tuple[Reply, Finished]]) -> d
         "model": model,
         "choices": [
             {
-                "index": finished.index,
+                "index": whole.finished.index,
                 "message": message(reply),
-                "logprobs": None,
-                "finish_reason": finish_reason(finished, bool(reply.calls)),
+                "logprobs": logprobs(whole.logprobs) if with_logprobs else None,
+                "finish_reason": finish_reason(whole.finished, bool(reply.calls)),
             }
-            for reply, finished in replies
+            for reply, whole in replies
         ],
-        "usage": usage([finished for _, finished in replies], len(replies)),
+        "usage": usage([whole.finished for _, whole in replies], len(replies)),
     }
 
 
 class ChunkWriter:
-    """The chunks of one streamed completion: same id, model and creation time in each."""
+    """The chunks of one streamed completion: same id, model and creation time in each.
+
+    With log-probabilities, a choice's tokens ride on its next chunk (text that a tool call's
+    reader holds back sends no chunk yet, and the finish chunk carries what is left); a chunk
+    without tokens has null `logprobs`."""
 
     def __init__(self, id_: str, model: str) -> None:
         self._head = {"id": id_, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        self._unsent: defaultdict[int, list[TokenLogprob]] = defaultdict(list)
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {**self._head, "choices": choices, **extra}
 
+    def _logprobs(self, index: int) -> dict[str, Any] | None:
+        tokens = self._unsent.pop(index, None)
+        return logprobs(tokens) if tokens else None
+
     def delta(self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
-        return self._chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+        choice = {"index": index, "delta": delta, "logprobs": self._logprobs(index), "finish_reason": finish_reason}
+        return self._chunk([choice])
 
     def role(self, index: int = 0) -> dict[str, Any]:
         return self.delta({"role": "assistant", "content": ""}, index=index)
@@ -84,8 +106,10 @@ class ChunkWriter:
     def content(self, text: str, index: int = 0) -> dict[str, Any]:
         return self.delta({"content": text}, index=index)
 
-    def events(self, events: list[Event], index: int = 0) -> list[dict[str, Any]]:
-        """A chunk per event: text as content; a call as its id and name, then its arguments in pieces."""
+    def events(self, events: list[Event], index: int = 0, tokens: Sequence[TokenLogprob] = ()) -> list[dict[str, Any]]:
+        """A chunk per event: text as content; a call as its id and name, then its arguments in
+        pieces. `tokens` are the log-probabilities of the tokens these events were read from."""
+        self._unsent[index] += tokens
         return [
             self.content(event.text, index)
             if isinstance(event, Text)

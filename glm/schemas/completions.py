@@ -14,7 +14,7 @@ from pydantic import (
     field_validator,
 )
 
-from glm.schemas.limits import MAX_MESSAGE_CHARS, Choices, Seed
+from glm.schemas.limits import MAX_MESSAGE_CHARS, Choices, Seed, TopLogprobs
 from glm.schemas.openai import StopSequences, StreamOptions
 
 # OpenAI's reply length for this API when a request names none (or null).
@@ -47,7 +47,7 @@ class CompletionRequest(BaseModel):
     n: Choices = 1
     best_of: PositiveInt | None = None
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: TopLogprobs | None = None
     suffix: str | None = None
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
@@ -73,14 +73,15 @@ class CompletionRequest(BaseModel):
     @classmethod
     def _best_of(cls, best_of: int | None, info: ValidationInfo) -> int | None:
         if best_of is not None and best_of != info.data.get("n", 1):
-            raise ValueError("choosing the best of several choices needs log probabilities: only best_of = n works")
+            raise ValueError("choosing the best of several choices is not supported: only best_of = n works")
         return best_of
 
     @field_validator("logprobs")
     @classmethod
-    def _no_logprobs(cls, logprobs: int | None) -> None:
-        if logprobs is not None:
-            raise ValueError("log probabilities are not supported yet; send null or leave it out")
+    def _no_prompt_logprobs(cls, logprobs: int | None, info: ValidationInfo) -> int | None:
+        if logprobs is not None and info.data.get("echo"):
+            raise ValueError("log probabilities of an echoed prompt are not supported; send echo or logprobs, not both")
+        return logprobs
 
     @field_validator("suffix")
     @classmethod

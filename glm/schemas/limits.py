@@ -10,8 +10,10 @@ from pydantic import Field, StringConstraints
 MAX_MESSAGES = 256  # messages (or history pairs) in one request
 MAX_MESSAGE_CHARS = 65_536  # characters in one message
 MAX_CHOICES = 8  # OpenAI's `n`: choices of one prompt, each an engine request of its own
+MAX_TOP_LOGPROBS = 20  # alternatives reported per token, as OpenAI allows
 
 Text = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
 # What torch.Generator.manual_seed takes: 64 bits, a negative seed read as two's complement.
 Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 Choices = Annotated[int, Field(ge=1, le=MAX_CHOICES)]
+TopLogprobs = Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)]

@@ -2,9 +2,19 @@
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text
+from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text, TopLogprobs
 from glm.schemas.response_format import ResponseFormat
 from glm.schemas.tools import ToolCalls, ToolChoice, Tools, check_answers, check_tools, conversation
 from glm.tools.conversation import Call, Conversation, Message
@@ -90,11 +100,20 @@ class ChatCompletionRequest(BaseModel):
     seed: Seed | None = None
     stop: StopSequences = Field(default_factory=list)
     n: Choices = 1
+    logprobs: bool = False
+    top_logprobs: TopLogprobs | None = None
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return top
 
     @model_validator(mode="after")
     def _tools_agree(self) -> "ChatCompletionRequest":
@@ -109,6 +128,11 @@ class ChatCompletionRequest(BaseModel):
 
     def tool_conversation(self) -> Conversation:
         return conversation(tuple(m.as_tool_message() for m in self.messages), self.tools or [], self.tool_choice)
+
+    @property
+    def logprob_alternatives(self) -> int | None:
+        """How many alternatives each token's log-probability comes with; None: no log-probabilities."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @property
     def reply_limit(self) -> int | None:

@@ -51,6 +51,7 @@ def generation_request(
     ignore_eos: bool = False,
     encode: Callable[[Any], list[int]] | None = None,
     constraint: Constraint | None = None,
+    logprobs: int | None = None,
 ) -> GenerationRequest:
     """The prompt's ids, tokenized off the hub by the request's `deadline`, the reply budget and
     the compiled grammar, if any.
@@ -65,7 +66,7 @@ def generation_request(
     )
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", g.request_id, messages)
-    return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar)
+    return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar, logprobs)
 
 
 def compile_grammar(service: Service, constraint: Constraint, deadline: float) -> Grammar:

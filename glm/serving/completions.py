@@ -62,7 +62,8 @@ def prepare(service: Service, body: CompletionRequest, deadline: float) -> tuple
         budget = reply_budget(
             len(prompt.ids), loaded.context_length, DEFAULT_MAX_TOKENS, body.max_tokens, prompt_param="prompt"
         )
-        requests += choices(GenerationRequest(prompt.ids, budget, sampling, body.ignore_eos), body.n)
+        request = GenerationRequest(prompt.ids, budget, sampling, body.ignore_eos, logprobs=body.logprobs)
+        requests += choices(request, body.n)
     return prompts, requests
 
 
@@ -74,8 +75,8 @@ def completion(service: Service, body: CompletionRequest) -> dict[str, Any]:
     with admit(service, streaming=False, places=places(body)) as life:
         prompts, requests = prepare(service, body, life.deadline)
         replies = complete_choices(service.engine, requests, body.stop, life)
-    echoed = [(prompts[finished.index // body.n].echo + text, finished) for text, finished in replies]
-    return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n)
+    echoed = [(prompts[whole.finished.index // body.n].echo + whole.text, whole) for whole in replies]
+    return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n, body.logprobs is not None)
 
 
 def chunks(service: Service, body: CompletionRequest) -> Iterable[bytes]:
@@ -91,7 +92,7 @@ def chunks(service: Service, body: CompletionRequest) -> Iterable[bytes]:
             finished: list[Finished] = []
             for piece in stream_choices(service.engine, requests, body.stop, life, keepalive):
                 if isinstance(piece, TextDelta):
-                    yield sse.event(writer.text(piece.index, piece.text))
+                    yield sse.event(writer.text(piece.index, piece.text, piece.logprobs))
                 elif isinstance(piece, Idle):
                     yield sse.comment("ping")
                 elif isinstance(piece, Finished):

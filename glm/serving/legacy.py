@@ -25,8 +25,8 @@ def prepare(service: Service, body: LegacyChatRequest, deadline: float) -> Gener
 
 def chat(service: Service, body: LegacyChatRequest) -> dict[str, Any]:
     with admit(service, streaming=False) as life:
-        text, finished = complete(service.engine, prepare(service, body, life.deadline), [], life)
-    return encode.chat(body.text, body.history_pairs(), text, finished, service.loaded.name)
+        reply = complete(service.engine, prepare(service, body, life.deadline), [], life)
+    return encode.chat(body.text, body.history_pairs(), reply.text, reply.finished, service.loaded.name)
 
 
 def events(service: Service, body: LegacyChatRequest) -> Iterable[bytes]:

@@ -41,6 +41,7 @@ def prepare(service: Service, body: ChatCompletionRequest, deadline: float, tool
         ignore_eos=body.ignore_eos,
         encode=encode_prompt,
         constraint=constraint,
+        logprobs=body.logprob_alternatives,
     )
 
 
@@ -49,8 +50,8 @@ def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
     with admit(service, streaming=False, places=body.n) as life:
         requests = choices(prepare(service, body, life.deadline, tools), body.n)
         replies = complete_choices(service.engine, requests, body.stop, life)
-    read = [(read_whole(reader(tools), text), finished) for text, finished in replies]
-    return encode.completion(encode.completion_id(), service.loaded.name, read)
+    read = [(read_whole(reader(tools), whole.text), whole) for whole in replies]
+    return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)
 
 
 def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
@@ -67,7 +68,8 @@ def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
             finished: list[Finished] = []
             for piece in stream_choices(service.engine, requests, body.stop, life, keepalive):
                 if isinstance(piece, TextDelta):
-                    yield from map(sse.event, writer.events(readers[piece.index].push(piece.text), piece.index))
+                    events = readers[piece.index].push(piece.text)
+                    yield from map(sse.event, writer.events(events, piece.index, piece.logprobs))
                 elif isinstance(piece, Idle):
                     yield sse.comment("ping")
                 elif isinstance(piece, Finished):
