@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from glm.detokenizer import Detokenizer
-from glm.engine import Engine, EngineEvent, ErrorEvent, GenerationRequest, TokenEvent
+from glm.engine import Engine, EngineEvent, ErrorEvent, GenerationRequest, PromptEvent, TokenEvent
 from glm.errors import EngineFailed, GenerationFailed
 from glm.lifecycle import RequestLife
-from glm.logprobs import TokenLogprob, describe
+from glm.logprobs import Logprobs, TokenLogprob, describe
 from glm.stops import StopMatcher
 
 
@@ -41,11 +41,19 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class PromptScored:
+    """The next of the prompt's tokens with their log-probabilities, before the choice's text."""
+
+    logprobs: tuple[TokenLogprob, ...]
+    index: int = 0
+
+
+@dataclass(frozen=True)
 class Idle:
     """Nothing arrived for a while: a chance to send a keep-alive."""
 
 
-Piece = TextDelta | Finished | Idle
+Piece = TextDelta | PromptScored | Finished | Idle
 
 
 class _Choice:
@@ -53,7 +61,8 @@ class _Choice:
 
     def __init__(self, index: int, request: GenerationRequest, engine: Engine, stop: list[str]) -> None:
         self.index = index
-        self.prompt_tokens = len(request.prompt_ids)
+        self.prompt_ids = request.prompt_ids
+        self.prompt_scored = 0
         self.tokenizer = engine.loaded.tokenizer
         self.detokenizer = Detokenizer(self.tokenizer)
         self.stops = StopMatcher(stop)
@@ -61,9 +70,12 @@ class _Choice:
         self.logprobs: list[TokenLogprob] = []  # of the tokens no delta has carried yet
         self.finished = False
 
-    def read(self, event: EngineEvent, life: RequestLife) -> Iterator[TextDelta | Finished]:
+    def read(self, event: EngineEvent, life: RequestLife) -> Iterator[TextDelta | PromptScored | Finished]:
         if isinstance(event, ErrorEvent):
             raise EngineFailed(event.message) if event.fatal else GenerationFailed(event.message)
+        if isinstance(event, PromptEvent):
+            yield PromptScored(self._describe_prompt(event.logprobs), self.index)
+            return
         if isinstance(event, TokenEvent):
             self.tokens += 1
             life.token(self.index)
@@ -82,7 +94,12 @@ class _Choice:
             self.logprobs.clear()
         if reason is not None:
             self.finished = True
-            yield Finished(reason, self.prompt_tokens, self.tokens, self.index)
+            yield Finished(reason, len(self.prompt_ids), self.tokens, self.index)
+
+    def _describe_prompt(self, logprobs: tuple[Logprobs | None, ...]) -> tuple[TokenLogprob, ...]:
+        ids = self.prompt_ids[self.prompt_scored : self.prompt_scored + len(logprobs)]
+        self.prompt_scored += len(logprobs)
+        return tuple(describe(self.tokenizer, i, scores) for i, scores in zip(ids, logprobs, strict=True))
 
 
 def stream_choices(
@@ -128,6 +145,7 @@ class Whole:
     text: str
     finished: Finished
     logprobs: tuple[TokenLogprob, ...]  # every token's, when the request asks for them
+    prompt_logprobs: tuple[TokenLogprob, ...]  # the prompt's tokens', when the request asks for them
 
 
 def complete_choices(
@@ -135,14 +153,22 @@ def complete_choices(
 ) -> list[Whole]:
     """Every choice's whole reply, in choice order, for the non-streaming routes."""
     parts: list[list[TextDelta]] = [[] for _ in requests]
+    prompts: list[list[TokenLogprob]] = [[] for _ in requests]
     finishes: dict[int, Finished] = {}
     for piece in stream_choices(engine, requests, stop, life, idle_after=60.0):
         if isinstance(piece, TextDelta):
             parts[piece.index].append(piece)
+        elif isinstance(piece, PromptScored):
+            prompts[piece.index] += piece.logprobs
         elif isinstance(piece, Finished):
             finishes[piece.index] = piece
     return [
-        Whole("".join(d.text for d in deltas), finishes[index], tuple(t for d in deltas for t in d.logprobs))
+        Whole(
+            "".join(d.text for d in deltas),
+            finishes[index],
+            tuple(t for d in deltas for t in d.logprobs),
+            tuple(prompts[index]),
+        )
         for index, deltas in enumerate(parts)
     ]
 

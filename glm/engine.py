@@ -28,7 +28,7 @@ from transformers import DynamicCache
 from glm import kv_batch
 from glm.batch import DecodeBatch
 from glm.constraint import Grammar, GrammarError, Matcher, constrain
-from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group
+from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group, score_chunk
 from glm.logprobs import Logprobs, StepLogprobs
 from glm.models.loaded import LoadedModel
 from glm.sampling import SamplingParams, make_generator, sample_rows
@@ -67,12 +67,23 @@ class GenerationRequest:
     grammar: Grammar | None = None
     # Report each token's log-probability and this many likeliest alternatives (None: nothing).
     logprobs: int | None = None
+    # The same for the prompt's own tokens, each given those before it; the prompt is then read
+    # on its own, with logits at every position.
+    prompt_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
 class TokenEvent:
     token_id: int
     logprobs: Logprobs | None = None  # when the request asks for them
+
+
+@dataclass(frozen=True)
+class PromptEvent:
+    """The log-probabilities of the next piece of the prompt's tokens, in order, before any token
+    is generated; the first token's is None (nothing comes before it)."""
+
+    logprobs: tuple[Logprobs | None, ...]
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ class ErrorEvent:
     fatal: bool = False  # the engine itself died: no request will be served any more
 
 
-EngineEvent = TokenEvent | FinishEvent | ErrorEvent
+EngineEvent = TokenEvent | PromptEvent | FinishEvent | ErrorEvent
 Sink = Callable[[EngineEvent], None]
 
 
@@ -117,7 +128,7 @@ class _Slot:
     matcher: Matcher | None  # the request's place in its grammar, if it has one
     cache: DynamicCache | None = None  # the request's own cache while its prompt is read
     prefilled: int = 0  # prompt tokens already in the cache
-    solo: bool = False  # read this prompt on its own (a grouped prefill with it failed)
+    solo: bool = False  # read this prompt on its own (it is scored, or a grouped prefill with it failed)
     last_token: int | None = None
     generated: int = 0
 
@@ -164,7 +175,8 @@ class Engine:
         """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
         handle = RequestHandle()
         matcher = request.grammar.matcher() if request.grammar is not None else None
-        self._post(_Slot(request, sink, handle, make_generator(request.sampling), matcher))
+        solo = request.prompt_logprobs is not None
+        self._post(_Slot(request, sink, handle, make_generator(request.sampling), matcher, solo=solo))
         return handle
 
     def clear_memory(self, reply: Callable[[object], None]) -> None:
@@ -318,7 +330,10 @@ class Engine:
         try:
             slot.cache = slot.cache or new_cache(self.loaded.model)
             last = slot.prefilled + len(chunk) == len(prompt)
-            logits = prefill_chunk(self.loaded.model, chunk, slot.cache, last)
+            if slot.request.prompt_logprobs is None:
+                logits = prefill_chunk(self.loaded.model, chunk, slot.cache, last)
+            else:
+                logits = self._score_chunk(slot, chunk, last)
             slot.prefilled += len(chunk)
             if logits is None:
                 return
@@ -334,6 +349,16 @@ class Engine:
                 [slot], slot.cache, torch.ones(1, len(prompt), dtype=torch.long, device=self.loaded.device)
             )
         slot.cache = None
+
+    def _score_chunk(self, slot: _Slot, chunk: list[int], last: bool) -> torch.Tensor | None:
+        """Read a piece of a prompt whose tokens the request wants scored, and send their scores."""
+        logits = score_chunk(self.loaded.model, chunk, slot.cache)
+        start = slot.prefilled
+        following = slot.request.prompt_ids[start + 1 : start + len(chunk) + 1]  # what each position predicts
+        scores = StepLogprobs(logits[: len(following)], [slot.request.prompt_logprobs] * len(following))
+        first = (None,) if start == 0 else ()
+        slot.sink(PromptEvent(first + tuple(scores.of(row, token) for row, token in enumerate(following))))
+        return logits[-1] if last else None
 
     def _decode_step(self) -> None:
         rows = self._batch.rows

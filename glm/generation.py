@@ -24,6 +24,13 @@ def prefill_chunk(
     return out.logits[0, -1] if last else None
 
 
+def score_chunk(model: PreTrainedModel, ids: list[int], cache: DynamicCache) -> torch.Tensor:
+    """Run a piece of one prompt after what `cache` holds, like `prefill_chunk`, and return every
+    position's logits [len(ids), vocab]: what scoring the prompt's own tokens needs."""
+    out = model(input_ids=torch.tensor([ids], device=model.device), past_key_values=cache, use_cache=True)
+    return out.logits[0]
+
+
 def decode_step(
     model: PreTrainedModel, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
 ) -> torch.Tensor:

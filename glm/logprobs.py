@@ -49,7 +49,7 @@ class StepLogprobs:
 class Alternative:
     token: str  # the token's text, or "bytes:\xNN..." when its bytes are part of a character
     bytes: bytes
-    logprob: float
+    logprob: float | None  # None for a prompt's first token, which nothing predicts
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,10 @@ def token_text(tokenizer: PreTrainedTokenizerBase, token_id: int) -> tuple[str, 
         return "bytes:" + "".join(f"\\x{byte:02x}" for byte in raw), raw
 
 
-def describe(tokenizer: PreTrainedTokenizerBase, token_id: int, logprobs: Logprobs) -> TokenLogprob:
-    def alternative(token: int, logprob: float) -> Alternative:
+def describe(tokenizer: PreTrainedTokenizerBase, token_id: int, logprobs: Logprobs | None) -> TokenLogprob:
+    def alternative(token: int, logprob: float | None) -> Alternative:
         return Alternative(*token_text(tokenizer, token), logprob)
 
+    if logprobs is None:
+        return TokenLogprob(alternative(token_id, None), ())
     return TokenLogprob(alternative(token_id, logprobs.logprob), tuple(alternative(*pair) for pair in logprobs.top))

@@ -131,13 +131,27 @@ def test_legacy_logprobs_line_up_with_the_text(client):
     assert [o for c in chunks if c.logprobs for o in c.logprobs.text_offset] == offsets
 
 
+def test_an_echoed_prompt_is_scored_token_by_token(client, tiny):
+    """What evaluation harnesses send to score a text: each prompt token's log-probability given
+    those before it, across the engine's 512-token prefill pieces, as one forward pass gives them."""
+    ids = [(7 * i) % 250 + 3 for i in range(600)]
+    reply = client.completions.create(model="tiny", prompt=ids, max_tokens=1, temperature=0, echo=True, logprobs=1)
+    logprobs = reply.choices[0].logprobs
+    with torch.no_grad():
+        expected = torch.log_softmax(tiny.model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    assert (logprobs.token_logprobs[0], logprobs.top_logprobs[0]) == (None, None)
+    assert len(logprobs.tokens) == 601 and reply.choices[0].text.startswith(tiny.tokenizer.decode(ids))
+    scored = expected[torch.arange(599), torch.tensor(ids[1:])]
+    assert torch.allclose(torch.tensor(logprobs.token_logprobs[1:600]), scored, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "path, body",
     [
         ("/v1/chat/completions", {"messages": MESSAGES, "top_logprobs": 2}),
         ("/v1/chat/completions", {"messages": MESSAGES, "logprobs": True, "top_logprobs": 21}),
         ("/v1/completions", {"prompt": PROMPT, "logprobs": 21}),
-        ("/v1/completions", {"prompt": PROMPT, "logprobs": 1, "echo": True}),
+        ("/v1/completions", {"prompt": PROMPT, "logprobs": 1, "echo": True, "stream": True}),
     ],
 )
 def test_impossible_logprobs_are_a_400(server, path, body):

@@ -41,13 +41,17 @@ def logprobs(tokens: Sequence[TokenLogprob], offsets: TextOffsets) -> dict[str, 
     return {
         "tokens": [token.token.token for token in tokens],
         "token_logprobs": [token.token.logprob for token in tokens],
-        "top_logprobs": [{a.token: a.logprob for a in token.top} for token in tokens],
+        # Nothing predicts a prompt's first token: it has no alternatives either.
+        "top_logprobs": [
+            None if token.token.logprob is None else {a.token: a.logprob for a in token.top} for token in tokens
+        ],
         "text_offset": offsets.starts(tokens),
     }
 
 
 def completion(id_: str, model: str, replies: list[tuple[str, Whole]], n: int, with_logprobs: bool) -> dict[str, Any]:
-    """`replies` in choice order, each text with its echo already in front."""
+    """`replies` in choice order, each text with its echo already in front (and the echo's tokens
+    scored, when log-probabilities are asked for)."""
     return {
         "id": id_,
         "object": "text_completion",
@@ -58,7 +62,7 @@ def completion(id_: str, model: str, replies: list[tuple[str, Whole]], n: int, w
                 whole.finished.index,
                 text,
                 whole.finished.reason,
-                logprobs(whole.logprobs, TextOffsets()) if with_logprobs else None,
+                logprobs(whole.prompt_logprobs + whole.logprobs, TextOffsets()) if with_logprobs else None,
             )
             for text, whole in replies
         ],

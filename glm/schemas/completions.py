@@ -78,9 +78,9 @@ class CompletionRequest(BaseModel):
 
     @field_validator("logprobs")
     @classmethod
-    def _no_prompt_logprobs(cls, logprobs: int | None, info: ValidationInfo) -> int | None:
-        if logprobs is not None and info.data.get("echo"):
-            raise ValueError("log probabilities of an echoed prompt are not supported; send echo or logprobs, not both")
+    def _no_streamed_prompt_logprobs(cls, logprobs: int | None, info: ValidationInfo) -> int | None:
+        if logprobs is not None and info.data.get("echo") and info.data.get("stream"):
+            raise ValueError("the log probabilities of an echoed prompt are not streamed; send stream: false")
         return logprobs
 
     @field_validator("suffix")
@@ -88,6 +88,11 @@ class CompletionRequest(BaseModel):
     def _no_suffix(cls, suffix: str | None) -> None:
         if suffix is not None:
             raise ValueError("text after the insertion point is not supported; send null or leave it out")
+
+    @property
+    def scores_prompt(self) -> bool:
+        """The prompt's own tokens get log-probabilities: those of the echoed prompt are asked for."""
+        return self.echo and self.logprobs is not None
 
     @property
     def prompts(self) -> list[str | list[int]]:

@@ -37,22 +37,26 @@ class Prompt:
     echo: str  # what goes in front of its choices' text: empty unless `echo` asks for the prompt
 
 
-def read_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int], echo: bool) -> Prompt:
+def read_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int], echo: bool, scored: bool) -> Prompt:
+    """A `scored` prompt's echo is its tokens decoded, special ones included, so that the offsets
+    of its tokens' log-probabilities fall in the text."""
     ids = encode_raw(tokenizer, prompt)
     if not echo:
         return Prompt(ids, "")
-    return Prompt(ids, prompt if isinstance(prompt, str) else tokenizer.decode(ids))
+    return Prompt(ids, prompt if isinstance(prompt, str) and not scored else tokenizer.decode(ids))
 
 
-def read_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int]], echo: bool) -> list[Prompt]:
-    return [read_prompt(tokenizer, prompt, echo) for prompt in prompts]
+def read_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int]], echo: bool, scored: bool
+) -> list[Prompt]:
+    return [read_prompt(tokenizer, prompt, echo, scored) for prompt in prompts]
 
 
 def prepare(service: Service, body: CompletionRequest, deadline: float) -> tuple[list[Prompt], list[GenerationRequest]]:
     """The prompts, tokenized off the hub by the request's `deadline`, and one engine request per choice."""
     loaded = service.loaded
     prompts = service.prompts.run(
-        read_prompts, loaded.tokenizer, body.prompts, body.echo, timeout=deadline - time.monotonic()
+        read_prompts, loaded.tokenizer, body.prompts, body.echo, body.scores_prompt, timeout=deadline - time.monotonic()
     )
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", g.request_id, body.prompt)
@@ -62,7 +66,14 @@ def prepare(service: Service, body: CompletionRequest, deadline: float) -> tuple
         budget = reply_budget(
             len(prompt.ids), loaded.context_length, DEFAULT_MAX_TOKENS, body.max_tokens, prompt_param="prompt"
         )
-        request = GenerationRequest(prompt.ids, budget, sampling, body.ignore_eos, logprobs=body.logprobs)
+        request = GenerationRequest(
+            prompt.ids,
+            budget,
+            sampling,
+            body.ignore_eos,
+            logprobs=body.logprobs,
+            prompt_logprobs=body.logprobs if body.scores_prompt else None,
+        )
         requests += choices(request, body.n)
     return prompts, requests
 
