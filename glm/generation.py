@@ -3,9 +3,7 @@
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-
-def new_cache(model: PreTrainedModel) -> DynamicCache:
-    return DynamicCache(config=model.config)
+from glm.growing_cache import new_cache
 
 
 def prefill_chunk(

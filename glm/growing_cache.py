@@ -1,0 +1,69 @@
+"""KV cache layers with room to grow, so that a decode step writes one position instead of copying
+the whole cache.
+
+transformers' DynamicLayer appends with torch.cat: every decode step copies every layer's keys
+and values, a cost that grows with the context and with the batch. A GrowingLayer keeps its keys
+and values as views into buffers with spare positions and writes new positions in place, taking
+a bigger buffer (a quarter more) only when the room runs out. The views are ordinary tensors to
+everything else: when glm.kv_batch replaces them (a request joins or leaves the batch), the next
+append sees they are no longer views of its buffers and moves them into new ones.
+"""
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
+
+MIN_ROOM = 64  # positions
+
+
+class GrowingLayer(DynamicLayer):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.get_seq_length()
+        added = key_states.shape[-2]
+        if not self._has_room(length, added):
+            self._buffers = (
+                _moved(self.keys, key_states, length, added),
+                _moved(self.values, value_states, length, added),
+            )
+        keys, values = self._buffers
+        keys[..., length : length + added, :] = key_states
+        values[..., length : length + added, :] = value_states
+        self.keys, self.values = keys[..., : length + added, :], values[..., : length + added, :]
+        return self.keys, self.values
+
+    def _has_room(self, length: int, added: int) -> bool:
+        if self._buffers is None or length == 0:
+            return False
+        keys, values = self._buffers
+        return length + added <= keys.shape[-2] and _views_start(self.keys, keys) and _views_start(self.values, values)
+
+
+def _views_start(view: torch.Tensor, buffer: torch.Tensor) -> bool:
+    """Whether `view` is still buffer[..., :length, :], untouched by a reshaping since."""
+    same_start = view.data_ptr() == buffer.data_ptr()
+    return same_start and view.stride() == buffer.stride() and view.shape[:-2] == buffer.shape[:-2]
+
+
+def _moved(current: torch.Tensor, new: torch.Tensor, length: int, added: int) -> torch.Tensor:
+    """A buffer with room for `added` more positions and a quarter more, holding `current`'s."""
+    needed = length + added
+    buffer = new.new_empty((*new.shape[:-2], needed + max(MIN_ROOM, needed // 4), new.shape[-1]))
+    if length:
+        buffer[..., :length, :] = current
+    return buffer
+
+
+def new_cache(model: PreTrainedModel) -> DynamicCache:
+    """A cache for `model` whose full-attention layers grow in place (sliding-window layers, which
+    drop old positions, stay transformers' own)."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
