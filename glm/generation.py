@@ -3,6 +3,7 @@
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from glm.decoder import lean_decoder
 from glm.growing_cache import new_cache
 
 
@@ -35,7 +36,10 @@ def decode_step(
     """One token for every row of a left-padded batch.
 
     tokens, positions: [batch]; mask: [batch, cached + 1], 0 over padding. Returns logits [batch, vocab].
+    Layers that glm.decoder knows skip transformers' plumbing.
     """
+    if (lean := lean_decoder(model)) is not None:
+        return lean(tokens, positions, mask, cache)
     out = model(
         input_ids=tokens[:, None],
         position_ids=positions[:, None],
