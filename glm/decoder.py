@@ -20,6 +20,7 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 
 # Architectures whose decoder layers are exactly: input norm, attention (q/k/v/o projections with
 # rotary embedding), residual, post-attention norm, MLP, residual.
@@ -45,9 +46,12 @@ class LeanDecoder:
         body = self.model.model
         x = body.embed_tokens(tokens)
         cos, sin = body.rotary_emb(x, positions[:, None])
-        allowed = mask.bool()[:, None, None, :]  # [batch, 1, 1, cached + 1], shared by all heads
+        # Added to the attention scores, [batch, 1, 1, cached + 1]: shared by all heads and layers, and
+        # additive, which SDPA takes as it is (a boolean mask it converts in every layer).
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(mask == 0, float("-inf"))
+        bias = bias[:, None, None, :]
         for layer, stored in zip(body.layers, cache.layers, strict=True):
-            x = x + self._attend(layer.self_attn, layer.input_layernorm(x), cos, sin, allowed, stored)
+            x = x + self._attend(layer.self_attn, layer.input_layernorm(x), cos, sin, bias, stored)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.model.lm_head(body.norm(x))
 
@@ -57,8 +61,8 @@ class LeanDecoder:
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        allowed: torch.Tensor,
-        stored,
+        bias: torch.Tensor,
+        stored: DynamicLayer,
     ) -> torch.Tensor:
         rows = x.shape[0]
         query = attention.q_proj(x).view(rows, self.heads, 1, self.head_dim)
@@ -67,7 +71,7 @@ class LeanDecoder:
         query, key = self.rotary(query, key, cos, sin)
         keys, values = stored.update(key, value)
         grouped = query.view(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
-        out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=allowed, scale=attention.scaling)
+        out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=bias, scale=attention.scaling)
         return attention.o_proj(out.reshape(rows, self.heads * self.head_dim))
 
 
