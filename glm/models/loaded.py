@@ -33,6 +33,8 @@ class LoadedModel:
     prompt_encoder: PromptEncoder | None = None
     # None: the model has no tool calling; requests with tools get a 400.
     tool_format: ToolFormat | None = None
+    # What a built-in model is good for, for the page to say; None for the user's own models.
+    about: str | None = None
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
@@ -69,6 +71,7 @@ def prepare(
     weights: Weights,
     prompt_encoder: PromptEncoder | None = None,
     tool_format: ToolFormat | None = None,
+    about: str | None = None,
 ) -> LoadedModel:
     """Move the model onto its device (and dtype) for inference and derive what the engine needs.
 
@@ -86,4 +89,5 @@ def prepare(
         grammars=Grammars(tokenizer, stops),
         prompt_encoder=prompt_encoder,
         tool_format=from_template(tokenizer) if prompt_encoder is None else tool_format,
+        about=about,
     )

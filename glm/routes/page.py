@@ -10,4 +10,5 @@ bp = Blueprint("page", __name__)
 @bp.get("/")
 def index() -> str:
     """The chat page; its scripts and styles come from static/, never from a CDN."""
-    return render_template("index.html", model=current().loaded.name)
+    loaded = current().loaded
+    return render_template("index.html", model=loaded.name, about=loaded.about)
