@@ -1,9 +1,11 @@
-"""Milliseconds per call of a linear layer on the demo model's shapes: `python -m bench.kernels`.
+"""Milliseconds per call of a linear layer on a model's shapes: `python -m bench.kernels [--model gemma]`.
 
 Compares stock PyTorch (fp32 and bf16 F.linear, per-channel int8 `_weight_int8pack_mm`) with the
-glm_quant.bf16_linear kernel (bf16k) and the glm_quant.qlinear kernel on each block format, at 1, 2,
-4 and 8 rows of x (decoding that many streams): where bf16k stops beating bf16 sets
-glm/quant/bf16.py's KERNEL_MAX_ROWS. The last lines turn the times into a per-token estimate for the whole demo model.
+glm_quant.bf16_linear kernel (bf16k, x in bf16) and the glm_quant.qlinear kernel on each block format,
+each on every instruction set this CPU runs (`:avx2`, `:avx512`, `:avx512-bf16`; the block formats
+do not use BF16, so they skip the last), at 1, 2, 4 and 8 rows of x (decoding that many streams):
+where bf16k stops beating bf16 sets glm/quant/bf16.py's KERNEL_MAX_ROWS. The last lines turn the
+times into a per-token estimate for the whole model.
 """
 
 import argparse
@@ -20,14 +22,24 @@ from glm.quant.formats import Format, Packed, dequantize, quantize
 from glm.quant.gguf_blocks import take_over
 from glm.quant.kernels import bf16_linear_op, qlinear_op
 
-# (N, K) of the demo model's projections, and how many of each one token passes through.
+# (N, K) of each model's projections, and how many of each one token passes through.
 SHAPES = {
-    "q": ((1024, 640), 18),
-    "k, v": ((256, 640), 36),
-    "o": ((640, 1024), 18),
-    "gate, up": ((2048, 640), 36),
-    "down": ((640, 2048), 18),
-    "lm head": ((262144, 640), 1),
+    "smollm2": {  # SmolLM2-135M: 30 layers of 576, MLP 1536, 3 of 9 heads for k and v, vocabulary 49152
+        "q": ((576, 576), 30),
+        "k, v": ((192, 576), 60),
+        "o": ((576, 576), 30),
+        "gate, up": ((1536, 576), 60),
+        "down": ((576, 1536), 30),
+        "lm head": ((49152, 576), 1),
+    },
+    "gemma": {  # Gemma 3 270M: 18 layers of 640, MLP 2048, vocabulary 262144
+        "q": ((1024, 640), 18),
+        "k, v": ((256, 640), 36),
+        "o": ((640, 1024), 18),
+        "gate, up": ((2048, 640), 36),
+        "down": ((640, 2048), 18),
+        "lm head": ((262144, 640), 1),
+    },
 }
 ROWS = (1, 2, 4, 8)
 CACHE_FLUSH_BYTES = 128 << 20
@@ -39,42 +51,54 @@ def q5_0(w: torch.Tensor) -> Packed:
     return take_over(raw, GGMLQuantizationType.Q5_0, Format.Q5_0)
 
 
-def median_ms(fn: Callable[[], object], repeats: int, flush: torch.Tensor | None) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if flush is not None:
-            flush.add_(1)
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+# A way of multiplying: the instruction set it needs chosen first (None: no glm_quant kernel), and the call.
+Candidate = tuple[str | None, Callable[[], object]]
 
 
-def candidates(w: torch.Tensor, x: torch.Tensor) -> dict[str, Callable[[], object]]:
+def medians_ms(fns: dict[str, Candidate], repeats: int, flush: torch.Tensor | None) -> dict[str, float]:
+    """Each candidate's median time. A round calls each once, so a drift of this shared machine's
+    load reaches every candidate alike; the first two rounds warm up and are not counted."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 2):
+        for name, (isa, fn) in fns.items():
+            if isa is not None:
+                torch.ops.glm_quant.use_isa(isa)
+            if flush is not None:
+                flush.add_(1)
+            start = time.perf_counter()
+            fn()
+            if round_ >= 2:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def candidates(w: torch.Tensor, x: torch.Tensor) -> dict[str, Candidate]:
     wb, xb = w.bfloat16(), x.bfloat16()
     scales = w.abs().amax(dim=1) / 127
     w8 = (w / scales.unsqueeze(1)).round().to(torch.int8)
-    fns = {
-        "fp32": lambda: F.linear(x, w),
-        "bf16": lambda: F.linear(xb, wb),
-        "int8pack": lambda: torch._weight_int8pack_mm(x, w8, scales),
+    fns: dict[str, Candidate] = {
+        "fp32": (None, lambda: F.linear(x, w)),
+        "bf16": (None, lambda: F.linear(xb, wb)),
+        "int8pack": (None, lambda: torch._weight_int8pack_mm(x, w8, scales)),
     }
-    bf16_op = bf16_linear_op()
-    if bf16_op is not None:
-        fns["bf16k"] = lambda: bf16_op(xb, wb)
-    op = qlinear_op()
-    if op is not None:
-        for packed in (quantize(w, Format.Q8_0), quantize(w, Format.Q4_1), q5_0(w)):
-            name = packed.format.name.lower()
-            fns[name] = lambda p=packed: op(x, int(p.format), p.qs, p.d, p.aux)
+    bf16_op, op = bf16_linear_op(), qlinear_op()
+    if bf16_op is None or op is None:
+        return fns
+    isas = torch.ops.glm_quant.supported_isas()
+    for isa in isas:
+        fns[f"bf16k:{isa}"] = (isa, lambda: bf16_op(xb, wb))
+    for packed in (quantize(w, Format.Q8_0), quantize(w, Format.Q4_1), q5_0(w)):
+        for isa in isas[:2]:
+            name = f"{packed.format.name.lower()}:{isa}"
+            fns[name] = (isa, lambda p=packed: op(x, int(p.format), p.qs, p.d, p.aux))
     return fns
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(SHAPES), default="smollm2", help="whose shapes (default: smollm2)")
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per cell (median taken)")
+    parser.add_argument("--threads", type=int, default=2, help="torch's threads (default: 2, as the server runs)")
     parser.add_argument(
         "--warm", action="store_true", help="leave the weight in cache between calls (default: evict it)"
     )
@@ -82,21 +106,21 @@ def main() -> None:
     # A decode step streams ~100M weights, far more than the L3 holds, so by default each call
     # starts with its weight evicted by writing a buffer larger than any cache.
     flush = None if args.warm else torch.zeros(CACHE_FLUSH_BYTES // 4)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     totals: dict[tuple[int, str], float] = {}
     header = None
-    for name, ((n, k), count) in SHAPES.items():
+    for name, ((n, k), count) in SHAPES[args.model].items():
         w = torch.randn(n, k) / k**0.5
         for m in ROWS:
             fns = candidates(w, torch.randn(m, k))
             if header is None:
-                header = f"{'layer':>9} {'N x K':>12} {'M':>2} " + " ".join(f"{c:>9}" for c in fns)
+                header = f"{'layer':>9} {'N x K':>12} {'M':>2} " + " ".join(f"{c:>16}" for c in fns)
                 print(header)
-            times = {c: median_ms(fn, args.repeats, flush) for c, fn in fns.items()}
+            times = medians_ms(fns, args.repeats, flush)
             for c, t in times.items():
                 totals[m, c] = totals.get((m, c), 0.0) + t * count
-            print(f"{name:>9} {f'{n}x{k}':>12} {m:>2} " + " ".join(f"{t:9.3f}" for t in times.values()))
+            print(f"{name:>9} {f'{n}x{k}':>12} {m:>2} " + " ".join(f"{t:16.3f}" for t in times.values()))
     # The quantized packs are checked against the reference once, so a fast wrong kernel shows.
     w = torch.randn(640, 640)
     p = quantize(w, Format.Q8_0)
@@ -105,7 +129,7 @@ def main() -> None:
         x = torch.randn(8, 640)
         error = (op(x, int(p.format), p.qs, p.d, p.aux) - x @ dequantize(p).T).abs().max().item()
         print(f"q8_0 max abs error vs x @ dequantize(w).T: {error:.2e}")
-    print("per decode step (M tokens), whole demo model (18 layers + lm head), ms:")
+    print(f"per decode step (M tokens), whole {args.model} model (every layer and the lm head), ms:")
     for m in ROWS:
         print(f"  M={m}: " + " ".join(f"{c}={t:.1f}" for (rows, c), t in totals.items() if rows == m))
 

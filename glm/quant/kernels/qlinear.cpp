@@ -6,270 +6,154 @@
 // or 0.56 (q4_1) bytes per weight instead of 4 (fp32) or 2 (bf16) is where the speed comes from.
 // For bf16 weights the point is reaching the memory bandwidth at all: torch's bf16 matmul read the
 // demo model's LM head at about 16 GB/s of this machine's 31 for one row of x.
-// Each block of 32 weights is widened to four 8-float vectors once and then multiplied into up to
-// eight rows of x, so the widening is paid once per eight rows. Accumulation stays fp32 on x as
-// given (x is not quantized), so results differ from x @ dequantize(W).T only by summation order.
+// Each block of 32 weights is widened to vectors once and then multiplied into up to eight rows
+// of x, so the widening is paid once per eight rows. Accumulation stays fp32 on x as given (x is
+// not quantized), so results differ from x @ dequantize(W).T only by summation order.
+//
+// The loops exist twice (tiles.h): for AVX2 (avx2.h) and for AVX-512 (avx512.h), the latter
+// compiled for AVX-512 whatever the compiler flags say. Which one runs is chosen once, when the
+// library loads, from what the CPU reports (use_isa() can narrow it), so a CPU without AVX-512
+// never reaches an AVX-512 instruction.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/util/StringUtil.h>
 #include <immintrin.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace {
 
 constexpr int64_t kGroup = 32;
-constexpr int kMaxRows = 8;  // rows of x per pass: 8 accumulators + 4 weight vectors fit 16 ymm
+constexpr int kMaxRows = 8;  // rows of x per pass
 
 // Weights stream from memory once per call, and with several rows of x the loops below consume them
 // too slowly for the hardware prefetcher to keep enough of them in flight: asking for the bytes
 // 2 KB ahead took four rows against a 65536 x 640 bf16 weight from 11.3 to 7.2 ms on one thread.
-// Rows are contiguous, so near a row's end this fetches the start of the next one, which the same
-// thread multiplies next.
+// The loops read several weight rows side by side, so "ahead" is the block they are reading, in
+// the same row of a tile at least that far on (tiles.h).
 constexpr int64_t kAheadBytes = 2048;
-inline void fetch_ahead(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p) + kAheadBytes, _MM_HINT_T0);
-}
+inline void fetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
 // kBF16 is not a block format: a plain bf16 W, reached only through bf16_linear, read in "blocks"
-// of 32 consecutive weights so that it shares the loops below.
+// of 32 consecutive weights so that it shares the loops of the block formats.
 enum Format : int64_t { kQ8_0 = 0, kQ4_1 = 1, kQ5_0 = 2, kBF16 = 3 };
 
-inline __m256 broadcast_half(const at::Half* h) {
-  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(h->x)));
-}
-
-// The 32 weights of block g of one row, as four vectors of 8 consecutive elements.
+// Where a weight's arrays lie: row() is weight row n's part of them, bytes() where block g's
+// quants start. Rows are contiguous, so bytes(g + n * groups) is block g of the row n rows on.
 template <int F>
-struct Block;
+struct Planes;
 
 template <>
-struct Block<kQ8_0> {
+struct Planes<kQ8_0> {
   const int8_t* qs;
   const at::Half* d;
-
-  inline const void* bytes(int64_t g) const { return qs + g * kGroup; }
-
-  inline void load(int64_t g, __m256 w[4]) const {
-    const __m256 scale = broadcast_half(d + g);
-    const int8_t* q = qs + g * kGroup;
-    for (int s = 0; s < 4; ++s) {
-      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * s));
-      w[s] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), scale);
-    }
-  }
+  Planes row(int64_t n, int64_t groups) const { return {qs + n * groups * kGroup, d + n * groups}; }
+  const void* bytes(int64_t g) const { return qs + g * kGroup; }
 };
 
-// The 16 bytes of a 4- or 5-bit block hold elements 0..15 in their low nibbles and 16..31 in
-// their high nibbles: halves[0] and halves[1] get them one per byte, in order.
-inline void nibbles(const uint8_t* q, __m128i halves[2]) {
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  halves[0] = _mm_and_si128(bytes, mask);
-  halves[1] = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-}
-
-// Elements 8s..8s+7 of a block whose halves hold one int8 per element, as floats. Widening each
-// 128-bit half directly beats building one 256-bit vector of all 32 first.
-inline __m256 eighth(const __m128i halves[2], int s) {
-  const __m128i half = halves[s / 2];
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s & 1 ? _mm_srli_si128(half, 8) : half));
-}
-
 template <>
-struct Block<kQ4_1> {
+struct Planes<kQ4_1> {
   const uint8_t* qs;
   const at::Half* d;
   const at::Half* m;
-
-  inline const void* bytes(int64_t g) const { return qs + g * (kGroup / 2); }
-
-  inline void load(int64_t g, __m256 w[4]) const {
-    const __m256 scale = broadcast_half(d + g);
-    const __m256 low_value = broadcast_half(m + g);
-    __m128i halves[2];
-    nibbles(qs + g * (kGroup / 2), halves);
-    for (int s = 0; s < 4; ++s) w[s] = _mm256_fmadd_ps(eighth(halves, s), scale, low_value);
+  Planes row(int64_t n, int64_t groups) const {
+    return {qs + n * groups * (kGroup / 2), d + n * groups, m + n * groups};
   }
+  const void* bytes(int64_t g) const { return qs + g * (kGroup / 2); }
 };
 
-// 0xFF in byte j where bit j of the 32 bits is set (llama.cpp's bytes_from_bits_32): byte j/8 of
-// the word is copied to bytes j..j+7, and each byte then tests its own bit.
-inline __m256i bytes_from_bits(int32_t bits) {
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(bits),
-      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000));
-  const __m256i others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
-  return _mm256_cmpeq_epi8(others, _mm256_set1_epi64x(-1));
-}
-
 template <>
-struct Block<kQ5_0> {
+struct Planes<kQ5_0> {
   const uint8_t* qs;
   const at::Half* d;
   const int32_t* qh;
-
-  inline const void* bytes(int64_t g) const { return qs + g * (kGroup / 2); }
-
-  inline void load(int64_t g, __m256 w[4]) const {
-    const __m256 scale = broadcast_half(d + g);
-    // q - 16 as int8: a nibble whose bit 4 is clear gets 0xF0 or-ed in, which subtracts 16.
-    const __m256i minus_16 = _mm256_andnot_si256(bytes_from_bits(qh[g]), _mm256_set1_epi8(static_cast<char>(0xF0)));
-    __m128i halves[2];
-    nibbles(qs + g * (kGroup / 2), halves);
-    halves[0] = _mm_or_si128(halves[0], _mm256_castsi256_si128(minus_16));
-    halves[1] = _mm_or_si128(halves[1], _mm256_extracti128_si256(minus_16, 1));
-    for (int s = 0; s < 4; ++s) w[s] = _mm256_mul_ps(eighth(halves, s), scale);
+  Planes row(int64_t n, int64_t groups) const {
+    return {qs + n * groups * (kGroup / 2), d + n * groups, qh + n * groups};
   }
+  const void* bytes(int64_t g) const { return qs + g * (kGroup / 2); }
 };
-
-// Eight bf16 as eight floats: a bf16 is the high half of the fp32 with the same value.
-inline __m256 widen_bf16(const uint16_t* p) {
-  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-}
 
 template <>
-struct Block<kBF16> {
+struct Planes<kBF16> {
   const uint16_t* w;
-
-  inline const void* bytes(int64_t g) const { return w + g * kGroup; }
-
-  inline void load(int64_t g, __m256 out[4]) const {
-    for (int s = 0; s < 4; ++s) out[s] = widen_bf16(w + g * kGroup + 8 * s);
-  }
+  Planes row(int64_t n, int64_t groups) const { return {w + n * groups * kGroup}; }
+  const void* bytes(int64_t g) const { return w + g * kGroup; }
 };
 
-inline float hsum(__m256 v) {
-  const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 two = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-  return _mm_cvtss_f32(_mm_add_ss(two, _mm_movehdup_ps(two)));
+namespace avx2 {
+#include "avx2.h"
+#include "tiles.h"
+}  // namespace avx2
+
+// What avx512:: is compiled for; cpu_runs() below says what the CPU must report to run it. Only
+// linear_dot_bf16 (DotBF16's loops) uses AVX512-BF16 instructions, which lets a CPU with AVX-512
+// but without them run the rest (tests/test_quant_kernel.py reads the built library's instructions
+// to check both).
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
+namespace avx512 {
+#include "avx512.h"
+#include "tiles.h"
+void linear_dot_bf16(const Planes<kBF16>& w, const uint16_t* x, int64_t m, int64_t k, int64_t n, float* y) {
+  run<DotBF16>(w, x, m, k, n, y);
+}
+}  // namespace avx512
+#pragma GCC pop_options
+
+// Narrowest first; each needs the features of those before it.
+enum Isa : int { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2 };
+constexpr const char* kIsaNames[] = {"avx2", "avx512", "avx512-bf16"};
+
+bool cpu_runs(Isa isa) {
+  __builtin_cpu_init();  // cpuid, and whether the OS saves the zmm registers
+  switch (isa) {
+    case kAvx512Bf16:
+      return cpu_runs(kAvx512) && __builtin_cpu_supports("avx512bf16");
+    case kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    default:
+      return true;  // the library is only loaded where torch reports AVX2
+  }
 }
 
-// R rows of x against one weight row. With few rows each FMA chain would wait on the previous
-// FMA's latency, so the four 8-element slices of a block go to up to `kChains` separate sums.
-template <int F, int R>
-inline void dot_rows(const Block<F>& row, int64_t groups, const float* x, int64_t k, float* y, int64_t n_out) {
-  constexpr int kChains = R <= 2 ? 4 : (R <= 4 ? 2 : 1);
-  __m256 acc[R][kChains];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < kChains; ++c) acc[r][c] = _mm256_setzero_ps();
-  __m256 w[4];
-  for (int64_t g = 0; g < groups; ++g) {
-    fetch_ahead(row.bytes(g));
-    row.load(g, w);
-    const float* xg = x + g * kGroup;
-    for (int r = 0; r < R; ++r)
-      for (int s = 0; s < 4; ++s)
-        acc[r][s % kChains] = _mm256_fmadd_ps(w[s], _mm256_loadu_ps(xg + r * k + 8 * s), acc[r][s % kChains]);
-  }
-  for (int r = 0; r < R; ++r) {
-    __m256 sum = acc[r][0];
-    for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[r][c]);
-    y[r * n_out] = hsum(sum);
-  }
+Isa widest() {
+  int isa = kAvx512Bf16;
+  while (isa > kAvx2 && !cpu_runs(static_cast<Isa>(isa))) --isa;
+  return static_cast<Isa>(isa);
 }
 
+std::atomic<int> chosen{widest()};
+
+Isa current() { return static_cast<Isa>(chosen.load(std::memory_order_relaxed)); }
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> names;
+  for (int isa = kAvx2; isa <= widest(); ++isa) names.emplace_back(kIsaNames[isa]);
+  return names;
+}
+
+std::string isa() { return kIsaNames[current()]; }
+
+void use_isa(const std::string& name) {
+  const auto names = supported_isas();
+  const auto found = std::find(names.begin(), names.end(), name);
+  TORCH_CHECK(found != names.end(), "use_isa: ", name, " is not among this CPU's kernels (", c10::Join(", ", names),
+              ")");
+  chosen.store(static_cast<int>(found - names.begin()), std::memory_order_relaxed);
+}
+
+// y = x @ W^T through the chosen instruction set's loops.
 template <int F>
-void dot_rows_any(int rows, const Block<F>& row, int64_t groups, const float* x, int64_t k, float* y, int64_t n_out) {
-  switch (rows) {
-    case 1: return dot_rows<F, 1>(row, groups, x, k, y, n_out);
-    case 2: return dot_rows<F, 2>(row, groups, x, k, y, n_out);
-    case 3: return dot_rows<F, 3>(row, groups, x, k, y, n_out);
-    case 4: return dot_rows<F, 4>(row, groups, x, k, y, n_out);
-    case 5: return dot_rows<F, 5>(row, groups, x, k, y, n_out);
-    case 6: return dot_rows<F, 6>(row, groups, x, k, y, n_out);
-    case 7: return dot_rows<F, 7>(row, groups, x, k, y, n_out);
-    default: return dot_rows<F, 8>(row, groups, x, k, y, n_out);
-  }
-}
-
-// Block<F> for weight row n.
-Block<kQ8_0> row_of(const Block<kQ8_0>& b, int64_t n, int64_t groups) {
-  return {b.qs + n * groups * kGroup, b.d + n * groups};
-}
-Block<kQ4_1> row_of(const Block<kQ4_1>& b, int64_t n, int64_t groups) {
-  return {b.qs + n * groups * (kGroup / 2), b.d + n * groups, b.m + n * groups};
-}
-Block<kQ5_0> row_of(const Block<kQ5_0>& b, int64_t n, int64_t groups) {
-  return {b.qs + n * groups * (kGroup / 2), b.d + n * groups, b.qh + n * groups};
-}
-Block<kBF16> row_of(const Block<kBF16>& b, int64_t n, int64_t groups) { return {b.w + n * groups * kGroup}; }
-
-template <int F>
-void run(const Block<F>& weight, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  const int64_t groups = k / kGroup;
-  // A task below ~64K weights costs less than waking a second thread.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / k);
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      const Block<F> row = row_of(weight, j, groups);
-      for (int64_t i = 0; i < m; i += kMaxRows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kMaxRows, m - i));
-        dot_rows_any<F>(rows, row, groups, x + i * k, k, y + i * n + j, n);
-      }
-    }
-  });
-}
-
-// R rows of x against two bf16 weight rows at once, eight weights at a time: each x vector loaded
-// serves two FMAs, and the 2R sums are independent chains (eight of them at R = 4, enough to keep
-// both FMA units busy). Used for more than one row of x, where the one-row loop above runs out of
-// multiply-add throughput long before memory bandwidth.
-template <int R>
-inline void dot_pair(const uint16_t* w0, const uint16_t* w1, const float* x, int64_t k, float* y, int64_t n_out) {
-  __m256 acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t c = 0; c < k; c += 8) {
-    fetch_ahead(w0 + c);
-    fetch_ahead(w1 + c);
-    const __m256 a = widen_bf16(w0 + c), b = widen_bf16(w1 + c);
-    for (int r = 0; r < R; ++r) {
-      const __m256 xv = _mm256_loadu_ps(x + r * k + c);
-      acc[r][0] = _mm256_fmadd_ps(a, xv, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(b, xv, acc[r][1]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    y[r * n_out] = hsum(acc[r][0]);
-    y[r * n_out + 1] = hsum(acc[r][1]);
-  }
-}
-
-void dot_pair_any(int rows, const uint16_t* w0, const uint16_t* w1, const float* x, int64_t k, float* y, int64_t n_out) {
-  switch (rows) {
-    case 1: return dot_pair<1>(w0, w1, x, k, y, n_out);
-    case 2: return dot_pair<2>(w0, w1, x, k, y, n_out);
-    case 3: return dot_pair<3>(w0, w1, x, k, y, n_out);
-    default: return dot_pair<4>(w0, w1, x, k, y, n_out);
-  }
-}
-
-// Weight rows in pairs; for each pair, x four rows at a time, so the pair is read from memory once
-// and from cache for the rest of x. An odd last row takes the one-row loop.
-void run_bf16(const uint16_t* w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  if (m == 1) return run<kBF16>({w}, x, m, k, n, y);
-  constexpr int64_t kTileRows = 4;
-  const int64_t pairs = n / 2;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / k);
-  at::parallel_for(0, pairs, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const uint16_t* w0 = w + 2 * p * k;
-      for (int64_t i = 0; i < m; i += kTileRows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kTileRows, m - i));
-        dot_pair_any(rows, w0, w0 + k, x + i * k, k, y + i * n + 2 * p, n);
-      }
-    }
-  });
-  if (n % 2) {
-    const int64_t last = n - 1;
-    for (int64_t i = 0; i < m; i += kMaxRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMaxRows, m - i));
-      dot_rows_any<kBF16>(rows, {w + last * k}, k / kGroup, x + i * k, k, y + i * n + last, n);
-    }
-  }
+void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
+  if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y);
+  avx512::linear(w, x, m, k, n, y);
 }
 
 void check_weight(const char* op, const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t rows,
@@ -303,11 +187,11 @@ at::Tensor qlinear(const at::Tensor& x_in, int64_t fmt, const at::Tensor& qs, co
   float* yp = y.data_ptr<float>();
   const auto* dp = d.data_ptr<at::Half>();
   if (fmt == kQ8_0) {
-    run<kQ8_0>({qs.data_ptr<int8_t>(), dp}, xp, m, k, n, yp);
+    linear<kQ8_0>({qs.data_ptr<int8_t>(), dp}, xp, m, k, n, yp);
   } else if (fmt == kQ4_1) {
-    run<kQ4_1>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<at::Half>()}, xp, m, k, n, yp);
+    linear<kQ4_1>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<at::Half>()}, xp, m, k, n, yp);
   } else {
-    run<kQ5_0>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<int32_t>()}, xp, m, k, n, yp);
+    linear<kQ5_0>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<int32_t>()}, xp, m, k, n, yp);
   }
   return y;
 }
@@ -323,15 +207,16 @@ at::Tensor bf16_linear(const at::Tensor& x_in, const at::Tensor& w) {
   TORCH_CHECK(k % kGroup == 0, "bf16_linear: K must be a multiple of ", kGroup, ", got ", k);
   TORCH_CHECK(x_in.size(1) == k, "bf16_linear: x has K=", x_in.size(1), " but w has K=", k);
   check_weight("bf16_linear", w, "w", at::kBFloat16, n, k);
-  const at::Tensor x = x_in.to(at::kFloat).contiguous();
-  at::Tensor y = at::empty({m, n}, x.options());
-  if (m > 0 && n > 0) {
-    if (k == 0) {
-      y.zero_();
-    } else {
-      run_bf16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), x.data_ptr<float>(), m, k, n,
-               y.data_ptr<float>());
-    }
+  at::Tensor y = at::empty({m, n}, x_in.options().dtype(at::kFloat));
+  if (m == 0 || n == 0 || k == 0) return y.zero_().to(x_in.scalar_type());
+  const Planes<kBF16> weight{reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>())};
+  if (current() == kAvx512Bf16 && x_in.scalar_type() == at::kBFloat16) {
+    const at::Tensor x = x_in.contiguous();
+    avx512::linear_dot_bf16(weight, reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()), m, k, n,
+                            y.data_ptr<float>());
+  } else {
+    const at::Tensor x = x_in.to(at::kFloat).contiguous();
+    linear<kBF16>(weight, x.data_ptr<float>(), m, k, n, y.data_ptr<float>());
   }
   return y.to(x_in.scalar_type());
 }
@@ -341,6 +226,9 @@ at::Tensor bf16_linear(const at::Tensor& x_in, const at::Tensor& w) {
 TORCH_LIBRARY(glm_quant, m) {
   m.def("qlinear(Tensor x, int fmt, Tensor qs, Tensor d, Tensor aux) -> Tensor");
   m.def("bf16_linear(Tensor x, Tensor w) -> Tensor");
+  m.def("supported_isas() -> str[]", &supported_isas);
+  m.def("isa() -> str", &isa);
+  m.def("use_isa(str name) -> ()", &use_isa);
 }
 
 TORCH_LIBRARY_IMPL(glm_quant, CPU, m) {
