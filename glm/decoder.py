@@ -1,11 +1,14 @@
 """A decode step without transformers' per-layer plumbing, for the layer kinds whose parts it knows.
 
-A decode step of a small model on the CPU is bound by the operations around its products, not by
-the products: every layer passes through transformers' attention interface, cache object, mask
-and keyword plumbing. For Llama and GLM layers this step calls the same modules (norms,
-projections, MLP, rotary embedding and the model family's own rotary function, so the arithmetic
-is transformers') and does the rest directly:
+A decode step of a small model on the CPU is bound by the operations around its products as much
+as by the products: every layer passes through transformers' attention interface, cache object,
+mask and keyword plumbing, and each small operation costs microseconds of dispatch. For Llama and
+GLM layers this step calls the same projections and MLP and does the rest in fewer operations:
 - the mask is built once per step, not once per layer;
+- the rotary embedding is derived once per step from the model family's own rotary function, as
+  a per-dimension scale, a fixed pairing of dimensions and a signed scale for the partner
+  (`Rotation`), and applied to each layer's queries and keys in three operations;
+- an RMSNorm over float32 activations is one fused operation;
 - attention runs on the key/value heads as they are stored: each token's query heads that share a
   key/value head are that head's queries (as transformers' `pack_gqa` does for one token), where
   transformers repeats the whole cache per layer for every step on the CPU;
@@ -15,18 +18,53 @@ Other architectures take transformers' forward.
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-# Architectures whose decoder layers are exactly: input norm, attention (q/k/v/o projections with
-# rotary embedding), residual, post-attention norm, MLP, residual.
+# Architectures whose decoder layers are exactly: input RMSNorm, attention (q/k/v/o projections
+# with a rotary embedding), residual, post-attention RMSNorm, MLP, residual.
 KNOWN = frozenset({"LlamaForCausalLM", "GlmForCausalLM"})
 
 Rotary = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A rotary embedding as out = x * scale + x[..., partner] * signed: every rotary variant
+    transformers implements (halves, interleaved pairs, a partial rotary dimension) has this form."""
+
+    scale: torch.Tensor  # [batch, 1, 1, head_dim]
+    signed: torch.Tensor  # [batch, 1, 1, head_dim]; 0 where a dimension is not rotated
+    partner: torch.Tensor  # [head_dim]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(x * self.scale, x.index_select(-1, self.partner), self.signed)
+
+
+def partners(rotary: Rotary, head_dim: int) -> torch.Tensor:
+    """Which dimension each one is paired with, read off the rotary function itself: rotating the
+    unit vectors with sines that are nowhere 0 shows, in each output dimension, the one input
+    dimension besides its own that reaches it (none where the dimension is not rotated)."""
+    units = torch.eye(head_dim)[None, :, None, :]  # [1, head_dim units, 1 token, head_dim]
+    cos, sin = torch.full((1, 1, head_dim), 0.6), torch.full((1, 1, head_dim), 0.8)
+    rotated = rotary(units, units, cos, sin)[0][0, :, 0, :]  # row j: unit j rotated
+    reach = rotated.abs().masked_fill(torch.eye(head_dim, dtype=torch.bool), 0)
+    found = reach.amax(dim=0) > 0
+    return torch.where(found, reach.argmax(dim=0), torch.arange(head_dim))
+
+
+def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """transformers' Llama/GLM RMSNorm, fused where activations and weight are float32 (elsewhere
+    it computes in float32 and scales in the activations' dtype, which its own module does)."""
+    if x.dtype == norm.weight.dtype == torch.float32:
+        return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
+    return norm(x)
 
 
 class LeanDecoder:
@@ -38,6 +76,8 @@ class LeanDecoder:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         attention = type(model.model.layers[0].self_attn)
         self.rotary: Rotary = sys.modules[attention.__module__].apply_rotary_pos_emb
+        self.partner = partners(self.rotary, self.head_dim).to(model.device)
+        self.units = torch.eye(self.head_dim, device=model.device)[None, :, None, :]
 
     def __call__(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
@@ -45,30 +85,33 @@ class LeanDecoder:
         """Logits [batch, vocab] of one token per row, as glm.generation.decode_step."""
         body = self.model.model
         x = body.embed_tokens(tokens)
-        cos, sin = body.rotary_emb(x, positions[:, None])
+        rotation = self._rotation(*body.rotary_emb(x, positions[:, None]))
         # Added to the attention scores, [batch, 1, 1, cached + 1]: shared by all heads and layers, and
         # additive, which SDPA takes as it is (a boolean mask it converts in every layer).
         bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(mask == 0, float("-inf"))
         bias = bias[:, None, None, :]
         for layer, stored in zip(body.layers, cache.layers, strict=True):
-            x = x + self._attend(layer.self_attn, layer.input_layernorm(x), cos, sin, bias, stored)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.model.lm_head(body.norm(x))
+            x = x + self._attend(layer.self_attn, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
+            x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
+        return self.model.lm_head(rms_norm(body.norm, x))
+
+    def _rotation(self, cos: torch.Tensor, sin: torch.Tensor) -> Rotation:
+        """This step's rotation: the rotary function applied once to the unit vectors, per row."""
+        rows = cos.shape[0]
+        units = self.units.to(cos.dtype).expand(rows, -1, -1, -1)
+        rotated = self.rotary(units, units, cos, sin)[0][:, :, 0, :]  # [rows, unit j, output i]
+        dims = torch.arange(self.head_dim, device=cos.device)
+        scale = rotated[:, dims, dims]
+        signed = torch.where(self.partner != dims, rotated[:, self.partner, dims], 0)
+        return Rotation(scale[:, None, None, :], signed[:, None, None, :], self.partner)
 
     def _attend(
-        self,
-        attention: torch.nn.Module,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        bias: torch.Tensor,
-        stored: DynamicLayer,
+        self, attention: nn.Module, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, stored: DynamicLayer
     ) -> torch.Tensor:
         rows = x.shape[0]
-        query = attention.q_proj(x).view(rows, self.heads, 1, self.head_dim)
-        key = attention.k_proj(x).view(rows, self.kv_heads, 1, self.head_dim)
+        query = rotation(attention.q_proj(x).view(rows, self.heads, 1, self.head_dim))
+        key = rotation(attention.k_proj(x).view(rows, self.kv_heads, 1, self.head_dim))
         value = attention.v_proj(x).view(rows, self.kv_heads, 1, self.head_dim)
-        query, key = self.rotary(query, key, cos, sin)
         keys, values = stored.update(key, value)
         grouped = query.view(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
         out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=bias, scale=attention.scaling)

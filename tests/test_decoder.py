@@ -1,6 +1,8 @@
 """The lean decode step gives transformers' logits, batched and padded as the engine batches."""
 
+import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from glm.batch import DecodeBatch
 from glm.decoder import LeanDecoder, lean_decoder
@@ -29,9 +31,25 @@ def step(decode, batch, tokens):
     return logits
 
 
+def small_llama() -> LlamaForCausalLM:
+    """A random Llama with grouped key/value heads, the demo model's layer kind."""
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("family", ["glm", "llama"])
 @torch.no_grad()
-def test_lean_steps_match_transformers_forward(tiny):
-    model = tiny.model
+def test_lean_steps_match_transformers_forward(tiny, family):
+    model = tiny.model if family == "glm" else small_llama()
     lean = lean_decoder(model)
     assert isinstance(lean, LeanDecoder)
     prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]  # left padding differs per row
