@@ -264,7 +264,7 @@ def main() -> None:
     print("long prompt", flush=True)
     length, worst_gap, usual_gap = long_prompt_gaps(our_server(free_port()), args.long_prompt)
     print("structured output", flush=True)
-    built, compile_ms = structured.compile_times(20)
+    vocabulary, built, compile_ms = structured.compile_times(20)
     rates = structured.stream_rates(our_server(free_port()), OUT / "structured.log", args.repeats, args.max_tokens)
     if not args.skip_naive:
         print("naive baseline", flush=True)
@@ -295,7 +295,7 @@ def main() -> None:
         f"vs {in_process:.1f} tok/s ({single.stream_tps / in_process:.1%}).",
         f"- A {length}-token prompt read while 3 streams decode: their longest gap {worst_gap:.0f} ms, "
         f"{worst_gap / usual_gap:.1f}x their median gap before it ({usual_gap:.0f} ms).",
-        *structured.report(built, compile_ms, rates, args.max_tokens),
+        *structured.report(vocabulary, built, compile_ms, rates, args.max_tokens),
         "",
         "Decode step of the demo model by weight dtype and linear path (best of 2, interleaved):",
         "",
