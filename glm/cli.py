@@ -38,11 +38,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quantize",
         type=int,
-        default=16,
+        default=None,
         choices=QUANTIZE_CHOICES,
         help="weight bits: 16 = no quantization, half precision (bf16; fp16 on GPUs without bf16); "
         "8 and 4 pack the weights at 8 or 4 bits as they load (see the README for what each costs "
-        "and saves) (default: %(default)s)",
+        "and saves) (default: a GGUF's own blocks on the CPU, 4 for the demo; else 16)",
     )
     p.add_argument(
         "--dtype",
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from glm.app import create_app
     from glm.engine import Engine, EngineConfig
-    from glm.models import load_model
+    from glm.models import default_quantize, load_model
     from glm.server import serve
     from glm.service import Service
 
@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         device = resolve_device(args.device)
+        if args.quantize is None:
+            args.quantize = default_quantize(args.model, device, args.cache_dir)
         dtype = resolve_dtype(args.quantize, device, args.dtype)
         embedder = embedder_for(args.embedding_model, device)
         config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)

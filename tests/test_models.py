@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from glm.device import StartupError
-from glm.models import demo_gguf, load_model
+from glm.models import default_quantize, demo_gguf, load_model
 from glm.models.gguf import cache_key, load_gguf
 from glm.models.weights import Weights
 from tests.conftest import CACHE, start_server
@@ -57,3 +57,10 @@ def test_a_saved_folder_serves_the_same_answers_as_the_built_model(folder_server
     from_folder = post(folder_server, "/chat", body).json()
     assert from_folder["model"] == "tiny-hf"
     assert from_folder["response"] == post(tiny_server, "/chat", body).json()["response"]
+
+
+def test_a_gguf_is_served_as_its_own_blocks_unless_told_otherwise():
+    cpu = torch.device("cpu")
+    assert default_quantize("demo", cpu, CACHE) == 4  # Q4_1 and Q8_0: both have 4-bit kernels
+    assert default_quantize("tiny", cpu, CACHE) == 16
+    assert default_quantize("demo", torch.device("cuda"), CACHE) == 16

@@ -13,13 +13,31 @@ from glm import chat_templates
 from glm.device import StartupError
 from glm.models import tiny
 from glm.models.chatglm import is_original_chatglm_folder, load_chatglm
-from glm.models.gguf import load_gguf
+from glm.models.gguf import load_gguf, own_blocks_bits
 from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
 from glm.models.packaged import ABOUT, demo_gguf, gemma_gguf
 from glm.models.weights import Weights
 
 log = logging.getLogger(__name__)
+
+
+def gguf_file(spec: str) -> Path | None:
+    """The GGUF file `--model spec` names, if it names one."""
+    if spec == "demo":
+        return demo_gguf()
+    if spec == "gemma":
+        return gemma_gguf()
+    path = Path(spec).expanduser()
+    return path if path.is_file() and path.suffix == ".gguf" else None
+
+
+def default_quantize(spec: str, device: torch.device, cache_dir: Path) -> int:
+    """`--quantize` when none is given: on the CPU, a GGUF's own blocks (glm.models.gguf); 16
+    otherwise. On SmolLM2 the file's blocks at 4 bits agreed with the de-quantized float32 model on
+    every next token of the quality text, and bf16 on 96.8% (bench/QUANT.md)."""
+    path = gguf_file(spec) if device.type == "cpu" else None
+    return 16 if path is None else own_blocks_bits(path, cache_dir)
 
 
 def load_model(

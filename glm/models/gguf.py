@@ -14,7 +14,8 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.models.weights import Weights
-from glm.quant.gguf_load import load_gguf_packed
+from glm.quant.gguf_blocks import kept_at
+from glm.quant.gguf_load import cached_layout, load_gguf_packed
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,22 @@ def tokenizer_folder(path: Path, cache_dir: Path) -> Path:
     return own
 
 
+def layout_file(path: Path, cache_dir: Path) -> Path:
+    return cache_dir / "gguf" / f"{cache_key(path)}-layout.json"
+
+
+def own_blocks_bits(path: Path, cache_dir: Path) -> int:
+    """The `--quantize` that serves the file's blocks as they are stored: 4 when every matrix's
+    block type has a 4-bit kernel (SmolLM2's Q4_1 and Q8_0), else 8, where the types without a
+    kernel (Gemma's Q4_K and Q6_K) are repacked at 8 bits rather than lose precision at 4."""
+    _, _, entries = cached_layout(path, layout_file(path, cache_dir))
+    return 4 if all(kept_at(entry.kind, entry.shape, 4) for entry in entries) else 8
+
+
 def gguf_weights(path: Path, cache_dir: Path, weights: Weights) -> PreTrainedModel:
     """At 16 bits, from the cached de-quantized folder; at 8 and 4, straight from the file's blocks."""
     if weights.packed:
-        layout = cache_dir / "gguf" / f"{cache_key(path)}-layout.json"
-        return load_gguf_packed(path, weights.bits, weights.dtype, layout)
+        return load_gguf_packed(path, weights.bits, weights.dtype, layout_file(path, cache_dir))
     target = cache_dir / "gguf" / cache_key(path)
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,12 @@ KEPT = {
 }
 
 
+def kept_at(kind: int, shape: tuple[int, ...], bits: int) -> bool:
+    """Whether `--quantize bits` serves a GGUF tensor as stored: a 1-D tensor (norms) is never
+    packed; a matrix is kept when its block type has a kernel at that width."""
+    return len(shape) < 2 or (GGMLQuantizationType(kind), bits) in KEPT
+
+
 def take_over(raw: np.ndarray, kind: GGMLQuantizationType, fmt: Format) -> Packed:
     """The Packed weight in `fmt` for the raw bytes of a GGUF tensor; KEPT chose `fmt`."""
     blocks = _blocks(raw, kind)
