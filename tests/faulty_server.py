@@ -23,7 +23,8 @@ def join(self, slots, cache, mask):
     return real_join(self, slots, cache, mask)
 
 
-DecodeBatch.join = join
-
 if __name__ == "__main__":
+    # Only in the server's own process: tests import FATAL_MAX_TOKENS from here, and their
+    # in-process batches must stay real.
+    DecodeBatch.join = join
     sys.exit(main())

@@ -76,9 +76,10 @@ TIME = {
         "additionalProperties": False,
     },
 }
-# A random model may write a string without end: the bound lets every valid call end.
+# A random model may write a string without end, or keys without end where the schema allows
+# others: the bounds let every valid call end.
 CITY = {"city": {"type": "string", "maxLength": 8}}
-WEATHER = {**FUNCTION, "parameters": {**FUNCTION["parameters"], "properties": CITY}}
+WEATHER = {**FUNCTION, "parameters": {**FUNCTION["parameters"], "properties": CITY, "additionalProperties": False}}
 TWO_TOOLS = [{"type": "function", "function": f} for f in (WEATHER, TIME)]
 SCHEMAS = {"get_weather": WEATHER["parameters"], "get_time": TIME["parameters"]}
 
