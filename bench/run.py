@@ -82,7 +82,7 @@ def measure(name: str, servers: list[tuple[Server, list[int]]], repeats: int, ma
     OUT.mkdir(parents=True, exist_ok=True)
     row = Row(name)
     for server, clients in servers:
-        server.start(OUT / f"{re.sub(r'[^A-Za-z0-9.]+', '-', f'{name} {server.name}')}.log")
+        server.start(OUT / f"{re.sub(r'[^A-Za-z0-9.]+', '-', server.name)}.log")
         try:
             run_streams(server.base_url, body(4), 1)  # warm-up: lazy loads, first-call allocations
             for n in clients:

@@ -73,7 +73,7 @@ def ours(model: str, *flags: str) -> Server:
     port = free_port()
     command = [sys.executable, "chatglm_service_flask.py", "--model", model, "--device", "-1", "--port", str(port)]
     return Server(
-        f"chatglm-service {Path(model).stem}",
+        " ".join(["chatglm-service", Path(model).stem, *flags]),
         [*command, "--embedding-model", "none", *flags],
         port,
         "/health",
