@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -27,6 +28,7 @@ from bench import steps as bench_steps
 from bench import structured
 from bench.figures import Figures
 from bench.load import StreamTiming, one_stream, run_streams
+from bench.quiet import LIMIT, PATIENCE_S, quietly
 from bench.servers import LLAMA_SERVER, ROOT, THREADS, Server, llama_server, ours
 from glm.cli import DEFAULT_CACHE
 from glm.models import load_model
@@ -41,6 +43,7 @@ class Row:
     name: str
     by_clients: dict[int, Figures] = field(default_factory=dict)
     peak_rss_mb: dict[int, float] = field(default_factory=dict)  # while serving up to that many streams
+    others_share: dict[int, float] = field(default_factory=dict)  # the most CPU other work took in a kept run
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,11 @@ def measure(name: str, servers: list[tuple[Server, list[int]]], repeats: int, ma
         try:
             run_streams(server.base_url, body(4), 1)  # warm-up: lazy loads, first-call allocations
             for n in clients:
-                runs = [Figures.of(*run_streams(server.base_url, body(max_tokens), n)) for _ in range(repeats)]
-                row.by_clients[n] = Figures.median_of(runs)
+                streams = partial(run_streams, server.base_url, body(max_tokens), n)
+                runs = [quietly(streams, server.proc.pid) for _ in range(repeats)]
+                row.by_clients[n] = Figures.median_of([Figures.of(*timings) for timings, _ in runs])
                 row.peak_rss_mb[n] = server.peak_rss_mb()
+                row.others_share[n] = max(share for _, share in runs)
                 print(f"  {name} x{n}: {row.by_clients[n]}", flush=True)
         finally:
             server.stop()
@@ -253,6 +258,24 @@ def versus_table(results: list[tuple[BenchModel, list[Row]]], streams: int) -> l
     return lines
 
 
+def disturbed(results: list[tuple[BenchModel, list[Row]]], clients: list[int]) -> list[str]:
+    """Which figures other work on the machine may have bent."""
+    late = [
+        f"{model.name}, {row.name}, {n} streams ({row.others_share[n]:.0%})"
+        for model, rows in results
+        for row in rows
+        for n in clients
+        if row.others_share[n] >= LIMIT
+    ]
+    rule = f"other processes took {LIMIT:.0%} of the CPUs or more was measured again"
+    if not late:
+        return [f"- Every figure above comes from quiet runs: a run during which {rule}."]
+    return [
+        f"- A run during which {rule}, for up to {PATIENCE_S / 60:.0f} minutes; these figures kept their "
+        f"quietest run: {'; '.join(late)}."
+    ]
+
+
 def with_history(report: list[str], previous: str) -> str:
     """The new run on top; the run it replaces goes to the head of the history below, a level down."""
     latest, _, history = previous.partition("\n## History\n")
@@ -280,6 +303,7 @@ def main() -> None:
     parser.add_argument("--long-prompt", type=int, default=4000)
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     streams = max(args.clients)
     few_many = sorted({1, streams})
 
@@ -309,8 +333,8 @@ def main() -> None:
     report = [
         f"# Benchmark, {date.today().isoformat()}",
         "",
-        f"Machine: {machine()}, shared with other work, so figures move by 10-20% from run to run. "
-        f"Every server computes on {THREADS} threads. Prompt: {len(PROMPT.split())} words; "
+        f"Machine: {machine()}; 1-minute load average {load_before:.1f} as the run began. Every server "
+        f"computes on {THREADS} threads. Prompt: {len(PROMPT.split())} words; "
         f"{args.max_tokens} greedy tokens per stream with ignore_eos; medians of {args.repeats} runs.",
         "",
         "## Against llama-server",
@@ -323,8 +347,10 @@ def main() -> None:
         "",
         "Targets: 1 stream at least 1.0x llama-server's tokens/s; 8 streams at least 1.3x its total; time to "
         "first token at most 1.5x its own at 1 stream and at most 1.0x at 8.",
+        "",
+        *disturbed(results, few_many),
+        *([] if LLAMA_SERVER.exists() else ["- llama-server is not built (run `make bench-peers`): left out."]),
         *[line for model, rows in results for line in ["", f"### {model.name}", "", *table(rows, few_many)]],
-        *([] if LLAMA_SERVER.exists() else ["", "- llama-server is not built (run `make bench-peers`): left out."]),
         "",
         "## Our server on `demo`",
         "",
