@@ -42,24 +42,37 @@ java-deps:
 			default-jdk-headless libokhttp-java libokio-java libgoogle-gson-java; \
 	fi
 
-# Speed and memory live here, not in the tests: our server on `demo` with 1, 4 and 8 streaming
-# clients against the naive baseline and, once `make bench-peers` has installed them, transformers
-# serve and llama.cpp. Prints a table and writes bench/RESULTS.md; then what --quantize 8 and 4 cost
-# and save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
+# Speed and memory live here, not in the tests: our server against llama.cpp's own `llama-server -np N`
+# (built by `make bench-peers`) on the default model and Gemma 3 270M, at 1 and 8 streaming clients,
+# plus our own figures at 1, 4 and 8. Prints a table and writes bench/RESULTS.md; then what --quantize
+# 8 and 4 cost and save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
 BENCH_ARGS ?=
 bench: $(VENV)/.dev-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.quant
 
-# The peers get an environment of their own; llama-cpp-python compiles llama.cpp (about 10 minutes
-# on two cores), so this is never part of `make test`.
-bench-peers: bench/.venv/.installed
-bench/.venv/.installed:
-	$(PYTHON) -m venv bench/.venv
-	bench/.venv/bin/python -m pip install -q --upgrade pip
-	bench/.venv/bin/python -m pip install -q torch==2.13.0
-	CMAKE_BUILD_PARALLEL_LEVEL=2 bench/.venv/bin/python -m pip install -q "transformers[serving]==5.23.0" "llama-cpp-python[server]==0.3.36"
-	touch $@
+# llama-server, built from the llama.cpp source vendored in llama-cpp-python's sdist (pip fetches it from
+# the package index, so no git or network beyond it), for this CPU and without curl. Two cores: ten to
+# twenty-five minutes, so this is never part of `make test`. cmake and g++ come from apt where missing.
+# AMX stays off: Debian's GCC 12 drops the stores that fill ggml's tile configuration before
+# ldtilecfg, so its AMX kernels die of SIGILL on their first tile instruction (AVX-512, VNNI and BF16
+# stay on).
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_DIR := bench/llama.cpp
+LLAMA_SERVER := $(LLAMA_DIR)/build/bin/llama-server
+bench-peers: $(LLAMA_SERVER)
+$(LLAMA_SERVER): | $(PY)
+	@if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
+			cmake g++ make; \
+	fi
+	rm -rf $(LLAMA_DIR) && mkdir -p $(LLAMA_DIR)
+	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(LLAMA_DIR) llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	tar -xzf $(LLAMA_DIR)/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_DIR)
+	cmake -S $(LLAMA_DIR)/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp -B $(LLAMA_DIR)/build \
+		-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
+	cmake --build $(LLAMA_DIR)/build --config Release --target llama-server -j2
 
 lint: $(VENV)/.dev-deps
 	$(PY) -m ruff check .

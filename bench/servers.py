@@ -1,7 +1,10 @@
 """Starting each server under test as its own process, and reading its peak memory."""
 
+import os
 import re
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +12,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+LLAMA_SERVER = ROOT / "bench" / "llama.cpp" / "build" / "bin" / "llama-server"  # built by `make bench-peers`
+THREADS = 2  # every server computes on this many threads, whatever the machine has
+CONTEXT_PER_STREAM = 512  # a bench prompt and its reply, with room to spare
 
 
 @dataclass
@@ -25,8 +31,6 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log: Path, timeout: float = 900.0) -> "Server":
-        import os
-
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 self.command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **self.env}
@@ -45,7 +49,7 @@ class Server:
         raise TimeoutError(f"{self.name} did not start in {timeout}s; see {log}")
 
     def peak_rss_mb(self) -> float:
-        """The process's peak resident memory (VmHWM), children included where they are the server."""
+        """The process's peak resident memory (VmHWM) so far."""
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
 
@@ -57,3 +61,30 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ours(model: str, *flags: str) -> Server:
+    port = free_port()
+    command = [sys.executable, "chatglm_service_flask.py", "--model", model, "--device", "-1", "--port", str(port)]
+    return Server(
+        " ".join(["chatglm-service", Path(model).stem, *flags]),
+        [*command, "--embedding-model", "none", *flags],
+        port,
+        "/health",
+        env={"OMP_NUM_THREADS": str(THREADS)},
+    )
+
+
+def llama_server(gguf: Path, streams: int, *flags: str) -> Server:
+    """llama.cpp's own server with one slot per stream. Its prompt cache is off: the bench sends one
+    prompt over and over, and reading it again each time is what our server does."""
+    port = free_port()
+    command = [str(LLAMA_SERVER), "-m", str(gguf), "-np", str(streams), "-c", str(streams * CONTEXT_PER_STREAM)]
+    command += ["-t", str(THREADS), "--no-cache-prompt", "--cache-ram", "0", "--port", str(port), *flags]
+    return Server(f"llama-server {gguf.stem} -np {streams}", command, port, "/health")

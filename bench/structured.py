@@ -120,7 +120,8 @@ def report(vocabulary: int, built: float, compile_ms: float, rates: dict[str, fl
 
 
 def main() -> None:
-    from bench.run import OUT, free_port, our_server
+    from bench.run import OUT
+    from bench.servers import ours
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
@@ -128,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     vocabulary, built, compile_ms = compile_times(20)
     OUT.mkdir(parents=True, exist_ok=True)
-    rates = stream_rates(our_server(free_port()), OUT / "structured.log", args.repeats, args.max_tokens)
+    rates = stream_rates(ours("demo"), OUT / "structured.log", args.repeats, args.max_tokens)
     print("\n".join(report(vocabulary, built, compile_ms, rates, args.max_tokens)))
 
 
