@@ -36,13 +36,16 @@ class StepLogprobs:
         # OpenAI's.
         rows = logits[list(self._rows)].float()
         self._logprobs = torch.log_softmax(rows, dim=-1).clamp(min=FLOOR).cpu() if self._rows else None
+        # One top-k for all the rows (a scored prompt piece has hundreds), each row taking its share.
+        most = max((k for k in wants if k is not None), default=0)
+        self._top = torch.topk(self._logprobs, most) if self._rows else None
 
     def of(self, row: int, token: int) -> Logprobs | None:
         if row not in self._rows:
             return None
-        logprobs = self._logprobs[self._rows[row]]
-        values, ids = torch.topk(logprobs, self._wants[row])
-        return Logprobs(float(logprobs[token]), tuple(zip(ids.tolist(), values.tolist(), strict=True)))
+        index, k = self._rows[row], self._wants[row]
+        values, ids = self._top.values[index, :k], self._top.indices[index, :k]
+        return Logprobs(float(self._logprobs[index, token]), tuple(zip(ids.tolist(), values.tolist(), strict=True)))
 
 
 @dataclass(frozen=True)
