@@ -13,6 +13,9 @@ GLM layers this step calls the same projections and MLP and does the rest in few
   key/value head are that head's queries (as transformers' `pack_gqa` does for one token), where
   transformers repeats the whole cache per layer for every step on the CPU;
 - keys and values are appended through the cache layer (in place, see glm.growing_cache).
+With float32 activations on the CPU and the compiled kernels built, the norms (each fused with the
+residual addition before it) and the attention with its rotary embedding and cache write are one
+call each (glm/quant/kernels/decode.cpp), which leaves five calls per layer besides the products.
 Other architectures take transformers' forward.
 """
 
@@ -26,6 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
+
+from glm.growing_cache import GrowingLayer
+from glm.quant.kernels import decode_ops
 
 # Architectures whose decoder layers are exactly: input RMSNorm, attention (q/k/v/o projections
 # with a rotary embedding), residual, post-attention RMSNorm, MLP, residual.
@@ -67,6 +73,17 @@ def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x)
 
 
+@dataclass(frozen=True)
+class Block:
+    """One decoder layer as the compiled step runs it: `after` is the norm that follows the layer
+    (the next layer's input norm, or the model's final norm)."""
+
+    attention: nn.Module
+    mlp: nn.Module
+    middle: nn.Module
+    after: nn.Module
+
+
 class LeanDecoder:
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
@@ -78,6 +95,16 @@ class LeanDecoder:
         self.rotary: Rotary = sys.modules[attention.__module__].apply_rotary_pos_emb
         self.partner = partners(self.rotary, self.head_dim).to(model.device)
         self.units = torch.eye(self.head_dim, device=model.device)[None, :, None, :]
+        body = model.model
+        layers = list(body.layers)
+        afters = [layer.input_layernorm for layer in layers[1:]] + [body.norm]
+        self.blocks = [
+            Block(layer.self_attn, layer.mlp, layer.post_attention_layernorm, after)
+            for layer, after in zip(layers, afters, strict=True)
+        ]
+        norms = [layers[0].input_layernorm, *(norm for b in self.blocks for norm in (b.middle, b.after))]
+        self.ops = decode_ops() if compilable(model, norms, self.head_dim) else None
+        self.run_layers = self._torch_layers if self.ops is None else self._compiled_layers
 
     def __call__(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
@@ -86,14 +113,58 @@ class LeanDecoder:
         body = self.model.model
         x = body.embed_tokens(tokens)
         rotation = self._rotation(*body.rotary_emb(x, positions[:, None]))
-        # Added to the attention scores, [batch, 1, 1, cached + 1]: shared by all heads and layers, and
+        # Added to the attention scores, [batch, cached + 1]: shared by all heads and layers, and
         # additive, which SDPA takes as it is (a boolean mask it converts in every layer).
         bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(mask == 0, float("-inf"))
+        return self.model.lm_head(self.run_layers(x, rotation, bias, cache))
+
+    def _torch_layers(
+        self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """The final norm's output after every layer, in torch operations."""
+        body = self.model.model
         bias = bias[:, None, None, :]
         for layer, stored in zip(body.layers, cache.layers, strict=True):
             x = x + self._attend(layer.self_attn, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
             x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
-        return self.model.lm_head(rms_norm(body.norm, x))
+        return rms_norm(body.norm, x)
+
+    def _compiled_layers(
+        self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """As _torch_layers, with the norms, the residual additions and attention compiled; x is
+        this step's own tensor, so the residual stream is added into it in place."""
+        ops, rows = self.ops, x.shape[0]
+        scale, signed = rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1)
+        first = self.model.model.layers[0].input_layernorm
+        x = x.contiguous()
+        normed = ops.rms_norm(x, first.weight, first.variance_epsilon)
+        for block, stored in zip(self.blocks, cache.layers, strict=True):
+            attention = block.attention
+            query, key, value = attention.q_proj(normed), attention.k_proj(normed), attention.v_proj(normed)
+            attended = self._attend_compiled(stored, query, key, value, scale, signed, bias, attention.scaling)
+            normed = ops.add_rms_norm_(
+                x, attention.o_proj(attended), block.middle.weight, block.middle.variance_epsilon
+            )
+            normed = ops.add_rms_norm_(x, block.mlp(normed), block.after.weight, block.after.variance_epsilon)
+        return normed
+
+    def _attend_compiled(
+        self,
+        stored: GrowingLayer,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        scale: torch.Tensor,
+        signed: torch.Tensor,
+        bias: torch.Tensor,
+        softmax_scale: float,
+    ) -> torch.Tensor:
+        shape = (key.shape[0], self.kv_heads, 1, self.head_dim)
+        keys, values, length = stored.room(1, key.view(shape), value.view(shape))
+        out = self.ops.attend(query, key, value, scale, signed, self.partner, keys, values, length, bias, softmax_scale)
+        stored.grow(1)
+        return out
 
     def _rotation(self, cos: torch.Tensor, sin: torch.Tensor) -> Rotation:
         """This step's rotation: the rotary function applied once to the unit vectors, per row."""
@@ -116,6 +187,12 @@ class LeanDecoder:
         grouped = query.view(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
         out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=bias, scale=attention.scaling)
         return attention.o_proj(out.reshape(rows, self.heads * self.head_dim))
+
+
+def compilable(model: PreTrainedModel, norms: list[nn.Module], head_dim: int) -> bool:
+    """Whether decode.cpp's kernels (float32, CPU, heads of a multiple of 8) can run this model's step."""
+    float32 = model.dtype == torch.float32 and all(norm.weight.dtype == torch.float32 for norm in norms)
+    return model.device.type == "cpu" and float32 and head_dim % 8 == 0
 
 
 @cache

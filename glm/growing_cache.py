@@ -26,16 +26,29 @@ class GrowingLayer(DynamicLayer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        length = self.get_seq_length()
         added = key_states.shape[-2]
-        if not self._has_room(length, added):
-            self._buffers = (
-                _moved(self.keys, key_states, length, added),
-                _moved(self.values, value_states, length, added),
-            )
-        keys, values = self._buffers
+        keys, values, length = self.room(added, key_states, value_states)
         keys[..., length : length + added, :] = key_states
         values[..., length : length + added, :] = value_states
+        return self.grow(added)
+
+    def room(
+        self, added: int, keys_like: torch.Tensor, values_like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Key and value buffers with room for `added` positions after the `length` cached ones,
+        and that length; whoever writes the new positions then calls `grow(added)`."""
+        length = self.get_seq_length()
+        if not self._has_room(length, added):
+            self._buffers = (
+                _moved(self.keys, keys_like, length, added),
+                _moved(self.values, values_like, length, added),
+            )
+        return *self._buffers, length
+
+    def grow(self, added: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Count the `added` positions written after the cached ones; the keys and values now cached."""
+        length = self.get_seq_length()
+        keys, values = self._buffers
         self.keys, self.values = keys[..., : length + added, :], values[..., : length + added, :]
         return self.keys, self.values
 

@@ -8,6 +8,8 @@ from glm.batch import DecodeBatch
 from glm.decoder import LeanDecoder, lean_decoder
 from glm.generation import prefill_chunk
 from glm.growing_cache import new_cache
+from glm.models import load_model
+from tests.conftest import CACHE
 
 
 def batch_of(model, prompts):
@@ -46,12 +48,20 @@ def small_llama() -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+def runners(lean: LeanDecoder) -> dict[str, object]:
+    """The decoder's layer runners: torch's operations, and decode.cpp's where the kernels are built."""
+    return {"torch": lean._torch_layers, "compiled": lean._compiled_layers if lean.ops else None}
+
+
+@pytest.mark.parametrize("runner", ["torch", "compiled"])
 @pytest.mark.parametrize("family", ["glm", "llama"])
 @torch.no_grad()
-def test_lean_steps_match_transformers_forward(tiny, family):
+def test_lean_steps_match_transformers_forward(tiny, family, runner):
     model = tiny.model if family == "glm" else small_llama()
-    lean = lean_decoder(model)
-    assert isinstance(lean, LeanDecoder)
+    lean = LeanDecoder(model)
+    lean.run_layers = runners(lean)[runner]
+    if lean.run_layers is None:
+        pytest.skip("the compiled kernels are not built")
     prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]  # left padding differs per row
     lean_batch, reference_batch = batch_of(model, prompts), batch_of(model, prompts)
     tokens = torch.tensor([3, 4, 5])
@@ -60,3 +70,25 @@ def test_lean_steps_match_transformers_forward(tiny, family):
         reference = step(lambda *inputs: transformers_step(model, *inputs), reference_batch, tokens)
         assert torch.allclose(mine, reference, atol=1e-4) and torch.equal(mine.argmax(-1), reference.argmax(-1))
         tokens = reference.argmax(-1)
+
+
+def test_float32_cpu_models_take_the_compiled_step_where_the_kernels_are_built(tiny):
+    from glm.quant.kernels import decode_ops
+
+    assert (lean_decoder(tiny.model).run_layers.__name__ == "_compiled_layers") == (decode_ops() is not None)
+
+
+@torch.no_grad()
+def test_a_rows_logits_do_not_depend_on_the_batch():
+    """Bit for bit, alone or left-padded beside longer rows, where every part of the step is
+    batch-invariant: packed weights (glm_quant.qlinear) and the compiled step."""
+    model = load_model("tiny", torch.device("cpu"), torch.float32, CACHE, bits=8).model
+    lean = LeanDecoder(model)
+    if lean.ops is None:
+        pytest.skip("the compiled kernels are not built")
+    prompt, others = [5, 9, 14, 3], [[7] * 37, list(range(30, 53))]
+    alone, batched = batch_of(model, [prompt]), batch_of(model, [prompt, *others])
+    for turn in range(10):
+        solo = step(lean, alone, torch.tensor([4 + turn]))
+        together = step(lean, batched, torch.tensor([4 + turn] * len(batched)))
+        assert torch.equal(solo[0], together[0])

@@ -1,4 +1,5 @@
-"""Compile the linear kernels (qlinear.cpp: packed and bf16 weights): `python -m glm.quant.build`.
+"""Compile the CPU kernels (qlinear.cpp: packed and bf16 weights; decode.cpp: a decode step's norms and
+attention): `python -m glm.quant.build`.
 
 Part of `make`'s install step, which must never fail because of it: on a machine that cannot
 build them (no compiler, no ninja, no AVX2) this prints one line saying so and exits 0, and the
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from glm.quant.kernels import BUILD_DIR, CFLAGS, LDFLAGS, MANIFEST, SOURCE, cpu_has_avx2, source_digest
+from glm.quant.kernels import BUILD_DIR, CFLAGS, COMPILED, LDFLAGS, MANIFEST, cpu_has_avx2, source_digest
 
 
 class BuildError(Exception):
@@ -34,7 +35,7 @@ def _find_ninja() -> None:
 
 
 def build(build_dir: Path = BUILD_DIR) -> Path:
-    """Compiles qlinear.cpp into build_dir, loads it into this process, and returns its path."""
+    """Compiles the kernels into build_dir, loads it into this process, and returns its path."""
     if not cpu_has_avx2():
         raise BuildError("this CPU lacks AVX2")
     compiler = os.environ.get("CXX", "c++")
@@ -49,7 +50,7 @@ def build(build_dir: Path = BUILD_DIR) -> Path:
         library = Path(
             load(
                 name="glm_quant",
-                sources=[str(SOURCE)],
+                sources=[str(p) for p in COMPILED],
                 build_directory=str(build_dir),
                 extra_cflags=list(CFLAGS),
                 extra_ldflags=list(LDFLAGS),
@@ -58,7 +59,7 @@ def build(build_dir: Path = BUILD_DIR) -> Path:
             )
         )
     except (RuntimeError, OSError, ImportError) as error:
-        raise BuildError(f"compiling {SOURCE.name} failed: {error}") from error
+        raise BuildError(f"compiling {', '.join(p.name for p in COMPILED)} failed: {error}") from error
     (build_dir / MANIFEST).write_text(json.dumps({"library": library.name, "digest": digest}) + "\n")
     return library
 

@@ -1,6 +1,8 @@
-"""The compiled linear kernels (qlinear.cpp and its headers), when they are built and fit this machine.
+"""The compiled CPU kernels, when they are built and fit this machine: the linear products
+(qlinear.cpp and its headers, torch.ops.glm_quant) and the rest of a float32 decode step
+(decode.cpp, torch.ops.glm_decode).
 
-`python -m glm.quant.build` (run by `make`) compiles qlinear.cpp into build/glm_quant/ and writes
+`python -m glm.quant.build` (run by `make`) compiles them into one library in build/glm_quant/ and writes
 a manifest naming the library and the sources' digest. `load_library` loads it only if that digest
 still matches the sources, so an edited kernel is never run from a stale build; otherwise the ops
 below are None and their callers use torch's matmul instead.
@@ -17,14 +19,15 @@ import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("qlinear.cpp")
-# qlinear.cpp includes the rest.
 SOURCES = tuple(sorted(p for p in Path(__file__).parent.iterdir() if p.suffix in (".cpp", ".h")))
+# The .cpp files include the headers.
+COMPILED = tuple(p for p in SOURCES if p.suffix == ".cpp")
 BUILD_DIR = Path(__file__).resolve().parents[3] / "build" / "glm_quant"
 MANIFEST = "manifest.json"
 # -fopenmp: torch's CPU build runs at::parallel_for through OpenMP pragmas inlined from its headers,
@@ -61,7 +64,7 @@ def unusable_reason(build_dir: Path) -> tuple[str | None, Path]:
     except (OSError, ValueError, KeyError, TypeError):
         return f"it is not built in {build_dir}", build_dir
     if manifest.get("digest") != source_digest():
-        return f"{library} was built from an older {SOURCE.name}", library
+        return f"{library} was built from older sources", library
     if not library.is_file():
         return f"{library} is missing", library
     return None, library
@@ -93,7 +96,7 @@ def load_library(build_dir: Path = BUILD_DIR) -> bool:
             log.info("linear kernels: %s", choose_isa())
             return True
     log.warning(
-        "linear kernels unused: %s; quantized layers and bf16 decode steps on the CPU take torch's "
+        "linear kernels unused: %s; quantized layers and decode steps on the CPU take torch's "
         "slower path (build them with `make` or `python -m glm.quant.build`)",
         reason,
     )
@@ -108,3 +111,8 @@ def qlinear_op(build_dir: Path = BUILD_DIR) -> QLinear | None:
 def bf16_linear_op(build_dir: Path = BUILD_DIR) -> BF16Linear | None:
     """torch.ops.glm_quant.bf16_linear: x [M, K] times a bf16 weight [N, K], or None."""
     return torch.ops.glm_quant.bf16_linear if load_library(build_dir) else None
+
+
+def decode_ops(build_dir: Path = BUILD_DIR) -> Any | None:
+    """torch.ops.glm_decode (rms_norm, add_rms_norm_, attend: decode.cpp), or None."""
+    return torch.ops.glm_decode if load_library(build_dir) else None

@@ -1,0 +1,237 @@
+// glm_decode: the parts of a decode step around its products, for float32 activations on the CPU
+// (glm/decoder.py). Each is one call where torch took many small ones: on the demo model a
+// step's RMSNorms were 305 calls of about 80 us (torch decomposes F.rms_norm into pow, mean,
+// add, rsqrt and mul), and its attention with the rotary embedding 17 operations per layer.
+//
+// Batch invariance: every row is computed on its own, in the same order whatever the batch
+// holds, and a masked (padding) position is skipped rather than weighted by zero, so a row's
+// result is bit-for-bit the one it gets alone.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace {
+
+float sum_lanes(__m256 v) {
+  __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
+}
+
+// Sum of a[i] * b[i] for n a multiple of 8, in a fixed order.
+float dot(const float* a, const float* b, int64_t n) {
+  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+    odd = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), odd);
+  }
+  if (i < n) even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
+  return sum_lanes(_mm256_add_ps(even, odd));
+}
+
+// e^x for 8 lanes (Cephes' expf: a degree-5 polynomial on the reduced argument, within 2 ulp of
+// expf), and exactly 0 below -87 (-inf included), where expf reaches the denormals.
+__m256 exp8(__m256 x) {
+  const __m256 low = _mm256_set1_ps(-87.0f);
+  const __m256 tiny = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, low), _mm256_set1_ps(88.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(exponent)));
+}
+
+void check_float(const char* op, const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, op, ": ", name, " must be a float32 CPU tensor");
+}
+
+// out = x / sqrt(mean(x^2) + eps) * weight, row by row.
+void normalize(const float* x, const float* weight, float eps, int64_t width, float* out) {
+  float squares = 0.0f;
+  for (int64_t i = 0; i < width; ++i) squares += x[i] * x[i];
+  const float inverse = 1.0f / std::sqrt(squares / static_cast<float>(width) + eps);
+  for (int64_t i = 0; i < width; ++i) out[i] = x[i] * inverse * weight[i];
+}
+
+// x [rows, width] contiguous; when `delta` is given, x += delta first (in place): the residual
+// addition that precedes every norm of a pre-norm layer.
+at::Tensor norm_rows(const char* op, const at::Tensor& x, const at::Tensor* delta, const at::Tensor& weight,
+                     double eps) {
+  check_float(op, x, "x");
+  check_float(op, weight, "weight");
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), op, ": x must be contiguous [rows, width]");
+  const int64_t rows = x.size(0), width = x.size(1);
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == width && weight.is_contiguous(), op, ": weight must be [",
+              width, "]");
+  at::Tensor added;
+  if (delta != nullptr) {
+    check_float(op, *delta, "delta");
+    TORCH_CHECK(delta->sizes() == x.sizes(), op, ": delta must be shaped like x");
+    added = delta->contiguous();
+  }
+  at::Tensor out = at::empty_like(x);
+  float* xp = x.data_ptr<float>();
+  const float* dp = delta != nullptr ? added.data_ptr<float>() : nullptr;
+  const float* wp = weight.data_ptr<float>();
+  float* op_ = out.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = xp + r * width;
+    if (dp != nullptr) {
+      for (int64_t i = 0; i < width; ++i) row[i] += dp[r * width + i];
+    }
+    normalize(row, wp, static_cast<float>(eps), width, op_ + r * width);
+  }
+  return out;
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return norm_rows("rms_norm", x, nullptr, weight, eps);
+}
+
+at::Tensor add_rms_norm_(at::Tensor& x, const at::Tensor& delta, const at::Tensor& weight, double eps) {
+  return norm_rows("add_rms_norm_", x, &delta, weight, eps);
+}
+
+// The rotary embedding as glm/decoder.py's Rotation: out[i] = x[i] * scale[i] + x[partner[i]] * signed[i].
+void rotate(const float* x, const float* scale, const float* signed_, const int64_t* partner, int64_t dim,
+            float* out) {
+  for (int64_t i = 0; i < dim; ++i) out[i] = x[i] * scale[i] + x[partner[i]] * signed_[i];
+}
+
+// One query head's attention over `positions` cached positions: softmax(q.K * factor + bias) V.
+// Scores and weights are computed per position, and the sums run over positions in order, so
+// padding before a row's first position (which shifts its positions) changes nothing.
+void attend_head(const float* query, const float* keys, const float* values, const float* bias, int64_t positions,
+                 int64_t dim, float factor, float* scores, float* out) {
+  float highest = -std::numeric_limits<float>::infinity();
+  for (int64_t p = 0; p < positions; ++p) {
+    scores[p] = std::isinf(bias[p]) ? bias[p] : dot(query, keys + p * dim, dim) * factor + bias[p];
+    highest = std::max(highest, scores[p]);
+  }
+  const __m256 shift = _mm256_set1_ps(highest);
+  int64_t p = 0;
+  for (; p + 8 <= positions; p += 8) _mm256_storeu_ps(scores + p, exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), shift)));
+  if (p < positions) {
+    alignas(32) float rest[8];
+    std::fill_n(rest, 8, -std::numeric_limits<float>::infinity());
+    std::copy(scores + p, scores + positions, rest);
+    _mm256_store_ps(rest, exp8(_mm256_sub_ps(_mm256_load_ps(rest), shift)));
+    std::copy_n(rest, positions - p, scores + p);
+  }
+  float total = 0.0f;
+  for (p = 0; p < positions; ++p) total += scores[p];
+  const __m256 inverse = _mm256_set1_ps(1.0f / total);
+  // Eight accumulators of eight lanes: 64 dimensions at a time.
+  for (int64_t d = 0; d < dim; d += 64) {
+    const int64_t vectors = std::min<int64_t>(8, (dim - d) / 8);
+    __m256 acc[8];
+    for (int64_t j = 0; j < vectors; ++j) acc[j] = _mm256_setzero_ps();
+    for (p = 0; p < positions; ++p) {
+      if (scores[p] == 0.0f) continue;
+      const __m256 w = _mm256_set1_ps(scores[p]);
+      const float* value = values + p * dim + d;
+      for (int64_t j = 0; j < vectors; ++j) acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(value + 8 * j), acc[j]);
+    }
+    for (int64_t j = 0; j < vectors; ++j) _mm256_storeu_ps(out + d + 8 * j, _mm256_mul_ps(acc[j], inverse));
+  }
+}
+
+// One decode step's attention for every row: rotates the new queries and keys, writes the new key
+// and value at position `length` of the cache buffers, and attends over positions 0..length.
+// q [rows, heads*dim], k and v [rows, kv_heads*dim], dim a multiple of 8; scale and signed
+// [rows, dim]; partner [dim]; keys and values [rows, kv_heads, capacity, dim] with contiguous
+// positions; bias [rows, length+1], 0 where a position is seen and -inf where it is padding.
+// Returns [rows, heads*dim].
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& scale,
+                  const at::Tensor& signed_, const at::Tensor& partner, at::Tensor& keys, at::Tensor& values,
+                  int64_t length, const at::Tensor& bias, double softmax_scale) {
+  for (const auto& [t, name] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&scale, "scale"}, {&signed_, "signed"},
+                                {&keys, "keys"}, {&values, "values"}, {&bias, "bias"}}) {
+    check_float("attend", *t, name);
+  }
+  TORCH_CHECK(keys.dim() == 4 && keys.sizes() == values.sizes(),
+              "attend: keys and values must be the same [rows, kv_heads, capacity, dim]");
+  const int64_t rows = keys.size(0), kv_heads = keys.size(1), capacity = keys.size(2), dim = keys.size(3);
+  TORCH_CHECK(dim % 8 == 0, "attend: the head size must be a multiple of 8, got ", dim);
+  TORCH_CHECK(keys.stride(3) == 1 && keys.stride(2) == dim && values.stride(3) == 1 && values.stride(2) == dim,
+              "attend: each head's cached positions must be contiguous");
+  TORCH_CHECK(length >= 0 && length < capacity, "attend: no room at position ", length, " of ", capacity);
+  TORCH_CHECK(q.dim() == 2 && q.size(0) == rows && q.size(1) % (kv_heads * dim) == 0 && q.is_contiguous(),
+              "attend: q must be contiguous [rows, heads*dim]");
+  for (const auto* t : {&k, &v}) {
+    TORCH_CHECK(t->dim() == 2 && t->size(0) == rows && t->size(1) == kv_heads * dim && t->is_contiguous(),
+                "attend: k and v must be contiguous [rows, kv_heads*dim]");
+  }
+  for (const auto* t : {&scale, &signed_}) {
+    TORCH_CHECK(t->dim() == 2 && t->size(0) == rows && t->size(1) == dim && t->is_contiguous(),
+                "attend: scale and signed must be contiguous [rows, dim]");
+  }
+  TORCH_CHECK(partner.scalar_type() == at::kLong && partner.dim() == 1 && partner.size(0) == dim &&
+                  partner.is_contiguous(),
+              "attend: partner must be int64 [dim]");
+  TORCH_CHECK(bias.dim() == 2 && bias.size(0) == rows && bias.size(1) == length + 1 && bias.is_contiguous(),
+              "attend: bias must be contiguous [rows, length+1]");
+  const int64_t heads = q.size(1) / dim, group = heads / kv_heads, positions = length + 1;
+  const int64_t* pp = partner.data_ptr<int64_t>();
+  for (int64_t i = 0; i < dim; ++i) TORCH_CHECK(pp[i] >= 0 && pp[i] < dim, "attend: partner out of range");
+
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float *sp = scale.data_ptr<float>(), *gp = signed_.data_ptr<float>(), *bp = bias.data_ptr<float>();
+  float *keys_p = keys.data_ptr<float>(), *values_p = values.data_ptr<float>();
+  const auto cached = [&](float* base, const at::Tensor& t, int64_t r, int64_t h) {
+    return base + r * t.stride(0) + h * t.stride(1);
+  };
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      rotate(kp + (r * kv_heads + h) * dim, sp + r * dim, gp + r * dim, pp, dim,
+             cached(keys_p, keys, r, h) + length * dim);
+      std::copy_n(vp + (r * kv_heads + h) * dim, dim, cached(values_p, values, r, h) + length * dim);
+    }
+  }
+  at::Tensor out = at::empty({rows, heads * dim}, q.options());
+  float* outp = out.data_ptr<float>();
+  const float factor = static_cast<float>(softmax_scale);
+  at::parallel_for(0, rows * heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> query(dim), scores(positions);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t r = task / heads, head = task % heads, h = head / group;
+      rotate(qp + task * dim, sp + r * dim, gp + r * dim, pp, dim, query.data());
+      attend_head(query.data(), cached(keys_p, keys, r, h), cached(values_p, values, r, h), bp + r * positions,
+                  positions, dim, factor, scores.data(), outp + task * dim);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(glm_decode, m) {
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
+  m.def("add_rms_norm_(Tensor(a!) x, Tensor delta, Tensor weight, float eps) -> Tensor");
+  m.def(
+      "attend(Tensor q, Tensor k, Tensor v, Tensor scale, Tensor signed, Tensor partner, Tensor(a!) keys, "
+      "Tensor(b!) values, int length, Tensor bias, float softmax_scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(glm_decode, CPU, m) {
+  m.impl("rms_norm", &rms_norm);
+  m.impl("add_rms_norm_", &add_rms_norm_);
+  m.impl("attend", &attend);
+}
