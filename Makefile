@@ -54,13 +54,14 @@ bench: $(VENV)/.dev-deps
 # llama-server, built from the llama.cpp source vendored in llama-cpp-python's sdist (pip fetches it from
 # the package index, so no git or network beyond it), for this CPU and without curl. Two cores: ten to
 # twenty-five minutes, so this is never part of `make test`. cmake and g++ come from apt where missing.
-# AMX stays off: Debian's GCC 12 drops the stores that fill ggml's tile configuration before
-# ldtilecfg, so its AMX kernels die of SIGILL on their first tile instruction (AVX-512, VNNI and BF16
-# stay on).
-NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_DIR := bench/llama.cpp
+LLAMA_SRC := $(LLAMA_DIR)/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
 LLAMA_SERVER := $(LLAMA_DIR)/build/bin/llama-server
+# GCC 12's _tile_loadconfig tells the compiler that ldtilecfg reads 8 bytes, so it drops the stores that
+# fill the rest of ggml's 64-byte AMX tile configuration, and llama-server dies of SIGILL on its first
+# tile instruction. The patch hands the instruction the whole configuration.
+AMX_CONFIG := $(LLAMA_SRC)/ggml/src/ggml-cpu/amx/mmq.cpp
 bench-peers: $(LLAMA_SERVER)
 $(LLAMA_SERVER): | $(PY)
 	@if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then \
@@ -70,8 +71,9 @@ $(LLAMA_SERVER): | $(PY)
 	rm -rf $(LLAMA_DIR) && mkdir -p $(LLAMA_DIR)
 	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(LLAMA_DIR) llama-cpp-python==$(LLAMA_CPP_PYTHON)
 	tar -xzf $(LLAMA_DIR)/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_DIR)
-	cmake -S $(LLAMA_DIR)/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp -B $(LLAMA_DIR)/build \
-		-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
+	sed -i 's/_tile_loadconfig(&tc);/__asm__ volatile("ldtilecfg %0" :: "m"(tc));/' $(AMX_CONFIG)
+	grep -q 'ldtilecfg %0' $(AMX_CONFIG)
+	cmake -S $(LLAMA_SRC) -B $(LLAMA_DIR)/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
 	cmake --build $(LLAMA_DIR)/build --config Release --target llama-server -j2
 
 lint: $(VENV)/.dev-deps

