@@ -49,6 +49,7 @@ java-deps:
 BENCH_ARGS ?=
 bench: $(VENV)/.dev-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.conversation
 	$(PY) -m bench.quant
 
 # llama-server, built from the llama.cpp source vendored in llama-cpp-python's sdist (pip fetches it from

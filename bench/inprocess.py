@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from glm.device import resolve_dtype
-from glm.engine import Engine, GenerationRequest, TokenEvent
-from glm.models import load_model
+from glm.engine import Engine, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.models import default_quantize, load_model
 from glm.prompt import encode_chat
 from glm.sampling import SamplingParams
 
@@ -26,7 +26,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
     cpu = torch.device("cpu")
-    engine = Engine(lambda: load_model("demo", cpu, resolve_dtype(16, cpu), cache))
+    bits = default_quantize("demo", cpu, cache)  # what the server serves by default
+    engine = Engine(lambda: load_model("demo", cpu, resolve_dtype(bits, cpu), cache, bits=bits))
     engine.start()
     ids = encode_chat(engine.loaded.tokenizer, [{"role": "user", "content": args.prompt}])
     for _ in range(args.repeats + 1):  # the first is a warm-up
@@ -36,7 +37,7 @@ def main() -> None:
         def sink(event, arrivals=arrivals, done=done):
             if isinstance(event, TokenEvent):
                 arrivals.append(time.perf_counter())
-            else:
+            elif isinstance(event, FinishEvent | ErrorEvent):
                 done.set()
 
         sent = time.perf_counter()

@@ -70,8 +70,10 @@ def free_port() -> int:
 
 
 def ours(model: str, *flags: str) -> Server:
+    """Our server; its prompt cache is off unless `flags` say otherwise, as llama-server's is below."""
     port = free_port()
     command = [sys.executable, "chatglm_service_flask.py", "--model", model, "--device", "-1", "--port", str(port)]
+    command += ["--prompt-cache-mb", "0"]
     return Server(
         " ".join(["chatglm-service", Path(model).stem, *flags]),
         [*command, "--embedding-model", "none", *flags],
@@ -81,10 +83,14 @@ def ours(model: str, *flags: str) -> Server:
     )
 
 
-def llama_server(gguf: Path, streams: int, *flags: str) -> Server:
-    """llama.cpp's own server with one slot per stream. Its prompt cache is off: the bench sends one
-    prompt over and over, and reading it again each time is what our server does."""
+def llama_server(
+    gguf: Path, streams: int, *flags: str, cache_prompt: bool = False, context: int = CONTEXT_PER_STREAM
+) -> Server:
+    """llama.cpp's own server with one slot per stream of `context` tokens. Its prompt cache is off
+    unless asked for, as ours is: the bench sends one prompt over and over, and what it measures is
+    reading it."""
     port = free_port()
-    command = [str(LLAMA_SERVER), "-m", str(gguf), "-np", str(streams), "-c", str(streams * CONTEXT_PER_STREAM)]
-    command += ["-t", str(THREADS), "--no-cache-prompt", "--cache-ram", "0", "--port", str(port), *flags]
+    command = [str(LLAMA_SERVER), "-m", str(gguf), "-np", str(streams), "-c", str(streams * context)]
+    command += [] if cache_prompt else ["--no-cache-prompt", "--cache-ram", "0"]
+    command += ["-t", str(THREADS), "--port", str(port), *flags]
     return Server(f"llama-server {gguf.stem} -np {streams}", command, port, "/health")

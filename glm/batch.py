@@ -36,6 +36,12 @@ class DecodeBatch(Generic[Row]):
         self.rows.extend(rows)
         self.positions = torch.cat([self.positions, mask.sum(dim=1)])
 
+    def sequence(self, row: Row) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's keys and values [kv_heads, positions, head_dim] of `row`'s real positions
+        (views into the cache)."""
+        i = next(i for i, r in enumerate(self.rows) if r is row)
+        return kv_batch.row(self.cache, i, int(self.mask[i].sum()))
+
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions [batch] and the attention mask [batch, length + 1] for the next decode step."""
         ones = torch.ones(len(self.rows), 1, dtype=torch.long, device=self.device)

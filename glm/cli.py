@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
 
+def megabytes(text: str) -> int:
+    """A size in MB, as bytes."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value << 20
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatglm_service_flask.py",
@@ -109,6 +117,13 @@ def parser() -> argparse.ArgumentParser:
         "--max-batch",
         type=int,
         help="requests the engine generates for together; more wait for a place (default: the engine's, 32)",
+    )
+    p.add_argument(
+        "--prompt-cache-mb",
+        type=megabytes,
+        help="memory for the KV of prompts and replies already read, reused by prompts that begin with "
+        "the same tokens (the next turn of a conversation, a shared system prompt); least recently used "
+        "first out; 0 turns it off (default: the engine's, 1024)",
     )
     p.add_argument(
         "--max-queue",
@@ -202,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             args.quantize = default_quantize(args.model, device, args.cache_dir)
         dtype = resolve_dtype(args.quantize, device, args.dtype)
         embedder = embedder_for(args.embedding_model, device)
-        config = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
+        given = {"max_batch": args.max_batch, "prompt_cache_bytes": args.prompt_cache_mb}
+        config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
         engine = Engine(
             lambda: load_model(
                 args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize, args.chat_format

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from glm.detokenizer import Detokenizer
-from glm.engine import Engine, EngineEvent, ErrorEvent, GenerationRequest, PromptEvent, TokenEvent
+from glm.engine import CachedPrompt, Engine, EngineEvent, ErrorEvent, GenerationRequest, PromptEvent, TokenEvent
 from glm.errors import EngineFailed, GenerationFailed
 from glm.lifecycle import RequestLife
 from glm.logprobs import Logprobs, TokenLogprob, describe
@@ -38,6 +38,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     index: int = 0
+    cached_tokens: int = 0  # of the prompt's, taken from the prompt cache
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class _Choice:
         self.detokenizer = Detokenizer(self.tokenizer)
         self.stops = StopMatcher(stop)
         self.tokens = 0
+        self.cached = 0
         self.logprobs: list[TokenLogprob] = []  # of the tokens no delta has carried yet
         self.finished = False
 
@@ -75,6 +77,9 @@ class _Choice:
             raise EngineFailed(event.message) if event.fatal else GenerationFailed(event.message)
         if isinstance(event, PromptEvent):
             yield PromptScored(self._describe_prompt(event.logprobs), self.index)
+            return
+        if isinstance(event, CachedPrompt):
+            self.cached = event.tokens
             return
         if isinstance(event, TokenEvent):
             self.tokens += 1
@@ -94,7 +99,7 @@ class _Choice:
             self.logprobs.clear()
         if reason is not None:
             self.finished = True
-            yield Finished(reason, len(self.prompt_ids), self.tokens, self.index)
+            yield Finished(reason, len(self.prompt_ids), self.tokens, self.index, self.cached)
 
     def _describe_prompt(self, logprobs: tuple[Logprobs | None, ...]) -> tuple[TokenLogprob, ...]:
         ids = self.prompt_ids[self.prompt_scored : self.prompt_scored + len(logprobs)]

@@ -14,6 +14,7 @@ kernels: on two cores, the OpenMP workers a second thread leaves spinning after 
 slowed every decode step of the demo model from about 46 ms to 60 ms.
 """
 
+import dataclasses
 import gc
 import logging
 import queue
@@ -29,8 +30,10 @@ from glm import kv_batch
 from glm.batch import DecodeBatch
 from glm.constraint import Grammar, GrammarError, Matcher, constrain
 from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group, score_chunk
+from glm.growing_cache import GrowingLayer
 from glm.logprobs import Logprobs, StepLogprobs
 from glm.models.loaded import LoadedModel
+from glm.prompt_cache import PromptCache, PromptCacheStats
 from glm.sampling import SamplingParams, make_generator, sample_rows
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,9 @@ class EngineConfig:
         return self.prefill_chunk_shared if others_generating else self.prefill_chunk
 
     max_batch: int = 32  # requests decoding together; more wait in the prefill queue
+    # The prompt cache's budget (glm/prompt_cache.py); 0 turns it off. A demo-model token's KV takes
+    # 46 KB in float32, so a GB holds about 22,000 tokens of conversations.
+    prompt_cache_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,14 @@ class PromptEvent:
 
 
 @dataclass(frozen=True)
+class CachedPrompt:
+    """The first `tokens` of the prompt were taken from the prompt cache, not read; sent before any
+    other event of the request, and only when there are some."""
+
+    tokens: int
+
+
+@dataclass(frozen=True)
 class FinishEvent:
     reason: str  # "stop" (a stop token, or the grammar complete) or "length" (max_new_tokens reached)
 
@@ -97,7 +111,7 @@ class ErrorEvent:
     fatal: bool = False  # the engine itself died: no request will be served any more
 
 
-EngineEvent = TokenEvent | PromptEvent | FinishEvent | ErrorEvent
+EngineEvent = TokenEvent | PromptEvent | CachedPrompt | FinishEvent | ErrorEvent
 Sink = Callable[[EngineEvent], None]
 
 
@@ -131,6 +145,7 @@ class _Slot:
     solo: bool = False  # read this prompt on its own (it is scored, or a grouped prefill with it failed)
     last_token: int | None = None
     generated: int = 0
+    output: list[int] = field(default_factory=list)  # every token sampled, in order
 
 
 @dataclass
@@ -154,6 +169,7 @@ class Engine:
         self._load_error: BaseException | None = None
         self._tokens_generated = 0
         self._requests_finished = 0
+        self._prompts = PromptCache(self.config.prompt_cache_bytes)
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._stopping = False
         # Why the engine thread died, once it has: set before the requests it held are failed.
@@ -194,6 +210,10 @@ class Engine:
         queued = self._inbox.qsize() + len(self._prefilling)
         return EngineStats(queued, len(self._batch), self._tokens_generated, self._requests_finished)
 
+    def prompt_cache_stats(self) -> PromptCacheStats:
+        """A snapshot read from another thread, as `stats`."""
+        return dataclasses.replace(self._prompts.stats)
+
     def _release_memory(self) -> dict[str, int]:
         gc.collect()
         if self.loaded.device.type != "cuda":
@@ -208,6 +228,9 @@ class Engine:
         try:
             self.loaded = self._load()
             self._batch = DecodeBatch(self.loaded.device)
+            if not all(type(layer) is GrowingLayer for layer in new_cache(self.loaded.model).layers):
+                log.info("prompt cache off: this model's sliding-window layers keep only their window")
+                self._prompts = PromptCache(0)
         except BaseException as error:  # handed to start(), which raises it in the starting thread
             self._load_error = error
             return
@@ -258,10 +281,34 @@ class Engine:
                     self._run_command(item)
                 else:
                     self._live.add(item)
-                    self._prefilling.append(item)
+                    self._start(item)
                 item = self._inbox.get_nowait()
         except queue.Empty:
             pass
+
+    def _start(self, slot: _Slot) -> None:
+        """Queue a request for prefill, from the longest prefix of its prompt the prompt cache holds
+        (a prompt whose tokens are scored is read whole)."""
+        try:
+            if not slot.solo:
+                cache = new_cache(self.loaded.model)
+                slot.prefilled = self._prompts.reuse(slot.request.prompt_ids, cache)
+                if slot.prefilled:
+                    slot.cache = cache
+                    slot.sink(CachedPrompt(slot.prefilled))
+        except Exception as exc:
+            log.exception("taking a prompt from the cache failed")
+            self._finish(slot, ErrorEvent(f"generation failed: {type(exc).__name__}"))
+            return
+        self._prefilling.append(slot)
+
+    def _remember(self, slot: _Slot, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep in the prompt cache the KV `layers` holds of the request's prompt and the reply so far."""
+        try:
+            ids = slot.request.prompt_ids + slot.output
+            self._prompts.keep(ids[: layers[0][0].shape[1]], layers)
+        except Exception:  # the cache is an optimisation: its failure must not fail requests
+            log.exception("keeping a prompt in the cache failed")
 
     def _run_command(self, command: _Command) -> None:
         try:
@@ -277,6 +324,8 @@ class Engine:
             self._end(slot)
         leaving = [s for s in self._batch.rows if s.handle.cancelled]
         if leaving:
+            for slot in leaving:
+                self._remember(slot, self._batch.sequence(slot))
             self._batch.keep([s for s in self._batch.rows if not s.handle.cancelled])
             for slot in leaving:
                 self._end(slot)
@@ -310,6 +359,8 @@ class Engine:
             pad = self.loaded.tokenizer.pad_token_id or 0
             logits, cache, mask = prefill_group(self.loaded.model, [s.request.prompt_ids for s in group], pad)
             chosen = self._choose(logits, group)
+            for row, slot in enumerate(group):
+                self._remember(slot, kv_batch.row(cache, row, int(mask[row].sum())))
         except Exception:  # one bad prompt fails the pass: read each alone, so only the bad one fails
             log.warning("grouped prefill failed; reading those prompts one by one", exc_info=True)
             for slot in group:
@@ -326,7 +377,11 @@ class Engine:
     def _prefill_step(self, slot: _Slot) -> None:
         """Read the next chunk of one prompt; once it is all read, sample the first token."""
         prompt = slot.request.prompt_ids
-        chunk = prompt[slot.prefilled : slot.prefilled + self.config.chunk(bool(self._batch))]
+        end = slot.prefilled + self.config.chunk(bool(self._batch))
+        # A piece ends where the prompt's cacheable blocks do: a later prompt that reuses them then
+        # reads the rest in the same pass as this one, which in bf16 rounds the same only then.
+        boundary = self._prompts.reusable(len(prompt))
+        chunk = prompt[slot.prefilled : boundary if slot.prefilled < boundary < end else end]
         try:
             slot.cache = slot.cache or new_cache(self.loaded.model)
             last = slot.prefilled + len(chunk) == len(prompt)
@@ -338,6 +393,7 @@ class Engine:
             if logits is None:
                 return
             [event] = self._choose(logits[None], [slot])
+            self._remember(slot, kv_batch.row(slot.cache, 0, len(prompt)))
         except Exception as exc:  # one failing request (bad input, out of memory) must not stop the engine
             log.exception("prefill failed")
             self._prefilling.remove(slot)
@@ -374,7 +430,10 @@ class Engine:
             self._batch.keep([])
             return
         self._batch.advance(mask)
-        self._batch.keep([slot for slot, event in zip(rows, chosen, strict=True) if self._emit(slot, event)])
+        staying = [self._emit(slot, event) for slot, event in zip(rows, chosen, strict=True)]
+        for slot in (slot for slot, stays in zip(rows, staying, strict=True) if not stays):
+            self._remember(slot, self._batch.sequence(slot))
+        self._batch.keep([slot for slot, stays in zip(rows, staying, strict=True) if stays])
 
     @staticmethod
     def _choose(logits: torch.Tensor, slots: list[_Slot]) -> list[TokenEvent]:
@@ -389,6 +448,7 @@ class Engine:
         """Deliver one sampled token; False once the request has finished."""
         token = event.token_id
         slot.generated += 1
+        slot.output.append(token)
         self._tokens_generated += 1
         request = slot.request
         if token in self.loaded.stop_token_ids and not request.ignore_eos:

@@ -58,6 +58,14 @@ def stack(batch: DynamicCache, row: DynamicCache) -> None:
         mine.values = torch.cat([mine.values, theirs.values], dim=0)
 
 
+def row(cache: DynamicCache, i: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Row i's last `n` positions (its real ones, when the row has `n`) in every layer: keys and
+    values [kv_heads, n, head_dim], as views."""
+    for layer in cache.layers:
+        _check(layer)
+    return [(layer.keys[i, :, -n:], layer.values[i, :, -n:]) for layer in cache.layers]
+
+
 def select_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
     for layer in cache.layers:
         _check(layer)

@@ -4,9 +4,15 @@ Each app gets its own registry rather than the library's global one, so that two
 process (the in-process tests) never count into each other.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from glm.prompt_cache import PromptCacheStats
 
 # A tiny model answers in about a millisecond per token, a 9B one on a CPU in about a second.
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -14,9 +20,15 @@ FIRST_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 
 
 class Metrics:
-    def __init__(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        queue_depth: Callable[[], int],
+        in_flight: Callable[[], int],
+        prompt_cache: Callable[[], "PromptCacheStats"],
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(PromptCacheCollector(prompt_cache))
         self.requests = Counter(
             "glm_http_requests",
             "HTTP requests answered, by route, method and status",
@@ -44,3 +56,26 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class PromptCacheCollector(Collector):
+    """The engine's prompt cache counts, read when /metrics is scraped."""
+
+    def __init__(self, read: Callable[[], "PromptCacheStats"]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.read()
+        yield CounterMetricFamily(
+            "glm_prompt_tokens_cached", "Prompt tokens taken from the prompt cache", value=stats.cached_tokens
+        )
+        yield CounterMetricFamily(
+            "glm_prompt_tokens_computed", "Prompt tokens read by the model", value=stats.computed_tokens
+        )
+        yield CounterMetricFamily(
+            "glm_prompt_cache_hits", "Prompts that began with tokens the prompt cache held", value=stats.hits
+        )
+        yield CounterMetricFamily(
+            "glm_prompt_cache_misses", "Prompts the prompt cache held nothing of", value=stats.misses
+        )
+        yield GaugeMetricFamily("glm_prompt_cache_bytes", "Memory the prompt cache holds", value=stats.bytes)

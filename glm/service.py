@@ -36,7 +36,9 @@ class Service:
 
     def __post_init__(self) -> None:
         # The two refer to each other through these callbacks: /metrics reports admission's count.
-        metrics = Metrics(lambda: self.engine.stats().queued, lambda: len(self.admission.lives))
+        metrics = Metrics(
+            lambda: self.engine.stats().queued, lambda: len(self.admission.lives), self.engine.prompt_cache_stats
+        )
         capacity = self.engine.config.max_batch + self.settings.max_queue
         admission = Admission(capacity, self.settings.request_timeout, metrics, self.settings.log_prompts)
         object.__setattr__(self, "metrics", metrics)

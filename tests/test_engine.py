@@ -22,7 +22,7 @@ class Collector:
 
     def __call__(self, event):
         self.events.append(event)
-        if not isinstance(event, TokenEvent):
+        if isinstance(event, FinishEvent | ErrorEvent):
             self.done.set()
 
     def tokens(self):

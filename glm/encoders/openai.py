@@ -17,15 +17,18 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage(finished: Sequence[Finished], per_prompt: int) -> dict[str, int]:
+def usage(finished: Sequence[Finished], per_prompt: int) -> dict[str, Any]:
     """Each prompt's tokens once, though its `per_prompt` choices (numbered together) each read
-    it, and every choice's own tokens."""
-    prompt_tokens = sum(choice.prompt_tokens for choice in finished if choice.index % per_prompt == 0)
+    it, and every choice's own tokens; how many of the prompt tokens the prompt cache held, as
+    the first choice of each prompt found them."""
+    firsts = [choice for choice in finished if choice.index % per_prompt == 0]
+    prompt_tokens = sum(choice.prompt_tokens for choice in firsts)
     completion_tokens = sum(choice.completion_tokens for choice in finished)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": sum(choice.cached_tokens for choice in firsts)},
     }
 
 

@@ -1,0 +1,122 @@
+"""The prompt cache: the KV of token-id prefixes the engine has computed, for later prompts that
+begin with the same ids (automatic prefix caching).
+
+Every ChatGLM and OpenAI client sends the whole conversation again each turn, and agents the same
+system prompt and tools on every call; without this, each of those is read again from the start.
+
+A sequence is cut into blocks of BLOCK token ids, and only whole blocks are kept, as vLLM does. A
+block is known by its ids and the block before it, compared exactly (no hash that two prefixes
+could share), so the blocks form a tree whose paths are prefixes: conversations with one system
+prompt share its blocks. A prompt reuses the longest path of kept blocks that begins it. Only the
+KV of an identical id prefix is ever reused, so nothing a user did not send reaches them.
+
+The blocks live within a byte budget and are evicted least recently used first. A path is always
+marked used from its end back to its start, so a block is never more recently used than the block
+before it: the least recently used block is one that nothing continues, and evicting it leaves
+every kept block reachable. The engine thread owns the cache; `stats` may be read from any thread.
+"""
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+BLOCK = 16  # token ids
+
+LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys and values [kv_heads, positions, head_dim]
+
+
+@dataclass(eq=False)
+class _Block:
+    key: tuple[int, tuple[int, ...]]  # (the serial of the block before it, 0 at the start; its ids)
+    serial: int
+    kv: torch.Tensor  # [layers, 2, kv_heads, BLOCK, head_dim]
+
+    @property
+    def bytes(self) -> int:
+        return self.kv.numel() * self.kv.element_size()
+
+
+@dataclass
+class PromptCacheStats:
+    bytes: int = 0  # held by the kept blocks
+    hits: int = 0  # prompts that began with kept blocks
+    misses: int = 0  # prompts that did not
+    cached_tokens: int = 0  # prompt tokens taken from the cache
+    computed_tokens: int = 0  # prompt tokens read by the model
+
+
+class PromptCache:
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self._blocks: OrderedDict[tuple[int, tuple[int, ...]], _Block] = OrderedDict()  # least recent first
+        self._serials = itertools.count(1)
+        self.stats = PromptCacheStats()
+
+    def reusable(self, length: int) -> int:
+        """How many tokens of a prompt of `length` a later one could take from the cache: its whole
+        blocks but for the last token (0 with the cache off)."""
+        return (length - 1) // BLOCK * BLOCK if self.budget else 0
+
+    def reuse(self, prompt: list[int], cache: DynamicCache) -> int:
+        """Write the KV of the longest kept prefix of `prompt` into the empty `cache`; how many of
+        its tokens that covers. The prompt's last token is always left to read, since its logits
+        choose the first token of the reply."""
+        path = self._path(prompt[: self.reusable(len(prompt))])
+        reused = len(path) * BLOCK
+        self.stats.hits += bool(path)
+        self.stats.misses += not path
+        self.stats.cached_tokens += reused
+        self.stats.computed_tokens += len(prompt) - reused
+        if path:
+            self._touch(path)
+            for index, layer in enumerate(cache.layers):
+                keys = torch.cat([block.kv[index, 0] for block in path], dim=1)[None]
+                values = torch.cat([block.kv[index, 1] for block in path], dim=1)[None]
+                layer.update(keys, values)
+        return reused
+
+    def keep(self, ids: list[int], layers: list[LayerKV]) -> None:
+        """Keep the whole blocks of `ids`, whose KV `layers` holds (each layer's keys and values for
+        at least those positions), as far as the budget allows."""
+        if self.budget == 0:
+            return
+        path, parent = [], 0
+        for start in range(0, len(ids) - BLOCK + 1, BLOCK):
+            key = (parent, tuple(ids[start : start + BLOCK]))
+            block = self._blocks.get(key)
+            if block is None:
+                block = self._add(key, layers, start)
+            path.append(block)
+            parent = block.serial
+        self._touch(path)
+        self._evict()
+
+    def _path(self, ids: list[int]) -> list[_Block]:
+        path, parent = [], 0
+        for start in range(0, len(ids) - BLOCK + 1, BLOCK):
+            block = self._blocks.get((parent, tuple(ids[start : start + BLOCK])))
+            if block is None:
+                break
+            path.append(block)
+            parent = block.serial
+        return path
+
+    def _add(self, key: tuple[int, tuple[int, ...]], layers: list[LayerKV], start: int) -> _Block:
+        span = slice(start, start + BLOCK)
+        kv = torch.stack([torch.stack([keys[:, span], values[:, span]]) for keys, values in layers])
+        block = _Block(key, next(self._serials), kv)
+        self._blocks[key] = block
+        self.stats.bytes += block.bytes
+        return block
+
+    def _touch(self, path: list[_Block]) -> None:
+        for block in reversed(path):
+            self._blocks.move_to_end(block.key)
+
+    def _evict(self) -> None:
+        while self.stats.bytes > self.budget:
+            _, block = self._blocks.popitem(last=False)
+            self.stats.bytes -= block.bytes
