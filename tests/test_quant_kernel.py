@@ -140,6 +140,12 @@ def test_a_row_gets_the_same_bits_whatever_shares_the_call(qlinear, isa, fmt):
     assert all(torch.equal(run(qlinear, x[i : i + 1], p), together[i : i + 1]) for i in range(17))
 
 
+@pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
+def test_the_compiled_widening_is_bit_for_bit_formats_dequantize(built, fmt):
+    p = random_packed(fmt, 37, 96, torch.Generator().manual_seed(7))
+    assert torch.equal(kernels.dequantize_op()(int(fmt), p.qs, p.d, p.aux), dequantize(p))
+
+
 def test_strided_x_is_copied(qlinear):
     generator = torch.Generator().manual_seed(3)
     p = random_packed(Format.Q5_0, 11, 64, generator)

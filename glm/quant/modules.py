@@ -2,8 +2,8 @@
 
 On the CPU a product goes to the fused dequantize-and-multiply kernel when it is built
 (glm/quant/kernels/); a product with many rows (a prompt being read), or any product on a GPU
-or without the kernel, widens the weight for that one call and uses torch's matmul, so only one
-layer is ever held in float.
+or without the kernel, widens the weight for that one call (on the CPU with the compiled
+widening, where it is built) and uses torch's matmul, so only one layer is ever held in float.
 """
 
 from collections.abc import Callable
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glm.quant import kernels
 from glm.quant.formats import Packed, dequantize
 
 # Above this many rows the product is compute-bound and a float GEMM beats the fused kernel.
@@ -41,7 +42,15 @@ def matmul(x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None) -> torc
     if kernel is not None and x.device.type == "cpu" and x.shape[0] <= KERNEL_MAX_ROWS:
         out = kernel(x.float().contiguous(), int(weight.format), weight.qs, weight.d, weight.aux)
         return out.to(x.dtype)
-    return F.linear(x, dequantize(weight.packed).to(x.dtype))
+    return F.linear(x, widened(weight.packed).to(x.dtype))
+
+
+def widened(packed: Packed) -> torch.Tensor:
+    """The float32 weight, widened by the compiled kernel on the CPU where it is built."""
+    widen = kernels.dequantize_op() if packed.qs.device.type == "cpu" else None
+    if widen is None:
+        return dequantize(packed)
+    return widen(int(packed.format), packed.qs, packed.d, packed.aux)
 
 
 class QuantLinear(nn.Module):

@@ -1,6 +1,6 @@
 """The compiled CPU kernels, when they are built and fit this machine: the linear products
-(qlinear.cpp and its headers, torch.ops.glm_quant) and the rest of a float32 decode step
-(decode.cpp, torch.ops.glm_decode).
+(qlinear.cpp and its headers) and the widening of packed weights (dequantize.cpp), in
+torch.ops.glm_quant, and the rest of a float32 decode step (decode.cpp, torch.ops.glm_decode).
 
 `python -m glm.quant.build` (run by `make`) compiles them into one library in build/glm_quant/ and writes
 a manifest naming the library and the sources' digest. `load_library` loads it only if that digest
@@ -42,6 +42,7 @@ AVX2_CAPABLE = ("AVX2", "AVX512")
 
 QLinear = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BF16Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Dequantize = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def source_digest() -> str:
@@ -111,6 +112,12 @@ def qlinear_op(build_dir: Path = BUILD_DIR) -> QLinear | None:
 def bf16_linear_op(build_dir: Path = BUILD_DIR) -> BF16Linear | None:
     """torch.ops.glm_quant.bf16_linear: x [M, K] times a bf16 weight [N, K], or None."""
     return torch.ops.glm_quant.bf16_linear if load_library(build_dir) else None
+
+
+def dequantize_op(build_dir: Path = BUILD_DIR) -> Dequantize | None:
+    """torch.ops.glm_quant.dequantize: a packed weight widened to float32 [N, K] on the CPU, bit for
+    bit formats.dequantize, or None."""
+    return torch.ops.glm_quant.dequantize if load_library(build_dir) else None
 
 
 def decode_ops(build_dir: Path = BUILD_DIR) -> Any | None:
