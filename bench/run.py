@@ -313,7 +313,9 @@ def main() -> None:
         results.append((model, versus_llama(model, few_many, args.repeats, args.max_tokens)))
 
     print("chatglm-service on demo", flush=True)
-    mine = measure("chatglm-service (bf16)", [(ours("demo"), args.clients)], args.repeats, args.max_tokens)
+    mine = measure(
+        "chatglm-service (its default --quantize)", [(ours("demo"), args.clients)], args.repeats, args.max_tokens
+    )
     rows, peers = [mine], []
     print("engine in-process", flush=True)
     in_process = in_process_rate(args.max_tokens)
@@ -340,7 +342,8 @@ def main() -> None:
         "## Against llama-server",
         "",
         "llama.cpp's own server (`make bench-peers`) runs as one process per stream count with `-np` equal to it "
-        "and its prompt cache off (ours has none); ours at each `--quantize`. Both read the same GGUF file "
+        "and its prompt cache off, as ours is (`bench.conversation` measures both caches); ours at each "
+        "`--quantize`. Both read the same GGUF file "
         "and the same chat template.",
         "",
         *versus_table(results, streams),
