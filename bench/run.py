@@ -212,6 +212,8 @@ def table(rows: list[Row], clients: list[int]) -> list[str]:
 
 
 def ratios(mine: Row, peers: list[Row], clients: list[int]) -> list[str]:
+    if not peers:
+        return ["- The naive baseline was not measured (`--skip-naive`)."]
     lines = [
         "| ours vs | clients | tok/s per stream | tok/s total | TTFT p50 (lower is better) |",
         "|---|---|---|---|---|",

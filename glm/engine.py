@@ -196,8 +196,8 @@ class Engine:
         return handle
 
     def clear_memory(self, reply: Callable[[object], None]) -> None:
-        """Collect garbage and return cached accelerator memory to the driver, between two steps;
-        `reply` gets what stays allocated (empty on the CPU)."""
+        """Empty the prompt cache, collect garbage and return cached accelerator memory to the
+        driver, between two steps; `reply` gets what stays allocated (empty on the CPU)."""
         self._post(_Command(self._release_memory, reply))
 
     def _post(self, item: "_Slot | _Command") -> None:
@@ -215,6 +215,7 @@ class Engine:
         return dataclasses.replace(self._prompts.stats)
 
     def _release_memory(self) -> dict[str, int]:
+        self._prompts.clear()
         gc.collect()
         if self.loaded.device.type != "cuda":
             return {}

@@ -72,10 +72,12 @@ class PromptCache:
         self.stats.computed_tokens += len(prompt) - reused
         if path:
             self._touch(path)
-            for index, layer in enumerate(cache.layers):
-                keys = torch.cat([block.kv[index, 0] for block in path], dim=1)[None]
-                values = torch.cat([block.kv[index, 1] for block in path], dim=1)[None]
-                layer.update(keys, values)
+            # [blocks, layers, 2, kv_heads, BLOCK, head_dim] -> [layers, 2, kv_heads, positions, head_dim]:
+            # two whole copies, where a concatenation per layer took thousands of small operations.
+            stacked = torch.stack([block.kv for block in path]).permute(1, 2, 3, 0, 4, 5)
+            merged = stacked.reshape(*stacked.shape[:3], reused, stacked.shape[-1])
+            for (keys, values), layer in zip(merged, cache.layers, strict=True):
+                layer.update(keys[None], values[None])
         return reused
 
     def keep(self, ids: list[int], layers: list[LayerKV]) -> None:
@@ -83,16 +85,24 @@ class PromptCache:
         at least those positions), as far as the budget allows."""
         if self.budget == 0:
             return
-        path, parent = [], 0
-        for start in range(0, len(ids) - BLOCK + 1, BLOCK):
-            key = (parent, tuple(ids[start : start + BLOCK]))
-            block = self._blocks.get(key)
-            if block is None:
-                block = self._add(key, layers, start)
-            path.append(block)
-            parent = block.serial
+        path = self._path(ids)
+        parent = path[-1].serial if path else 0
+        start, end = len(path) * BLOCK, len(ids) // BLOCK * BLOCK
+        if end > start:
+            # The new blocks follow the kept ones (a block's key holds its parent's serial, so none
+            # after a new one can be kept yet): their KV is gathered in one copy, then cut.
+            span = torch.stack([torch.stack([keys[:, start:end], values[:, start:end]]) for keys, values in layers])
+            for offset in range(0, end - start, BLOCK):
+                key = (parent, tuple(ids[start + offset : start + offset + BLOCK]))
+                block = self._add(key, span[..., offset : offset + BLOCK, :].clone())
+                path.append(block)
+                parent = block.serial
         self._touch(path)
         self._evict()
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self.stats.bytes = 0
 
     def _path(self, ids: list[int]) -> list[_Block]:
         path, parent = [], 0
@@ -104,9 +114,7 @@ class PromptCache:
             parent = block.serial
         return path
 
-    def _add(self, key: tuple[int, tuple[int, ...]], layers: list[LayerKV], start: int) -> _Block:
-        span = slice(start, start + BLOCK)
-        kv = torch.stack([torch.stack([keys[:, span], values[:, span]]) for keys, values in layers])
+    def _add(self, key: tuple[int, tuple[int, ...]], kv: torch.Tensor) -> _Block:
         block = _Block(key, next(self._serials), kv)
         self._blocks[key] = block
         self.stats.bytes += block.bytes

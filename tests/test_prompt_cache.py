@@ -162,6 +162,21 @@ def test_usage_reports_cached_tokens_and_metrics_count_them(cache_server):
     assert "glm_prompt_cache_bytes" in metrics
 
 
+def test_clear_empties_the_prompt_cache(cache_server):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "remember me " * 20}], "max_tokens": 2}
+    requests.post(cache_server.base_url + "/v1/chat/completions", json=body, timeout=60).raise_for_status()
+    assert cache_bytes(cache_server) > 0
+    requests.get(cache_server.base_url + "/clear", timeout=30).raise_for_status()
+    assert cache_bytes(cache_server) == 0
+    again = requests.post(cache_server.base_url + "/v1/chat/completions", json=body, timeout=60).json()
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+def cache_bytes(server) -> float:
+    metrics = requests.get(server.base_url + "/metrics", timeout=10).text
+    return float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("glm_prompt_cache_bytes ")))
+
+
 def test_a_zero_budget_turns_the_cache_off():
     server = next(own_tiny_server("prompt-cache-off", "--prompt-cache-mb", "0"))
     try:
