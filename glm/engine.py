@@ -9,6 +9,10 @@ generating. A request joins the decode batch as soon as its prompt is in the cac
 the moment it finishes or is cancelled; a long prompt is read a chunk per turn, so it slows the
 others' streams down without stopping them.
 
+A request starts from the longest prefix of its prompt that the prompt cache (glm/prompt_cache.py)
+holds. What a request's prompt and reply put in the KV cache goes there when its prompt is read and
+again when it leaves the batch.
+
 The engine thread also loads the model, so that no other thread ever runs torch's parallel CPU
 kernels: on two cores, the OpenMP workers a second thread leaves spinning after its own torch work
 slowed every decode step of the demo model from about 46 ms to 60 ms.
