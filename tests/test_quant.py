@@ -21,7 +21,7 @@ from glm.models.gguf import cache_key, gguf_weights
 from glm.models.weights import Weights
 from glm.quant.formats import Format, dequantize, quantize
 from glm.quant.gguf_blocks import KEPT, take_over
-from glm.quant.gguf_load import cached_layout, read_raw, reorder, row_order
+from glm.quant.gguf_load import cached_layout, read_raw, reorder, row_order, weight_names
 from glm.quant.load import load_folder, weight_bytes
 from glm.quant.modules import KERNEL_MAX_ROWS, QuantEmbedding, QuantLinear
 from tests.conftest import CACHE, own_tiny_server
@@ -81,6 +81,24 @@ def test_a_q4_1_gguf_is_served_as_stored_at_8_bits_too():
     got = model.model.layers[0].mlp.down_proj.weight_packed.packed
     assert got.format == Format.Q4_1
     assert all(torch.equal(a, b) for a, b in zip(got.arrays(), want.arrays(), strict=True))
+
+
+def test_gguf_names_are_transformers_and_read_back_from_their_cache(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import get_gguf_hf_weights_map
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    model, processor, cache = (
+        LlamaForCausalLM(config),
+        LlamaTensorProcessor(config=config.to_dict()),
+        tmp_path / "n.json",
+    )
+    names = weight_names(model, processor, cache)
+    assert names == get_gguf_hf_weights_map(model, processor) and "blk.1.ffn_down.weight" in names
+    cache.write_text('{"blk.0.attn_q.weight": "somewhere"}')
+    assert weight_names(model, processor, cache) == {"blk.0.attn_q.weight": "somewhere"}
 
 
 def float_twin(packed_model: nn.Module, float_model: nn.Module) -> nn.Module:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 from transformers import AutoConfig, PreTrainedModel
@@ -63,13 +64,27 @@ def cached_layout(path: Path, cache_file: Path) -> tuple[dict, str, list[TensorE
         ]
         return saved["config"], saved["architecture"], entries
     config, architecture, entries = read_layout(path)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_file.with_name(cache_file.name + ".partial")
-    partial.write_text(
-        json.dumps({"config": config, "architecture": architecture, "tensors": [asdict(e) for e in entries]})
-    )
-    partial.rename(cache_file)
+    write_json(cache_file, {"config": config, "architecture": architecture, "tensors": [asdict(e) for e in entries]})
     return config, architecture, entries
+
+
+def weight_names(model: PreTrainedModel, processor: TensorProcessor, cache_file: Path) -> dict[str, str]:
+    """Each GGUF tensor name's parameter name in `model`. transformers' get_gguf_hf_weights_map
+    rebuilds gguf's name table for every module it visits (8.5 of the 19 s a later start of the
+    demo model took), so the map is cached, per transformers version, as it may change with it."""
+    if cache_file.is_file():
+        return json.loads(cache_file.read_text())
+    names = get_gguf_hf_weights_map(model, processor)
+    write_json(cache_file, names)
+    return names
+
+
+def write_json(file: Path, value: object) -> None:
+    """Whole or not at all: a start that is killed midway leaves no half-written cache."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_name(file.name + ".partial")
+    partial.write_text(json.dumps(value))
+    partial.rename(file)
 
 
 def read_raw(path: Path, entry: TensorEntry, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -117,7 +132,8 @@ def load_gguf_packed(path: Path, bits: int, dtype: torch.dtype, layout_cache: Pa
     config, architecture, entries = cached_layout(path, layout_cache)
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config)
     target = PackedModel(empty_model(AutoConfig.for_model(**config), dtype), bits, dtype)
-    names = get_gguf_hf_weights_map(target.model, processor)
+    names_file = layout_cache.with_name(f"{layout_cache.stem}-names-transformers-{transformers.__version__}.json")
+    names = weight_names(target.model, processor, names_file)
     for entry in entries:
         name = names.get(entry.name)
         if name is None:
