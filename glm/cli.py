@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glm.auth import ENV_VAR, load_keys
-from glm.device import DTYPES, QUANTIZE_CHOICES, StartupError, resolve_device, resolve_dtype
+from glm.device import DTYPES, QUANTIZE_CHOICES, StartupError, grouped_attention, resolve_device, resolve_dtype
 from glm.server import ConnectionLimits
 from glm.service import Settings
 
@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         device = resolve_device(args.device)
+        grouped_attention(device)
         if args.quantize is None:
             args.quantize = default_quantize(args.model, device, args.cache_dir)
         dtype = resolve_dtype(args.quantize, device, args.dtype)

@@ -1,5 +1,7 @@
 """Choosing the torch device and weight dtype from the command line, with clear start-up errors."""
 
+import os
+
 import torch
 
 QUANTIZE_CHOICES = (16, 8, 4)
@@ -25,6 +27,16 @@ def resolve_device(index: int | None) -> torch.device:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def grouped_attention(device: torch.device) -> None:
+    """On the CPU, transformers' SDPA attention is given the grouped key/value heads as stored
+    (torch's enable_gqa). By default it repeats them for every query head whenever it has a mask,
+    which reading a prompt after cached tokens always has: a copy of the whole cache per layer.
+    Reading 250 tokens after 1,750 cached ones on demo took 7-10% less time, with the same logits.
+    Not on CUDA, where a mask with enable_gqa falls back to torch's slowest kernel."""
+    if device.type == "cpu":
+        os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
 
 
 def resolve_dtype(quantize: int, device: torch.device, dtype: str = "auto") -> torch.dtype:
