@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from glm.device import resolve_dtype
-from glm.engine import Engine, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine import Engine
+from glm.engine_api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
 from glm.models import default_quantize, load_model
 from glm.prompt import encode_chat
 from glm.sampling import SamplingParams

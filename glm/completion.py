@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from glm.detokenizer import Detokenizer
-from glm.engine import CachedPrompt, Engine, EngineEvent, ErrorEvent, GenerationRequest, PromptEvent, TokenEvent
+from glm.engine_api import (
+    CachedPrompt,
+    EngineEvent,
+    ErrorEvent,
+    GenerationEngine,
+    GenerationRequest,
+    PromptEvent,
+    TokenEvent,
+)
 from glm.errors import EngineFailed, GenerationFailed
 from glm.lifecycle import RequestLife
 from glm.logprobs import Logprobs, TokenLogprob, describe
@@ -60,7 +68,7 @@ Piece = TextDelta | PromptScored | Finished | Idle
 class _Choice:
     """One choice's text as its engine events arrive."""
 
-    def __init__(self, index: int, request: GenerationRequest, engine: Engine, stop: list[str]) -> None:
+    def __init__(self, index: int, request: GenerationRequest, engine: GenerationEngine, stop: list[str]) -> None:
         self.index = index
         self.prompt_ids = request.prompt_ids
         self.prompt_scored = 0
@@ -108,7 +116,7 @@ class _Choice:
 
 
 def stream_choices(
-    engine: Engine, requests: list[GenerationRequest], stop: list[str], life: RequestLife, idle_after: float
+    engine: GenerationEngine, requests: list[GenerationRequest], stop: list[str], life: RequestLife, idle_after: float
 ) -> Iterator[Piece]:
     """The pieces of every choice (`requests[i]` is choice i) as the engine makes them, interleaved,
     within the bounds the life sets (deadline, interruptions, client); each choice ends with its
@@ -137,7 +145,7 @@ def stream_choices(
 
 
 def stream_completion(
-    engine: Engine, request: GenerationRequest, stop: list[str], life: RequestLife, idle_after: float
+    engine: GenerationEngine, request: GenerationRequest, stop: list[str], life: RequestLife, idle_after: float
 ) -> Iterator[Piece]:
     """The request's pieces, within the bounds its life sets (deadline, interruptions, client)."""
     return stream_choices(engine, [request], stop, life, idle_after)
@@ -154,7 +162,7 @@ class Whole:
 
 
 def complete_choices(
-    engine: Engine, requests: list[GenerationRequest], stop: list[str], life: RequestLife
+    engine: GenerationEngine, requests: list[GenerationRequest], stop: list[str], life: RequestLife
 ) -> list[Whole]:
     """Every choice's whole reply, in choice order, for the non-streaming routes."""
     parts: list[list[TextDelta]] = [[] for _ in requests]
@@ -178,6 +186,6 @@ def complete_choices(
     ]
 
 
-def complete(engine: Engine, request: GenerationRequest, stop: list[str], life: RequestLife) -> Whole:
+def complete(engine: GenerationEngine, request: GenerationRequest, stop: list[str], life: RequestLife) -> Whole:
     """The whole reply at once, for the non-streaming routes."""
     return complete_choices(engine, [request], stop, life)[0]

@@ -32,13 +32,26 @@ from transformers import DynamicCache
 
 from glm import kv_batch
 from glm.batch import DecodeBatch
-from glm.constraint import Grammar, GrammarError, Matcher, constrain
+from glm.constraint import GrammarError, Matcher, constrain
+from glm.engine_api import (
+    CachedPrompt,
+    EngineEvent,
+    EngineStats,
+    ErrorEvent,
+    FinishEvent,
+    GenerationRequest,
+    PromptCacheStats,
+    PromptEvent,
+    RequestHandle,
+    Sink,
+    TokenEvent,
+)
 from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group, score_chunk
 from glm.growing_cache import GrowingLayer
-from glm.logprobs import Logprobs, StepLogprobs
+from glm.logprobs import StepLogprobs
 from glm.models.loaded import LoadedModel
-from glm.prompt_cache import PromptCache, PromptCacheStats
-from glm.sampling import SamplingParams, make_generator, sample_rows
+from glm.prompt_cache import PromptCache
+from glm.sampling import make_generator, sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -67,74 +80,11 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class GenerationRequest:
-    prompt_ids: list[int]
-    max_new_tokens: int
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    # Keep generating through end-of-sequence tokens (benchmarks and long-stream tests).
-    ignore_eos: bool = False
-    # The reply must follow this grammar (structured output); it finishes once the grammar is complete.
-    grammar: Grammar | None = None
-    # Report each token's log-probability and this many likeliest alternatives (None: nothing).
-    logprobs: int | None = None
-    # The same for the prompt's own tokens, each given those before it; the prompt is then read
-    # on its own, with logits at every position.
-    prompt_logprobs: int | None = None
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    token_id: int
-    logprobs: Logprobs | None = None  # when the request asks for them
-
-
-@dataclass(frozen=True)
-class PromptEvent:
-    """The log-probabilities of the next piece of the prompt's tokens, in order, before any token
-    is generated; the first token's is None (nothing comes before it)."""
-
-    logprobs: tuple[Logprobs | None, ...]
-
-
-@dataclass(frozen=True)
-class CachedPrompt:
-    """The first `tokens` of the prompt were taken from the prompt cache, not read; sent before any
-    other event of the request, and only when there are some."""
-
-    tokens: int
-
-
-@dataclass(frozen=True)
-class FinishEvent:
-    reason: str  # "stop" (a stop token, or the grammar complete) or "length" (max_new_tokens reached)
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    message: str
-    fatal: bool = False  # the engine itself died: no request will be served any more
-
-
-EngineEvent = TokenEvent | PromptEvent | CachedPrompt | FinishEvent | ErrorEvent
-Sink = Callable[[EngineEvent], None]
-
-
-@dataclass(frozen=True)
 class _Command:
     """Work on the engine's own thread between steps, so it never races a forward pass."""
 
     run: Callable[[], object]
     reply: Callable[[object], None]
-
-
-class RequestHandle:
-    """What the caller keeps of a submitted request: the means to cancel it."""
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 @dataclass(eq=False)
@@ -150,14 +100,6 @@ class _Slot:
     last_token: int | None = None
     generated: int = 0
     output: list[int] = field(default_factory=list)  # every token sampled, in order
-
-
-@dataclass
-class EngineStats:
-    queued: int = 0  # submitted, prompt not yet fully read
-    active: int = 0  # generating
-    tokens_generated: int = 0
-    requests_finished: int = 0
 
 
 class Engine:
@@ -208,6 +150,10 @@ class Engine:
         self._inbox.put(item)
         if self.failure is not None:  # the thread may have died before it could take this one
             self._fail_waiting()
+
+    @property
+    def max_batch(self) -> int:
+        return self.config.max_batch
 
     def stats(self) -> EngineStats:
         """A snapshot read from another thread: the counts may be a step out of date."""

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from glm.engine_api import PromptCacheStats
+
 BLOCK = 16  # token ids
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys and values [kv_heads, positions, head_dim]
@@ -37,15 +39,6 @@ class _Block:
     @property
     def bytes(self) -> int:
         return self.kv.numel() * self.kv.element_size()
-
-
-@dataclass
-class PromptCacheStats:
-    bytes: int = 0  # held by the kept blocks
-    hits: int = 0  # prompts that began with kept blocks
-    misses: int = 0  # prompts that did not
-    cached_tokens: int = 0  # prompt tokens taken from the cache
-    computed_tokens: int = 0  # prompt tokens read by the model
 
 
 class PromptCache:

@@ -33,7 +33,7 @@ from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
 from glm.connection import ConnectionHandler, raw_response
-from glm.engine import Engine
+from glm.engine_api import GenerationEngine
 from glm.errors import EngineFailed, ShuttingDown, TooManyConnections
 from glm.lifecycle import Admission
 
@@ -139,7 +139,7 @@ def drain(admission: Admission, grace: float) -> None:
             gevent.sleep(0.05)
 
 
-def watch(engine: Engine, stopping: Event) -> None:
+def watch(engine: GenerationEngine, stopping: Event) -> None:
     while engine.failure is None:
         gevent.sleep(WATCH_SECONDS)
     stopping.set()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from glm.embeddings import Embedder
-from glm.engine import Engine
+from glm.engine_api import GenerationEngine
 from glm.lifecycle import Admission
 from glm.metrics import Metrics
 from glm.models.loaded import LoadedModel
@@ -25,7 +25,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Service:
-    engine: Engine
+    engine: GenerationEngine
     settings: Settings
     embedder: Embedder | None = None
     metrics: Metrics = field(init=False)
@@ -39,7 +39,7 @@ class Service:
         metrics = Metrics(
             lambda: self.engine.stats().queued, lambda: len(self.admission.lives), self.engine.prompt_cache_stats
         )
-        capacity = self.engine.config.max_batch + self.settings.max_queue
+        capacity = self.engine.max_batch + self.settings.max_queue
         admission = Admission(capacity, self.settings.request_timeout, metrics, self.settings.log_prompts)
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "admission", admission)

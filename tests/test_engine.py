@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from glm.engine import Engine, EngineConfig, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine import Engine, EngineConfig
+from glm.engine_api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
 from glm.prompt import encode_chat
 from glm.sampling import SamplingParams
 

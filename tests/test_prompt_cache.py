@@ -8,7 +8,8 @@ import torch
 from openai import OpenAI
 from transformers import DynamicCache
 
-from glm.engine import CachedPrompt, Engine, EngineConfig, GenerationRequest
+from glm.engine import Engine, EngineConfig
+from glm.engine_api import CachedPrompt, GenerationRequest
 from glm.growing_cache import GrowingLayer
 from glm.prompt import encode_chat
 from glm.prompt_cache import BLOCK, PromptCache

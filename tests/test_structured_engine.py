@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from glm.constraint import json_grammar
-from glm.engine import Engine, ErrorEvent, FinishEvent, GenerationRequest
+from glm.engine import Engine
+from glm.engine_api import ErrorEvent, FinishEvent, GenerationRequest
 from glm.sampling import SamplingParams
 from tests.bounded_schemas import longest, schemas
 from tests.test_engine import GREEDY, Collector, prompt

@@ -10,7 +10,7 @@ from flask import g, request
 
 from glm import connection
 from glm.constraint import Grammar, GrammarError, json_grammar
-from glm.engine import GenerationRequest
+from glm.engine_api import GenerationRequest
 from glm.errors import ApiError
 from glm.lifecycle import RequestLife
 from glm.prompt import reply_budget

@@ -20,7 +20,7 @@ from glm import sse
 from glm.choices import choices
 from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
 from glm.encoders import completions as encode
-from glm.engine import GenerationRequest
+from glm.engine_api import GenerationRequest
 from glm.prompt import encode_raw, reply_budget
 from glm.sampling import SamplingParams
 from glm.schemas.completions import DEFAULT_MAX_TOKENS, CompletionRequest

@@ -7,7 +7,7 @@ from typing import Any
 from glm import sse
 from glm.completion import Finished, Idle, TextDelta, complete, stream_completion
 from glm.encoders import legacy as encode
-from glm.engine import GenerationRequest
+from glm.engine_api import GenerationRequest
 from glm.errors import ApiError
 from glm.sampling import SamplingParams
 from glm.schemas.legacy import LegacyChatRequest

@@ -15,7 +15,7 @@ from glm import sse
 from glm.choices import choices
 from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
 from glm.encoders import openai as encode
-from glm.engine import GenerationRequest
+from glm.engine_api import GenerationRequest
 from glm.errors import ApiError
 from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
