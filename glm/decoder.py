@@ -102,7 +102,8 @@ class LeanDecoder:
             Block(layer.self_attn, layer.mlp, layer.post_attention_layernorm, after)
             for layer, after in zip(layers, afters, strict=True)
         ]
-        norms = [layers[0].input_layernorm, *(norm for b in self.blocks for norm in (b.middle, b.after))]
+        self.first_norm = layers[0].input_layernorm
+        norms = [self.first_norm, *(norm for b in self.blocks for norm in (b.middle, b.after))]
         self.ops = decode_ops() if compilable(model, norms, self.head_dim) else None
         self.run_layers = self._torch_layers if self.ops is None else self._compiled_layers
 
@@ -136,9 +137,8 @@ class LeanDecoder:
         this step's own tensor, so the residual stream is added into it in place."""
         ops, rows = self.ops, x.shape[0]
         scale, signed = rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1)
-        first = self.model.model.layers[0].input_layernorm
         x = x.contiguous()
-        normed = ops.rms_norm(x, first.weight, first.variance_epsilon)
+        normed = ops.rms_norm(x, self.first_norm.weight, self.first_norm.variance_epsilon)
         for block, stored in zip(self.blocks, cache.layers, strict=True):
             attention = block.attention
             query, key, value = attention.q_proj(normed), attention.k_proj(normed), attention.v_proj(normed)

@@ -97,8 +97,6 @@ class _Slot:
     cache: DynamicCache | None = None  # the request's own cache while its prompt is read
     prefilled: int = 0  # prompt tokens already in the cache
     solo: bool = False  # read this prompt on its own (it is scored, or a grouped prefill with it failed)
-    last_token: int | None = None
-    generated: int = 0
     output: list[int] = field(default_factory=list)  # every token sampled, in order
 
 
@@ -242,11 +240,10 @@ class Engine:
         (a prompt whose tokens are scored is read whole)."""
         try:
             if not slot.solo:
-                cache = new_cache(self.loaded.model)
-                slot.prefilled = self._prompts.reuse(slot.request.prompt_ids, cache)
-                if slot.prefilled:
-                    slot.cache = cache
-                    slot.sink(CachedPrompt(slot.prefilled))
+                slot.cache = self._prompts.reuse(slot.request.prompt_ids, lambda: new_cache(self.loaded.model))
+            if slot.cache is not None:
+                slot.prefilled = slot.cache.get_seq_length()
+                slot.sink(CachedPrompt(slot.prefilled))
         except Exception as exc:
             log.exception("taking a prompt from the cache failed")
             self._finish(slot, ErrorEvent(f"generation failed: {type(exc).__name__}"))
@@ -369,7 +366,7 @@ class Engine:
 
     def _decode_step(self) -> None:
         rows = self._batch.rows
-        tokens = torch.tensor([slot.last_token for slot in rows], device=self.loaded.device)
+        tokens = torch.tensor([slot.output[-1] for slot in rows], device=self.loaded.device)
         positions, mask = self._batch.step_inputs()
         try:
             logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
@@ -398,7 +395,6 @@ class Engine:
     def _emit(self, slot: _Slot, event: TokenEvent) -> bool:
         """Deliver one sampled token; False once the request has finished."""
         token = event.token_id
-        slot.generated += 1
         slot.output.append(token)
         self._tokens_generated += 1
         request = slot.request
@@ -410,12 +406,11 @@ class Engine:
         except GrammarError as error:
             self._finish(slot, ErrorEvent(f"constrained generation failed: {error}"))
             return False
-        slot.last_token = token
         slot.sink(event)
         if complete:
             self._finish(slot, FinishEvent("stop"))
             return False
-        if slot.generated >= request.max_new_tokens:
+        if len(slot.output) >= request.max_new_tokens:
             self._finish(slot, FinishEvent("length"))
             return False
         return True

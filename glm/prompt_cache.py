@@ -18,6 +18,7 @@ every kept block reachable. The engine thread owns the cache; `stats` may be rea
 
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,25 +54,27 @@ class PromptCache:
         blocks but for the last token (0 with the cache off)."""
         return (length - 1) // BLOCK * BLOCK if self.budget else 0
 
-    def reuse(self, prompt: list[int], cache: DynamicCache) -> int:
-        """Write the KV of the longest kept prefix of `prompt` into the empty `cache`; how many of
-        its tokens that covers. The prompt's last token is always left to read, since its logits
-        choose the first token of the reply."""
+    def reuse(self, prompt: list[int], empty: Callable[[], DynamicCache]) -> DynamicCache | None:
+        """A cache (from `empty`) holding the KV of the longest kept prefix of `prompt`, or None
+        when none is kept. The prompt's last token is always left to read, since its logits choose
+        the first token of the reply."""
         path = self._path(prompt[: self.reusable(len(prompt))])
         reused = len(path) * BLOCK
         self.stats.hits += bool(path)
         self.stats.misses += not path
         self.stats.cached_tokens += reused
         self.stats.computed_tokens += len(prompt) - reused
-        if path:
-            self._touch(path)
-            # [blocks, layers, 2, kv_heads, BLOCK, head_dim] -> [layers, 2, kv_heads, positions, head_dim]:
-            # two whole copies, where a concatenation per layer took thousands of small operations.
-            stacked = torch.stack([block.kv for block in path]).permute(1, 2, 3, 0, 4, 5)
-            merged = stacked.reshape(*stacked.shape[:3], reused, stacked.shape[-1])
-            for (keys, values), layer in zip(merged, cache.layers, strict=True):
-                layer.update(keys[None], values[None])
-        return reused
+        if not path:
+            return None
+        self._touch(path)
+        # [blocks, layers, 2, kv_heads, BLOCK, head_dim] -> [layers, 2, kv_heads, positions, head_dim]:
+        # two whole copies, where a concatenation per layer took thousands of small operations.
+        stacked = torch.stack([block.kv for block in path]).permute(1, 2, 3, 0, 4, 5)
+        merged = stacked.reshape(*stacked.shape[:3], reused, stacked.shape[-1])
+        cache = empty()
+        for (keys, values), layer in zip(merged, cache.layers, strict=True):
+            layer.update(keys[None], values[None])
+        return cache
 
     def keep(self, ids: list[int], layers: list[LayerKV]) -> None:
         """Keep the whole blocks of `ids`, whose KV `layers` holds (each layer's keys and values for

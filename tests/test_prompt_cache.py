@@ -112,10 +112,15 @@ def block_bytes() -> int:
     return 2 * 2 * 2 * BLOCK * 8 * 4  # layers, keys and values, kv_heads, positions, head_dim, float32
 
 
-def reused_into(store: PromptCache, ids: list[int]) -> tuple[int, list[GrowingLayer]]:
+def two_layers() -> DynamicCache:
     cache = DynamicCache()
     cache.layers = [GrowingLayer(), GrowingLayer()]
-    return store.reuse(ids, cache), cache.layers
+    return cache
+
+
+def reused_into(store: PromptCache, ids: list[int]) -> tuple[int, list[GrowingLayer]]:
+    cache = store.reuse(ids, two_layers)
+    return (0, []) if cache is None else (cache.get_seq_length(), cache.layers)
 
 
 def test_reuse_writes_the_kept_kv_of_whole_blocks_and_leaves_the_last_token():

@@ -14,8 +14,7 @@
 
 namespace {
 
-constexpr int64_t kGroup = 32;
-enum Format : int64_t { kQ8_0 = 0, kQ4_1 = 1, kQ5_0 = 2 };
+#include "formats.h"
 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")

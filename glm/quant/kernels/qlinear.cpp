@@ -29,7 +29,8 @@
 
 namespace {
 
-constexpr int64_t kGroup = 32;
+#include "formats.h"
+
 constexpr int kMaxRows = 8;  // rows of x per pass
 
 // Weights stream from memory once per call, and with several rows of x the loops below consume them
@@ -39,10 +40,6 @@ constexpr int kMaxRows = 8;  // rows of x per pass
 // the same row of a tile at least that far on (tiles.h).
 constexpr int64_t kAheadBytes = 2048;
 inline void fetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
-
-// kBF16 is not a block format: a plain bf16 W, reached only through bf16_linear, read in "blocks"
-// of 32 consecutive weights so that it shares the loops of the block formats.
-enum Format : int64_t { kQ8_0 = 0, kQ4_1 = 1, kQ5_0 = 2, kBF16 = 3 };
 
 // Where a weight's arrays lie: row() is weight row n's part of them, bytes() where block g's
 // quants start. Rows are contiguous, so bytes(g + n * groups) is block g of the row n rows on.
