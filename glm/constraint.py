@@ -80,9 +80,10 @@ def literal(text: str) -> str:
 class Grammar:
     """A grammar compiled for one tokenizer: shared by every request that uses it, never advanced itself."""
 
-    def __init__(self, pristine: llguidance.LLMatcher, words: int) -> None:
+    def __init__(self, pristine: llguidance.LLMatcher, words: int, source: str) -> None:
         self._pristine = pristine
         self.words = words  # int32 words of one allowed-token bitmask
+        self.source = source  # what it was compiled from, for an engine that compiles its own (vLLM)
 
     def matcher(self) -> "Matcher":
         """A fresh place at the grammar's start, for one request (a copy, in microseconds)."""
@@ -163,7 +164,7 @@ class Grammars:
         pristine = llguidance.LLMatcher(self._tokenizer, source, log_level=0, limits=LIMITS)
         if pristine.is_error():
             raise GrammarError(first_line(pristine.get_error()))
-        return Grammar(pristine, (self._tokenizer.vocab_size + 31) // 32)
+        return Grammar(pristine, (self._tokenizer.vocab_size + 31) // 32, source)
 
 
 def first_line(error: str) -> str:

@@ -35,6 +35,10 @@ def test_help_lists_every_flag():
         (["--model", "/no/such/model"], "never downloaded"),
         (["--model", "THUDM/chatglm3-6b"], "never downloaded"),
         (["--chat-format", "chatglm3"], "only an original ChatGLM folder"),
+        (["--tensor-parallel-size", "2"], "--tensor-parallel-size: only with --engine vllm"),
+        (["--engine", "vllm"], "--engine vllm needs vLLM, which is not installed"),
+        (["--engine", "vllm", "--quantize", "4"], "vLLM quantizes no weights to 4 bits as they load on the CPU"),
+        (["--engine", "vllm", "--prompt-cache-mb", "64"], "only 0, which turns its prefix caching off"),
     ],
 )
 def test_impossible_settings_fail_at_start(args, message):

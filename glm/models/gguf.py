@@ -75,11 +75,16 @@ def gguf_weights(path: Path, cache_dir: Path, weights: Weights) -> PreTrainedMod
     """At 16 bits, from the cached de-quantized folder; at 8 and 4, straight from the file's blocks."""
     if weights.packed:
         return load_gguf_packed(path, weights.bits, weights.dtype, layout_file(path, cache_dir))
+    return weights.load_folder(dequantized_folder(path, cache_dir))
+
+
+def dequantized_folder(path: Path, cache_dir: Path) -> Path:
+    """The file as a plain Hugging Face folder, converted on the first start."""
     target = cache_dir / "gguf" / cache_key(path)
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         convert(path, target)
-    return weights.load_folder(target)
+    return target
 
 
 def load_gguf(path: Path, cache_dir: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

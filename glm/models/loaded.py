@@ -73,11 +73,23 @@ def prepare(
     tool_format: ToolFormat | None = None,
     about: str | None = None,
 ) -> LoadedModel:
-    """Move the model onto its device (and dtype) for inference and derive what the engine needs.
+    """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
+    return describe(name, weights.place(model, device), tokenizer, device, prompt_encoder, tool_format, about)
+
+
+def describe(
+    name: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
+    prompt_encoder: PromptEncoder | None = None,
+    tool_format: ToolFormat | None = None,
+    about: str | None = None,
+) -> LoadedModel:
+    """What the engine and the routes need of a model as it is placed.
 
     A model prompted through its chat template has the tool format the template shows; one with a
     prompt encoder of its own brings its `tool_format` along."""
-    model = weights.place(model, device)
     stops = stop_token_ids(model, tokenizer)
     return LoadedModel(
         name=name,

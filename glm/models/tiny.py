@@ -45,19 +45,32 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast) -> GlmForCausalLM:
+SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+}
+# vLLM's CPU attention takes no head smaller than 64.
+VLLM_SHAPE = {
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+}
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, shape: dict[str, int] = SHAPE) -> GlmForCausalLM:
     """Random weights drawn from a fixed seed: the same model on every machine and every run."""
     config = GlmConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
         max_position_embeddings=CONTEXT_LENGTH,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)),
+        **shape,
     )
     model = GlmForCausalLM(config)
     generator = torch.Generator().manual_seed(SEED)

