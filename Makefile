@@ -29,7 +29,7 @@ $(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.run-deps
 run: $(VENV)/.run-deps
 	$(PY) chatglm_service_flask.py $(ARGS)
 
-test: $(VENV)/.dev-deps java-deps /usr/bin/chromium
+test: $(VENV)/.dev-deps java-deps /usr/bin/chromium /usr/sbin/nginx
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -65,8 +65,8 @@ java-deps:
 
 # Speed and memory live here, not in the tests: our server against llama.cpp's own `llama-server -np N`
 # (built by `make bench-peers`) on the default model and Gemma 3 270M, at 1 and 8 streaming clients,
-# plus our own figures at 1, 4 and 8. Prints a table and writes bench/RESULTS.md; then what --quantize
-# 8 and 4 cost and save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
+# plus our own figures at 1, 4 and 8, and vLLM's CPU engine where .venv-vllm exists. Prints a table and
+# writes bench/RESULTS.md; then what --quantize 8 and 4 cost and save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
 BENCH_ARGS ?=
 bench: $(VENV)/.dev-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
@@ -119,3 +119,11 @@ clean:
 
 vendor:
 	scripts/vendor-js.sh
+
+# The replicas test runs deploy/nginx.conf on loopback. A policy-rc.d for the install's length keeps
+# the package from starting a system nginx on port 80.
+/usr/sbin/nginx:
+	apt-get update -q
+	test -e /usr/sbin/policy-rc.d || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && touch /tmp/glm-policy-rc; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 nginx-light
+	if [ -e /tmp/glm-policy-rc ]; then rm -f /usr/sbin/policy-rc.d /tmp/glm-policy-rc; fi

@@ -15,7 +15,8 @@ import time
 from datetime import date
 
 from bench.load import StreamTiming, one_stream
-from bench.run import OUT, bench_models, machine
+from bench.rows import OUT
+from bench.run import bench_models, machine
 from bench.servers import LLAMA_SERVER, ROOT, Server, llama_server, ours
 
 RESULTS = ROOT / "bench" / "CONVERSATION.md"

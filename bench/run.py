@@ -10,40 +10,29 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from functools import partial
 from pathlib import Path
 
 import requests
 import torch
 
+from bench import engines, structured
 from bench import steps as bench_steps
-from bench import structured
 from bench.figures import Figures
-from bench.load import StreamTiming, one_stream, run_streams
-from bench.quiet import LIMIT, PATIENCE_S, quietly
+from bench.load import StreamTiming, one_stream
+from bench.quiet import LIMIT, PATIENCE_S
+from bench.rows import OUT, PROMPT, Row, body, measure, ratio, ratios, table
 from bench.servers import LLAMA_SERVER, ROOT, THREADS, Server, llama_server, ours
 from glm.cli import DEFAULT_CACHE
 from glm.models import load_model
 
-OUT = ROOT / "test-output" / "bench"
-PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 QUANTIZE = ("16", "8", "4")
-
-
-@dataclass
-class Row:
-    name: str
-    by_clients: dict[int, Figures] = field(default_factory=dict)
-    peak_rss_mb: dict[int, float] = field(default_factory=dict)  # while serving up to that many streams
-    others_share: dict[int, float] = field(default_factory=dict)  # the most CPU other work took in a kept run
 
 
 @dataclass(frozen=True)
@@ -72,32 +61,6 @@ def bench_models() -> list[BenchModel]:
             ("--chat-template-file", str(gemma_template)),
         ),
     ]
-
-
-def body(max_tokens: int) -> dict:
-    """Greedy, and through end-of-sequence tokens, so that every reply is max_tokens long."""
-    messages = [{"role": "user", "content": PROMPT}]
-    return {"model": "bench", "messages": messages, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
-
-
-def measure(name: str, servers: list[tuple[Server, list[int]]], repeats: int, max_tokens: int) -> Row:
-    """Each server in turn, driven by each of its stream counts; their figures make one row."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    row = Row(name)
-    for server, clients in servers:
-        server.start(OUT / f"{re.sub(r'[^A-Za-z0-9.]+', '-', server.name)}.log")
-        try:
-            run_streams(server.base_url, body(4), 1)  # warm-up: lazy loads, first-call allocations
-            for n in clients:
-                streams = partial(run_streams, server.base_url, body(max_tokens), n)
-                runs = [quietly(streams, server.proc.pid) for _ in range(repeats)]
-                row.by_clients[n] = Figures.median_of([Figures.of(*timings) for timings, _ in runs])
-                row.peak_rss_mb[n] = server.peak_rss_mb()
-                row.others_share[n] = max(share for _, share in runs)
-                print(f"  {name} x{n}: {row.by_clients[n]}", flush=True)
-        finally:
-            server.stop()
-    return row
 
 
 def versus_llama(model: BenchModel, clients: list[int], repeats: int, max_tokens: int) -> list[Row]:
@@ -190,45 +153,6 @@ def long_prompt_gaps(server: Server, prompt_tokens: int) -> tuple[int, float, fl
         server.stop()
 
 
-def ratio(ours: float, theirs: float) -> str:
-    return f"{ours / theirs:.2f}x" if theirs else "n/a"
-
-
-def table(rows: list[Row], clients: list[int]) -> list[str]:
-    lines = [
-        "| server | clients | TTFT p50 / p95 (ms) | inter-token p50 (ms) | tok/s per stream | tok/s total "
-        "| peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        for n in clients:
-            f = row.by_clients.get(n)
-            if f:
-                lines.append(
-                    f"| {row.name} | {n} | {f.ttft_p50_ms:.0f} / {f.ttft_p95_ms:.0f} | {f.itl_p50_ms:.1f} | "
-                    f"{f.stream_tps:.1f} | {f.total_tps:.1f} | {row.peak_rss_mb[n]:.0f} |"
-                )
-    return lines
-
-
-def ratios(mine: Row, peers: list[Row], clients: list[int]) -> list[str]:
-    if not peers:
-        return ["- The naive baseline was not measured (`--skip-naive`)."]
-    lines = [
-        "| ours vs | clients | tok/s per stream | tok/s total | TTFT p50 (lower is better) |",
-        "|---|---|---|---|---|",
-    ]
-    for peer in peers:
-        for n in clients:
-            ours_n, theirs = mine.by_clients.get(n), peer.by_clients.get(n)
-            if ours_n and theirs:
-                lines.append(
-                    f"| {peer.name} | {n} | {ratio(ours_n.stream_tps, theirs.stream_tps)} | "
-                    f"{ratio(ours_n.total_tps, theirs.total_tps)} | {ratio(ours_n.ttft_p50_ms, theirs.ttft_p50_ms)} |"
-                )
-    return lines
-
-
 def headline(row: Row, streams: int) -> list[float]:
     """What the targets are set on: one stream's tokens/s and all `streams`' total, then time to first
     token and peak memory at one stream and at `streams`."""
@@ -314,6 +238,16 @@ def main() -> None:
         print(model.name, flush=True)
         results.append((model, versus_llama(model, few_many, args.repeats, args.max_tokens)))
 
+    if engines.VLLM_PYTHON.exists():
+        print("against vLLM's CPU engine", flush=True)
+        against_vllm = engines.report(engines.cpu_rows(few_many, args.repeats, args.max_tokens), few_many, "CPU")
+    else:
+        against_vllm = [
+            "## Against vLLM's engine",
+            "",
+            "- vLLM is not installed (`make test-vllm` builds `.venv-vllm`): left out.",
+        ]
+
     print("chatglm-service on demo", flush=True)
     mine = measure(
         "chatglm-service (its default --quantize)", [(ours("demo"), args.clients)], args.repeats, args.max_tokens
@@ -357,6 +291,7 @@ def main() -> None:
         *([] if LLAMA_SERVER.exists() else ["- llama-server is not built (run `make bench-peers`): left out."]),
         *[line for model, rows in results for line in ["", f"### {model.name}", "", *table(rows, few_many)]],
         "",
+        *against_vllm,
         "## Our server on `demo`",
         "",
         *table(rows, args.clients),

@@ -69,17 +69,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ours(model: str, *flags: str) -> Server:
-    """Our server; its prompt cache is off unless `flags` say otherwise, as llama-server's is below."""
+def ours(model: str, *flags: str, python: str = sys.executable, device: str = "-1", **env: str) -> Server:
+    """Our server; its prompt cache is off unless `flags` say otherwise, as llama-server's is below.
+    `python` is the environment it runs in (vLLM's has its own)."""
     port = free_port()
-    command = [sys.executable, "chatglm_service_flask.py", "--model", model, "--device", "-1", "--port", str(port)]
+    command = [python, "chatglm_service_flask.py", "--model", model, "--device", device, "--port", str(port)]
     command += ["--prompt-cache-mb", "0"]
     return Server(
         " ".join(["chatglm-service", Path(model).stem, *flags]),
         [*command, "--embedding-model", "none", *flags],
         port,
         "/health",
-        env={"OMP_NUM_THREADS": str(THREADS)},
+        env={"OMP_NUM_THREADS": str(THREADS), **env},
     )
 
 

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from bench.load import StreamTiming, one_stream
-from bench.servers import Server
+from bench.rows import OUT
+from bench.servers import Server, ours
 from glm.cli import DEFAULT_CACHE
 from glm.constraint import Grammars, json_grammar
 from glm.models import demo_gguf
@@ -120,9 +121,6 @@ def report(vocabulary: int, built: float, compile_ms: float, rates: dict[str, fl
 
 
 def main() -> None:
-    from bench.run import OUT
-    from bench.servers import ours
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)

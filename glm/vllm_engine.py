@@ -15,6 +15,7 @@ vLLM is imported only here, only when this engine starts: the default install ha
 """
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import threading
@@ -97,7 +98,7 @@ class VllmEngine:
         self._describe = describe
         self.options = options
         self.loaded: LoadedModel
-        self.failure: str | None = None
+        self._failure: str | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm", daemon=True)
         self._llm: Any = None
@@ -105,6 +106,13 @@ class VllmEngine:
         # Written on the loop's thread only; read from others as a snapshot.
         self._stats = EngineStats()
         self._prompt_stats = PromptCacheStats()
+
+    @property
+    def failure(self) -> str | None:
+        """Why vLLM's engine died, once it has, whether or not a request was running then."""
+        if self._failure is None and self._llm is not None and self._llm.errored:
+            self._failure = f"vLLM's engine died: {self._llm.dead_error}"
+        return self._failure
 
     @property
     def max_batch(self) -> int:
@@ -120,6 +128,8 @@ class VllmEngine:
         except Exception as error:
             self._close_loop()
             raise StartupError(f"vLLM could not serve {folder}: {type(error).__name__}: {error}") from error
+        # vLLM's own limit (--max-model-len, or what its KV memory holds) bounds prompt and reply.
+        self.loaded = dataclasses.replace(self.loaded, context_length=self._llm.model_config.max_model_len)
         log.info("vLLM %s serves %s", vllm.__version__, folder)
 
     async def _create(self, vllm: Any, folder: Path) -> Any:
@@ -199,10 +209,9 @@ class VllmEngine:
                 self._tokens(request, output.outputs[0], sink)
         except asyncio.CancelledError:  # the client left: vLLM's generate aborts the request itself
             raise
-        except EngineDeadError as error:
-            self.failure = self.failure or f"vLLM's engine died: {error}"
+        except EngineDeadError:
             log.critical("%s", self.failure)
-            sink(ErrorEvent(self.failure, fatal=True))
+            sink(ErrorEvent(str(self.failure), fatal=True))
         except Exception as error:  # one request's failure (vLLM refused it, or it failed inside)
             log.warning("vLLM request failed", exc_info=True)
             sink(ErrorEvent(f"generation failed: {type(error).__name__}: {error}"))
