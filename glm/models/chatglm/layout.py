@@ -118,4 +118,6 @@ def glm_config(family: Family, config: dict) -> GlmConfig:
         rope_parameters=rope_parameters(family, config),
         pad_token_id=config.get("pad_token_id", 0),
         eos_token_id=eos,
+        # Named, so that loaders that read the folder's config.json alone (vLLM) know it generates.
+        architectures=["GlmForCausalLM"],
     )
