@@ -65,12 +65,14 @@ java-deps:
 
 # Speed and memory live here, not in the tests: our server against llama.cpp's own `llama-server -np N`
 # (built by `make bench-peers`) on the default model and Gemma 3 270M, at 1 and 8 streaming clients,
-# plus our own figures at 1, 4 and 8, and vLLM's CPU engine where .venv-vllm exists. Prints a table and
-# writes bench/RESULTS.md; then what --quantize 8 and 4 cost and save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
+# plus our own figures at 1, 4 and 8. Prints a table and writes bench/RESULTS.md; then ours against
+# vLLM's CPU engine where .venv-vllm exists (bench/ENGINES.md); then what --quantize 8 and 4 cost and
+# save (bench/QUANT.md). BENCH_ARGS="--repeats 1" is quicker.
 BENCH_ARGS ?=
 bench: $(VENV)/.dev-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.conversation
+	$(PY) -m bench.engines
 	$(PY) -m bench.quant
 
 # llama-server, built from the llama.cpp source vendored in llama-cpp-python's sdist (pip fetches it from

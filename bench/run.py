@@ -22,8 +22,8 @@ from pathlib import Path
 import requests
 import torch
 
-from bench import engines, structured
 from bench import steps as bench_steps
+from bench import structured
 from bench.figures import Figures
 from bench.load import StreamTiming, one_stream
 from bench.quiet import LIMIT, PATIENCE_S
@@ -238,16 +238,6 @@ def main() -> None:
         print(model.name, flush=True)
         results.append((model, versus_llama(model, few_many, args.repeats, args.max_tokens)))
 
-    if engines.VLLM_PYTHON.exists():
-        print("against vLLM's CPU engine", flush=True)
-        against_vllm = engines.report(engines.cpu_rows(few_many, args.repeats, args.max_tokens), few_many, "CPU")
-    else:
-        against_vllm = [
-            "## Against vLLM's engine",
-            "",
-            "- vLLM is not installed (`make test-vllm` builds `.venv-vllm`): left out.",
-        ]
-
     print("chatglm-service on demo", flush=True)
     mine = measure(
         "chatglm-service (its default --quantize)", [(ours("demo"), args.clients)], args.repeats, args.max_tokens
@@ -291,7 +281,6 @@ def main() -> None:
         *([] if LLAMA_SERVER.exists() else ["- llama-server is not built (run `make bench-peers`): left out."]),
         *[line for model, rows in results for line in ["", f"### {model.name}", "", *table(rows, few_many)]],
         "",
-        *against_vllm,
         "## Our server on `demo`",
         "",
         *table(rows, args.clients),

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from bench.quiet import family
+
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA_SERVER = ROOT / "bench" / "llama.cpp" / "build" / "bin" / "llama-server"  # built by `make bench-peers`
 THREADS = 2  # every server computes on this many threads, whatever the machine has
@@ -49,9 +51,10 @@ class Server:
         raise TimeoutError(f"{self.name} did not start in {timeout}s; see {log}")
 
     def peak_rss_mb(self) -> float:
-        """The process's peak resident memory (VmHWM) so far."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
+        """The peak resident memory (VmHWM) so far of the server and the processes it started (vLLM
+        computes in its own), added up."""
+        statuses = [Path(f"/proc/{pid}/status").read_text() for pid in family(self.proc.pid)]
+        return sum(int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) for status in statuses) / 1024
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

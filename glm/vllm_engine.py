@@ -15,6 +15,7 @@ vLLM is imported only here, only when this engine starts: the default install ha
 """
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import itertools
 import logging
@@ -84,13 +85,13 @@ def import_vllm() -> Any:
 class _Handle(RequestHandle):
     """Cancelling also ends the request's task, which aborts it inside vLLM."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: concurrent.futures.Future) -> None:
         super().__init__()
-        self.task: Any = None  # the concurrent future of the request's coroutine
+        self._task = task
 
     def cancel(self) -> None:
         super().cancel()
-        self.task.cancel()
+        self._task.cancel()
 
 
 class VllmEngine:
@@ -165,12 +166,10 @@ class VllmEngine:
 
     def submit(self, request: GenerationRequest, sink: Sink) -> RequestHandle:
         """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
-        handle = _Handle()
         if self.failure is not None:
             sink(ErrorEvent(self.failure, fatal=True))
-            return handle
-        handle.task = asyncio.run_coroutine_threadsafe(self._generate(request, sink), self._loop)
-        return handle
+            return RequestHandle()
+        return _Handle(asyncio.run_coroutine_threadsafe(self._generate(request, sink), self._loop))
 
     def clear_memory(self, reply: Callable[[object], None]) -> None:
         """Empty vLLM's prefix cache; its KV memory is allocated once, at start, and stays."""

@@ -10,7 +10,7 @@ import requests
 
 from tests import sse_client
 from tests.http_helpers import LONG_STREAM, TIMEOUT, health, openai_client, post
-from tests.test_streaming import open_stream, wait_until
+from tests.test_streaming import leaving_stops_generation, open_stream, wait_until
 from tests.tool_references import QUESTION, TOOLS
 
 PROMPTS = ["hello", "写一首关于秋天的诗", "What is 2+2? Explain step by step."]
@@ -58,14 +58,7 @@ def test_a_stream_says_what_the_whole_reply_says(server):
 
 
 def test_a_client_that_leaves_stops_its_generation(server):
-    before = health(server)["engine"]["tokens_generated"]
-    response, events = open_stream(server)
-    for _ in range(10):
-        next(events)
-    response.close()
-    assert wait_until(lambda: health(server)["engine"]["active"] == 0), "generation went on"
-    assert health(server)["engine"]["tokens_generated"] - before < 2000
-    assert post(server, "/chat", {"query": "next", "max_tokens": 3}).status_code == 200
+    leaving_stops_generation(server)
 
 
 def test_a_full_server_refuses_at_once_with_429(server):
@@ -128,6 +121,17 @@ def test_log_probabilities_agree_between_engines(servers):
     for ours, theirs in zip(torch_steps, vllm_steps, strict=True):
         assert [t.token for t in theirs.top_logprobs] == [t.token for t in ours.top_logprobs]
         assert theirs.logprob == pytest.approx(ours.logprob, abs=1e-3)
+
+
+def test_an_echoed_prompt_is_scored_alike_on_both_engines(servers):
+    def scored(server):
+        body = {"model": "any", "prompt": PROMPTS[2], "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 2}
+        return openai_client(server).completions.create(**body).choices[0].logprobs
+
+    ours, theirs = (scored(s) for s in servers.values())
+    assert theirs.tokens == ours.tokens and theirs.token_logprobs[0] is None
+    assert theirs.token_logprobs[1:] == pytest.approx(ours.token_logprobs[1:], abs=1e-3)
+    assert [list(t) for t in theirs.top_logprobs[1:]] == [list(t) for t in ours.top_logprobs[1:]]
 
 
 def test_a_repeated_long_prompt_reports_cached_tokens(server):
