@@ -231,8 +231,8 @@ VLLM_ONLY = (
 )
 
 
-def build_engine(args: argparse.Namespace, device: "torch.device") -> "GenerationEngine":
-    """The engine `--engine` names, with its flags; sets args.quantize and args.dtype to what it runs."""
+def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
+    """The engine `--engine` names, with its flags, and what it runs, for the start-up log."""
     if args.engine == "vllm":
         return vllm_engine(args, device)
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
@@ -242,21 +242,18 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> "Generatio
     from glm.models import default_quantize, load_model
 
     grouped_attention(device)
-    if args.quantize is None:
-        args.quantize = default_quantize(args.model, device, args.cache_dir)
-    dtype = resolve_dtype(args.quantize, device, args.dtype)
-    args.dtype = str(dtype).removeprefix("torch.")
+    bits = default_quantize(args.model, device, args.cache_dir) if args.quantize is None else args.quantize
+    dtype = resolve_dtype(bits, device, args.dtype)
     given = {"max_batch": args.max_batch, "prompt_cache_bytes": args.prompt_cache_mb}
     config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
-    return Engine(
-        lambda: load_model(
-            args.model, device, dtype, args.cache_dir, args.trust_remote_code, args.quantize, args.chat_format
-        ),
+    engine = Engine(
+        lambda: load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code, bits, args.chat_format),
         config,
     )
+    return engine, f"--engine torch, --dtype {str(dtype).removeprefix('torch.')}, --quantize {bits}"
 
 
-def vllm_engine(args: argparse.Namespace, device: "torch.device") -> "GenerationEngine":
+def vllm_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
     from glm.models.folders import served_folder
     from glm.vllm_engine import VllmEngine, VllmOptions, quantization
 
@@ -269,22 +266,21 @@ def vllm_engine(args: argparse.Namespace, device: "torch.device") -> "Generation
         raise StartupError(
             f"--device {device.index}: vLLM takes the first GPUs it sees; choose them with CUDA_VISIBLE_DEVICES"
         )
-    if args.quantize is None:
-        args.quantize = 16
-    dtype = resolve_dtype(16, device, args.dtype)
-    args.dtype = str(dtype).removeprefix("torch.")
+    bits = 16 if args.quantize is None else args.quantize
+    dtype = str(resolve_dtype(16, device, args.dtype)).removeprefix("torch.")
     given = {name: getattr(args, name) for name in VLLM_ONLY if getattr(args, name) is not None}
     if args.max_batch is not None:
         given["max_batch"] = args.max_batch
     options = VllmOptions(
-        dtype=args.dtype,
-        quantization=quantization(args.quantize, device.type == "cuda"),
+        dtype=dtype,
+        quantization=quantization(bits, device.type == "cuda"),
         prefix_caching=args.prompt_cache_mb is None,
         **given,
     )
-    return VllmEngine(
+    engine = VllmEngine(
         lambda: served_folder(args.model, device, args.cache_dir, args.trust_remote_code, args.chat_format), options
     )
+    return engine, f"--engine vllm, --dtype {dtype}, vLLM quantization {options.quantization or 'none'}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,20 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         embedder = embedder_for(args.embedding_model, device)
-        engine = build_engine(args, device)
+        engine, runs = build_engine(args, device)
         engine.start()
     except StartupError as error:
         logging.getLogger("glm").error("%s", error)
         return 2
     loaded = engine.loaded
     logging.getLogger("glm").info(
-        "model %s on %s (--engine %s, --dtype %s, --quantize %d), context %d tokens",
-        loaded.name,
-        loaded.device,
-        args.engine,
-        args.dtype,
-        args.quantize,
-        loaded.context_length,
+        "model %s on %s (%s), context %d tokens", loaded.name, loaded.device, runs, loaded.context_length
     )
     if embedder is not None:
         embedder.start_loading()
