@@ -10,7 +10,7 @@ from typing import Protocol
 
 from glm.constraint import Grammar
 from glm.logprobs import Logprobs
-from glm.models.loaded import LoadedModel
+from glm.models.loaded import ServedModel
 from glm.sampling import SamplingParams
 
 
@@ -95,7 +95,7 @@ class PromptCacheStats:
 
 
 class GenerationEngine(Protocol):
-    loaded: LoadedModel  # the model's tokenizer, formats and limits, once started
+    loaded: ServedModel  # the model's tokenizer, formats and limits, once started
     failure: str | None  # why the engine died, once it has; it then serves nothing more
 
     @property

@@ -9,7 +9,7 @@ from glm.embeddings import Embedder
 from glm.engine_api import GenerationEngine
 from glm.lifecycle import Admission
 from glm.metrics import Metrics
-from glm.models.loaded import LoadedModel
+from glm.models.loaded import ServedModel
 from glm.offhub import OffHub
 
 
@@ -47,7 +47,7 @@ class Service:
         object.__setattr__(self, "embeddings", OffHub("embedding requests", 1, self.settings.max_queue))
 
     @property
-    def loaded(self) -> LoadedModel:
+    def loaded(self) -> ServedModel:
         return self.engine.loaded
 
 

@@ -39,7 +39,7 @@ from glm.engine_api import (
     TokenEvent,
 )
 from glm.logprobs import FLOOR, Logprobs
-from glm.models.loaded import LoadedModel
+from glm.models.loaded import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,10 @@ class _Handle(RequestHandle):
 
 
 class VllmEngine:
-    def __init__(self, describe: Callable[[], tuple[Path, LoadedModel]], options: VllmOptions) -> None:
+    def __init__(self, describe: Callable[[], tuple[Path, ServedModel]], options: VllmOptions) -> None:
         self._describe = describe
         self.options = options
-        self.loaded: LoadedModel
+        self.loaded: ServedModel
         self._failure: str | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm", daemon=True)

@@ -10,7 +10,7 @@ for the torch engine.
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
 from glm import chat_templates
 from glm.device import StartupError
@@ -18,13 +18,14 @@ from glm.models import gguf_file
 from glm.models.chatglm import convert_chatglm, is_original_chatglm_folder
 from glm.models.gguf import dequantized_folder
 from glm.models.hf import folder_tokenizer
-from glm.models.loaded import LoadedModel, describe
+from glm.models.loaded import PromptEncoder, ServedModel, describe
 from glm.models.packaged import ABOUT
+from glm.tools.format import ToolFormat
 
 
 def served_folder(
     spec: str, device: torch.device, cache_dir: Path, trust_remote_code: bool = False, chat_format: str | None = None
-) -> tuple[Path, LoadedModel]:
+) -> tuple[Path, ServedModel]:
     """The folder the engine loads, and the model as the routes see it; `device` is where the
     engine runs it."""
     path = Path(spec).expanduser()
@@ -43,29 +44,43 @@ def served_folder(
         else:
             tokenizer = folder_tokenizer(folder, trust_remote_code)
         name = spec if spec in ABOUT else file.stem
-        model = without_weights(folder, trust_remote_code)
-        return folder, describe(name, model, tokenizer, device, about=ABOUT.get(spec))
+        return folder, served(name, folder, tokenizer, device, trust_remote_code, about=ABOUT.get(spec))
     if is_original_chatglm_folder(path):
         converted = convert_chatglm(path, cache_dir, chat_format)
-        model = without_weights(converted.folder, trust_remote_code)
-        loaded = describe(
-            path.name, model, converted.tokenizer, device, converted.prompt_encoder, converted.tool_format
+        model = served(
+            path.name,
+            converted.folder,
+            converted.tokenizer,
+            device,
+            trust_remote_code,
+            converted.prompt_encoder,
+            converted.tool_format,
         )
-        return converted.folder, loaded
+        return converted.folder, model
     if path.is_dir():
         tokenizer = folder_tokenizer(path, trust_remote_code)
-        return path, describe(path.name, without_weights(path, trust_remote_code), tokenizer, device)
+        return path, served(path.name, path, tokenizer, device, trust_remote_code)
     raise StartupError(
         f"--model {spec}: not 'demo', 'gemma', a .gguf file or a local model folder (models are never downloaded "
         "from a hub)"
     )
 
 
-def without_weights(folder: Path, trust_remote_code: bool) -> PreTrainedModel:
-    """The folder's model on the meta device: its configuration and generation settings, no memory."""
+def served(
+    name: str,
+    folder: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
+    trust_remote_code: bool,
+    prompt_encoder: PromptEncoder | None = None,
+    tool_format: ToolFormat | None = None,
+    about: str | None = None,
+) -> ServedModel:
+    """The model as the routes see it, from the folder's configuration alone."""
     config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    if (folder / "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
-    return model
+    generation = (
+        GenerationConfig.from_pretrained(folder, local_files_only=True)
+        if (folder / "generation_config.json").is_file()
+        else GenerationConfig.from_model_config(config)
+    )
+    return describe(name, config, generation, tokenizer, device, prompt_encoder, tool_format, about)

@@ -1,10 +1,11 @@
-"""The model as the engine uses it: weights, tokenizer, and the facts derived from them."""
+"""The model as the routes and the engines use it: tokenizer, formats and limits, and, for our own
+engine, the weights."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.constraint import Grammars
 from glm.models.weights import Weights
@@ -21,9 +22,10 @@ TURN_END_TOKENS = ("<|user|>", "<|observation|>", "<end_of_turn>", "<|im_end|>",
 
 
 @dataclass(frozen=True)
-class LoadedModel:
+class ServedModel:
+    """What routes and serving need of the model, whichever engine holds its weights."""
+
     name: str
-    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     context_length: int
@@ -43,10 +45,17 @@ class LoadedModel:
         return self.prompt_encoder(messages)
 
 
-def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+@dataclass(frozen=True, kw_only=True)
+class LoadedModel(ServedModel):
+    """The model as our engine uses it: its weights in this process, on `device`."""
+
+    model: PreTrainedModel
+
+
+def stop_token_ids(generation: GenerationConfig, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     """End-of-sequence ids from the generation config and tokenizer, plus the turn-end specials."""
     ids: set[int] = set()
-    for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+    for source in (generation.eos_token_id, tokenizer.eos_token_id):
         if source is not None:
             ids.update(source if isinstance(source, list) else [source])
     special = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
@@ -54,8 +63,8 @@ def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     return frozenset(ids)
 
 
-def context_length(model: PreTrainedModel) -> int:
-    config = model.config.get_text_config()
+def context_length(config: PretrainedConfig) -> int:
+    config = config.get_text_config()
     # seq_length and max_sequence_length: the names in ChatGLM's own configs.
     for name in ("max_position_embeddings", "seq_length", "max_sequence_length"):
         if getattr(config, name, None):
@@ -74,29 +83,33 @@ def prepare(
     about: str | None = None,
 ) -> LoadedModel:
     """Move the model onto its device (and dtype) for inference and derive what the engine needs."""
-    return describe(name, weights.place(model, device), tokenizer, device, prompt_encoder, tool_format, about)
+    model = weights.place(model, device)
+    served = describe(
+        name, model.config, model.generation_config, tokenizer, device, prompt_encoder, tool_format, about
+    )
+    return LoadedModel(**{f.name: getattr(served, f.name) for f in fields(served)}, model=model)
 
 
 def describe(
     name: str,
-    model: PreTrainedModel,
+    config: PretrainedConfig,
+    generation: GenerationConfig,
     tokenizer: PreTrainedTokenizerBase,
     device: torch.device,
     prompt_encoder: PromptEncoder | None = None,
     tool_format: ToolFormat | None = None,
     about: str | None = None,
-) -> LoadedModel:
-    """What the engine and the routes need of a model as it is placed.
+) -> ServedModel:
+    """What the routes need of a model, from its configuration and tokenizer.
 
     A model prompted through its chat template has the tool format the template shows; one with a
     prompt encoder of its own brings its `tool_format` along."""
-    stops = stop_token_ids(model, tokenizer)
-    return LoadedModel(
+    stops = stop_token_ids(generation, tokenizer)
+    return ServedModel(
         name=name,
-        model=model,
         tokenizer=tokenizer,
         device=device,
-        context_length=context_length(model),
+        context_length=context_length(config),
         stop_token_ids=stops,
         grammars=Grammars(tokenizer, stops),
         prompt_encoder=prompt_encoder,

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from glm.constraint import tagged_json_grammar
 from glm.errors import ApiError
-from glm.models.loaded import LoadedModel
+from glm.models.loaded import ServedModel
 from glm.schemas.openai import ChatCompletionRequest
 from glm.serving.common import Constraint
 from glm.tools.conversation import Conversation
@@ -18,7 +18,7 @@ class ToolUse:
     conversation: Conversation
 
 
-def tool_use(loaded: LoadedModel, body: ChatCompletionRequest) -> ToolUse | None:
+def tool_use(loaded: ServedModel, body: ChatCompletionRequest) -> ToolUse | None:
     """The model's tool format when the request offers tools or carries calls; a 400 where the
     model has none, rather than a prompt that silently leaves them out."""
     if not body.uses_tools:
