@@ -213,7 +213,8 @@ class VllmEngine:
             sink(ErrorEvent(str(self.failure), fatal=True))
         except Exception as error:  # one request's failure (vLLM refused it, or it failed inside)
             log.warning("vLLM request failed", exc_info=True)
-            sink(ErrorEvent(f"generation failed: {type(error).__name__}: {error}"))
+            # The class alone, as from the torch engine: vLLM's message may quote the request.
+            sink(ErrorEvent(f"generation failed: {type(error).__name__}"))
         finally:
             if started:
                 self._stats.active -= 1
