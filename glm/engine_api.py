@@ -93,6 +93,13 @@ class PromptCacheStats:
     cached_tokens: int = 0  # prompt tokens taken from the cache
     computed_tokens: int = 0  # prompt tokens read by the model
 
+    def count(self, prompt_tokens: int, cached: int) -> None:
+        """One prompt looked up: `cached` of its `prompt_tokens` came from the cache."""
+        self.hits += bool(cached)
+        self.misses += not cached
+        self.cached_tokens += cached
+        self.computed_tokens += prompt_tokens - cached
+
 
 class GenerationEngine(Protocol):
     loaded: ServedModel  # the model's tokenizer, formats and limits, once started

@@ -60,10 +60,7 @@ class PromptCache:
         the first token of the reply."""
         path = self._path(prompt[: self.reusable(len(prompt))])
         reused = len(path) * BLOCK
-        self.stats.hits += bool(path)
-        self.stats.misses += not path
-        self.stats.cached_tokens += reused
-        self.stats.computed_tokens += len(prompt) - reused
+        self.stats.count(len(prompt), reused)
         if not path:
             return None
         self._touch(path)

@@ -184,10 +184,10 @@ class VllmEngine:
         asyncio.run_coroutine_threadsafe(reset(), self._loop)
 
     def stats(self) -> EngineStats:
-        return EngineStats(**vars(self._stats))
+        return dataclasses.replace(self._stats)
 
     def prompt_cache_stats(self) -> PromptCacheStats:
-        return PromptCacheStats(**vars(self._prompt_stats))
+        return dataclasses.replace(self._prompt_stats)
 
     async def _generate(self, request: GenerationRequest, sink: Sink) -> None:
         from vllm import TokensPrompt
@@ -224,24 +224,12 @@ class VllmEngine:
 
     def _first_output(self, request: GenerationRequest, output: Any, sink: Sink) -> None:
         cached = output.num_cached_tokens or 0
-        prompt = self._prompt_stats
-        prompt.cached_tokens += cached
-        prompt.computed_tokens += len(request.prompt_ids) - cached
+        self._prompt_stats.count(len(request.prompt_ids), cached)
         if cached:
-            prompt.hits += 1
             sink(CachedPrompt(cached))
-        else:
-            prompt.misses += 1
         if request.prompt_logprobs is not None:
-            k = request.prompt_logprobs
-            sink(
-                PromptEvent(
-                    tuple(
-                        logprobs(step, token, k)
-                        for step, token in zip(output.prompt_logprobs, request.prompt_ids, strict=True)
-                    )
-                )
-            )
+            scored = zip(output.prompt_logprobs, request.prompt_ids, strict=True)
+            sink(PromptEvent(tuple(logprobs(step, token, request.prompt_logprobs) for step, token in scored)))
 
     def _tokens(self, request: GenerationRequest, completion: Any, sink: Sink) -> None:
         """The tokens a step produced, and the request's end if it came; a stop token is never sent."""

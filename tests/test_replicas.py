@@ -3,25 +3,19 @@ through as they are written, and a new stream goes to the replica that has none.
 
 import re
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 import requests
 
+from bench.servers import free_port
 from tests import sse_client
 from tests.conftest import OUTPUT, own_tiny_server
 from tests.http_helpers import LONG_STREAM, TIMEOUT, health
 from tests.server_process import ROOT
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -3,26 +3,15 @@ an error, /health answers 503, and the process exits 1 after the grace."""
 
 import os
 import signal
-from pathlib import Path
 
 import requests
 
+from bench.quiet import family
 from tests import sse_client
 from tests.conftest import start_server
 from tests.hardening import wait_for
 from tests.http_helpers import LONG_STREAM, TIMEOUT
 from tests_vllm.conftest import FLAGS
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def test_a_dead_vllm_engine_fails_the_stream_turns_health_503_and_ends_the_process(folder):
@@ -35,7 +24,7 @@ def test_a_dead_vllm_engine_fails_the_stream_turns_health_503_and_ends_the_proce
         ) as response:
             events = sse_client.stream(response)
             next(events)
-            for child in children(server.proc.pid):
+            for child in family(server.proc.pid)[1:]:
                 os.kill(child, signal.SIGKILL)
             rest = list(events)
         assert rest[-2].json()["error"]["code"] == "engine_failed", rest[-2].data

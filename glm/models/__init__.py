@@ -12,7 +12,7 @@ import torch
 from glm import chat_templates
 from glm.device import StartupError
 from glm.models import tiny
-from glm.models.chatglm import is_original_chatglm_folder, load_chatglm
+from glm.models.chatglm import check_chat_format, is_original_chatglm_folder, load_chatglm
 from glm.models.gguf import load_gguf, own_blocks_bits
 from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
@@ -54,11 +54,7 @@ def load_model(
     folder; any other model brings its own format, so there it is refused."""
     weights = Weights(bits, dtype, trust_remote_code)
     path = Path(spec).expanduser()
-    if chat_format is not None and not is_original_chatglm_folder(path):
-        raise StartupError(
-            f"--chat-format {chat_format}: only an original ChatGLM folder (config.json with model_type "
-            f"chatglm) can be given another chat format; --model {spec} keeps its own"
-        )
+    check_chat_format(spec, chat_format)
     if spec == "tiny":
         tokenizer = tiny.build_tokenizer()
         return prepare("tiny", weights.pack(tiny.build_model(tokenizer).to(dtype)), tokenizer, device, weights)

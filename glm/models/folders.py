@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrained
 from glm import chat_templates
 from glm.device import StartupError
 from glm.models import gguf_file
-from glm.models.chatglm import convert_chatglm, is_original_chatglm_folder
+from glm.models.chatglm import check_chat_format, convert_chatglm, is_original_chatglm_folder
 from glm.models.gguf import dequantized_folder
 from glm.models.hf import folder_tokenizer
 from glm.models.loaded import PromptEncoder, ServedModel, describe
@@ -31,10 +31,7 @@ def served_folder(
     path = Path(spec).expanduser()
     if spec == "tiny":
         raise StartupError("--model tiny is built in memory; this engine loads a model folder (--model PATH)")
-    if chat_format is not None and not is_original_chatglm_folder(path):
-        raise StartupError(
-            f"--chat-format {chat_format}: only an original ChatGLM folder can be given another chat format"
-        )
+    check_chat_format(spec, chat_format)
     file = gguf_file(spec)
     if file is not None:
         folder = dequantized_folder(file, cache_dir)

@@ -36,7 +36,16 @@ log = logging.getLogger(__name__)
 CONVERSION_VERSION = 2
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "tokenization_chatglm.py")
 
-__all__ = ["convert_chatglm", "is_original_chatglm_folder", "load_chatglm"]
+__all__ = ["check_chat_format", "convert_chatglm", "is_original_chatglm_folder", "load_chatglm"]
+
+
+def check_chat_format(spec: str, chat_format: str | None) -> None:
+    """`--chat-format` overrides the format of an original ChatGLM folder only; any other model keeps its own."""
+    if chat_format is not None and not is_original_chatglm_folder(Path(spec).expanduser()):
+        raise StartupError(
+            f"--chat-format {chat_format}: only an original ChatGLM folder (config.json with model_type "
+            f"chatglm) can be given another chat format; --model {spec} keeps its own"
+        )
 
 
 def is_original_chatglm_folder(path: Path) -> bool:
