@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests import sse_client
+from tests.hardening import metric, wait_for
 from tests.http_helpers import LONG_STREAM, TIMEOUT, health, openai_client, post
 from tests.test_streaming import leaving_stops_generation, open_stream, wait_until
 from tests.tool_references import QUESTION, TOOLS
@@ -74,6 +75,8 @@ def test_a_full_server_refuses_at_once_with_429(server):
         for response, _ in streams:
             response.close()
     assert wait_until(lambda: health(server)["engine"]["active"] == 0)
+    # The server's places come back a moment after the engine's: the next test must find them free.
+    wait_for(lambda: metric(server, "glm_requests_in_flight") == 0, what="the places given back")
 
 
 def test_a_json_schema_reply_is_valid_and_the_same_on_both_engines(servers):
