@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from glm.device import resolve_dtype
-from glm.engine import Engine
-from glm.engine_api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine.api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine.sampling import SamplingParams
+from glm.engine.torch_engine import Engine
 from glm.models import default_quantize, load_model
 from glm.prompt import encode_chat
-from glm.sampling import SamplingParams
+from glm.startup import resolve_dtype
 
 
 def main() -> None:

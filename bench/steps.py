@@ -3,7 +3,7 @@
 One decode step of the demo model through the engine's own batch code: fp32 and bf16 weights
 through torch's `F.linear`, and bf16 weights through the glm_quant.bf16_linear kernel for products
 of up to two rows (glm/quant/bf16.py; torch's matmul for more), which is what `--quantize 16`
-serves on the CPU. The fastest choice sets `--quantize 16`'s dtype on the CPU (glm/device.py).
+serves on the CPU. The fastest choice sets `--quantize 16`'s dtype on the CPU (glm/startup.py).
 """
 
 import copy
@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from glm.batch import DecodeBatch
-from glm.generation import decode_step, new_cache, prefill_chunk
+from glm.engine.batch import DecodeBatch
+from glm.engine.generation import decode_step, new_cache, prefill_chunk
 from glm.quant import bf16
 
 

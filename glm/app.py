@@ -6,7 +6,7 @@ from pathlib import Path
 from flask import Flask
 from flask_cors import CORS
 
-from glm import auth, http_errors, observability, security_headers
+from glm.http import auth, error_handlers, observability, security_headers
 from glm.routes import embeddings, health, legacy, meta, openai, page
 from glm.service import Service
 
@@ -28,5 +28,5 @@ def create_app(service: Service, cors_origins: list[str] | None = None, api_keys
     auth.register(app, api_keys or [])
     for blueprint in (health.bp, legacy.bp, openai.bp, embeddings.bp, meta.bp, page.bp):
         app.register_blueprint(blueprint)
-    http_errors.register(app)
+    error_handlers.register(app)
     return app

@@ -6,16 +6,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from glm.auth import ENV_VAR, load_keys
-from glm.device import DTYPES, QUANTIZE_CHOICES, StartupError, grouped_attention, resolve_device, resolve_dtype
-from glm.server import ConnectionLimits
+from glm.http.auth import ENV_VAR, load_keys
+from glm.http.server import ConnectionLimits
 from glm.service import Settings
+from glm.startup import DTYPES, QUANTIZE_CHOICES, StartupError, grouped_attention, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
 
     from glm.embeddings import Embedder
-    from glm.engine_api import GenerationEngine
+    from glm.engine.api import GenerationEngine
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
@@ -238,7 +238,7 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
     if given:
         raise StartupError(f"{', '.join(given)}: only with --engine vllm")
-    from glm.engine import Engine, EngineConfig
+    from glm.engine.torch_engine import Engine, EngineConfig
     from glm.models import default_quantize, load_model
 
     grouped_attention(device)
@@ -254,8 +254,8 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
 
 
 def vllm_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
+    from glm.engine.vllm_engine import VllmEngine, VllmOptions, quantization
     from glm.models.folders import served_folder
-    from glm.vllm_engine import VllmEngine, VllmOptions, quantization
 
     if args.prompt_cache_mb:
         raise StartupError(
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     # Belt and braces: nothing may reach a model hub, even through a code path we did not foresee.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from glm.app import create_app
-    from glm.server import serve
+    from glm.http.server import serve
     from glm.service import Service
 
     try:

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from glm.engine_api import PromptCacheStats
+    from glm.engine.api import PromptCacheStats
 
 # A tiny model answers in about a millisecond per token, a 9B one on a CPU in about a second.
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

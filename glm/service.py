@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from glm.embeddings import Embedder
-from glm.engine_api import GenerationEngine
-from glm.lifecycle import Admission
+from glm.engine.api import GenerationEngine
 from glm.metrics import Metrics
 from glm.models.loaded import ServedModel
-from glm.offhub import OffHub
+from glm.stream.lifecycle import Admission
+from glm.stream.offhub import OffHub
 
 
 @dataclass(frozen=True)

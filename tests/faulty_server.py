@@ -10,8 +10,8 @@ import sys
 
 import torch
 
-from glm.batch import DecodeBatch
 from glm.cli import main
+from glm.engine.batch import DecodeBatch
 
 FATAL_MAX_TOKENS = 777
 real_join = DecodeBatch.join

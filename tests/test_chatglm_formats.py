@@ -6,10 +6,10 @@ import logging
 import pytest
 import torch
 
-from glm.device import StartupError
 from glm.models import load_model
 from glm.models.chatglm.detection import choose_family
 from glm.models.chatglm.layout import CHATGLM2, CHATGLM3, GLM4
+from glm.startup import StartupError
 from tests.chatglm_checkpoints import CHATGLM3_HELLO_IDS, build_checkpoint
 
 HELLO = [{"role": "user", "content": "你好"}]

@@ -6,11 +6,11 @@ import logging
 import pytest
 import torch
 
-from glm.detokenizer import Detokenizer
-from glm.device import StartupError
 from glm.models import load_model
 from glm.models.chatglm import cache_key
 from glm.models.chatglm.layout import CHATGLM3
+from glm.startup import StartupError
+from glm.stream.detokenizer import Detokenizer
 from tests.chatglm_checkpoints import build_checkpoint
 from tests.chatglm_reference import read_original_weights, reference_logits
 from tests.conftest import start_server

@@ -4,10 +4,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from glm.batch import DecodeBatch
-from glm.decoder import LeanDecoder, lean_decoder
-from glm.generation import prefill_chunk
-from glm.growing_cache import new_cache
+from glm.engine.batch import DecodeBatch
+from glm.engine.decoder import LeanDecoder, lean_decoder
+from glm.engine.generation import prefill_chunk
+from glm.engine.growing_cache import new_cache
 from glm.models import load_model
 from tests.conftest import CACHE
 

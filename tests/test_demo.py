@@ -5,7 +5,7 @@ import json
 import pytest
 import requests
 
-from glm.detokenizer import REPLACEMENT
+from glm.stream.detokenizer import REPLACEMENT
 from tests.http_helpers import TIMEOUT, openai_client, post, stream_events
 
 QUESTION = [{"role": "user", "content": "用一句话介绍北京，再加一个表情符号。"}]

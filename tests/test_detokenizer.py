@@ -2,7 +2,7 @@ from itertools import pairwise
 
 import pytest
 
-from glm.detokenizer import REPLACEMENT, Detokenizer
+from glm.stream.detokenizer import REPLACEMENT, Detokenizer
 from tests.http_helpers import post
 
 TEXTS = ["你好，世界！", "emoji 🌍👨‍👩‍👧 🎉", "mixed 中文 and English, 数字 123 😀!", "  spaces\n\nand lines\n"]

@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from glm.engine import Engine, EngineConfig
-from glm.engine_api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine.api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine.sampling import SamplingParams
+from glm.engine.torch_engine import Engine, EngineConfig
 from glm.prompt import encode_chat
-from glm.sampling import SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
 

@@ -13,10 +13,10 @@ import requests
 import torch
 from gevent.pywsgi import WSGIServer
 
-import glm.engine
+import glm.engine.torch_engine
 import glm.serving.openai
 from glm.app import create_app
-from glm.engine import Engine
+from glm.engine.torch_engine import Engine
 from glm.service import Service, Settings
 from tests import sse_client
 from tests.http_helpers import TIMEOUT
@@ -63,7 +63,7 @@ def text_of(events: list[sse_client.Event]) -> str:
 
 @pytest.fixture
 def prefill_fails_on_poison(monkeypatch, tiny):
-    real_chunk, real_group = glm.engine.prefill_chunk, glm.engine.prefill_group
+    real_chunk, real_group = glm.engine.torch_engine.prefill_chunk, glm.engine.torch_engine.prefill_group
     read: dict[int, list[int]] = {}  # each prompt's ids so far, by its cache: the poison can span pieces
 
     def poisoned(ids: list[int]) -> bool:
@@ -82,8 +82,8 @@ def prefill_fails_on_poison(monkeypatch, tiny):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return real_group(model, prompts, pad_id)
 
-    monkeypatch.setattr(glm.engine, "prefill_chunk", prefill)
-    monkeypatch.setattr(glm.engine, "prefill_group", prefill_group)
+    monkeypatch.setattr(glm.engine.torch_engine, "prefill_chunk", prefill)
+    monkeypatch.setattr(glm.engine.torch_engine, "prefill_group", prefill_group)
 
 
 def test_out_of_memory_fails_that_request_cleanly_and_the_server_lives(served, prefill_fails_on_poison):
@@ -108,7 +108,7 @@ def test_out_of_memory_fails_that_request_cleanly_and_the_server_lives(served, p
 
 def test_an_exception_in_a_decode_step_fails_its_rows_and_the_engine_goes_on(served, monkeypatch):
     expected = chat(served, "again", stream=False).json()["choices"][0]["message"]["content"]
-    real = glm.engine.decode_step
+    real = glm.engine.torch_engine.decode_step
     failures = iter([True])
 
     def decode(*args):
@@ -116,7 +116,7 @@ def test_an_exception_in_a_decode_step_fails_its_rows_and_the_engine_goes_on(ser
             raise RuntimeError("injected")
         return real(*args)
 
-    monkeypatch.setattr(glm.engine, "decode_step", decode)
+    monkeypatch.setattr(glm.engine.torch_engine, "decode_step", decode)
     failed = list(sse_client.stream(chat(served, "again", stream=True)))
     assert failed[-2].json()["error"]["message"] == "generation failed: RuntimeError"
     assert failed[-1].data == "[DONE]"

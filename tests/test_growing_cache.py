@@ -5,8 +5,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from glm import kv_batch
-from glm.growing_cache import GrowingLayer
+from glm.engine import kv_batch
+from glm.engine.growing_cache import GrowingLayer
 
 
 def caches(layers: int = 2) -> tuple[DynamicCache, DynamicCache]:

@@ -5,7 +5,7 @@ import time
 
 import gevent
 
-from glm.handoff import Channel
+from glm.stream.handoff import Channel
 
 
 def test_items_from_a_real_thread_arrive_in_order_while_other_greenlets_run():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from glm.logprobs import token_text
+from glm.engine.logprobs import token_text
 from tests.conftest import own_tiny_server
 from tests.http_helpers import openai_client, post
 

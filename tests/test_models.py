@@ -6,10 +6,10 @@ import sys
 import pytest
 import torch
 
-from glm.device import StartupError
 from glm.models import default_quantize, demo_gguf, load_model
 from glm.models.gguf import cache_key, load_gguf
 from glm.models.weights import Weights
+from glm.startup import StartupError
 from tests.conftest import CACHE, start_server
 from tests.http_helpers import post
 

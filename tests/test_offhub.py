@@ -8,7 +8,7 @@ import gevent
 import pytest
 
 from glm.errors import QueueFull, TimeLimitExceeded
-from glm.offhub import OffHub
+from glm.stream.offhub import OffHub
 
 
 def test_work_runs_in_another_thread_while_the_hub_runs_on():

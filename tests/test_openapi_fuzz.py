@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glm.app import create_app
-from glm.engine import Engine
+from glm.engine.torch_engine import Engine
 from glm.service import Service, Settings
 from tests.conftest import own_tiny_server
 from tests.hostile import dumps, variants

@@ -8,11 +8,11 @@ import torch
 from openai import OpenAI
 from transformers import DynamicCache
 
-from glm.engine import Engine, EngineConfig
-from glm.engine_api import CachedPrompt, GenerationRequest
-from glm.growing_cache import GrowingLayer
+from glm.engine.api import CachedPrompt, GenerationRequest
+from glm.engine.growing_cache import GrowingLayer
+from glm.engine.prompt_cache import BLOCK, PromptCache
+from glm.engine.torch_engine import Engine, EngineConfig
 from glm.prompt import encode_chat
-from glm.prompt_cache import BLOCK, PromptCache
 from tests.conftest import own_tiny_server
 from tests.test_engine import GREEDY, Collector
 

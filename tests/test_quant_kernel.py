@@ -292,7 +292,7 @@ def test_bf16_linear_rejects_what_it_cannot_multiply(bf16_linear):
 
 def teacher_forced_logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
     """Logits at each position, read one token per forward pass as decode steps read them."""
-    from glm.generation import new_cache
+    from glm.engine.generation import new_cache
 
     cache, rows = new_cache(model), []
     with torch.inference_mode():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from glm.sampling import SamplingParams, make_generator, nucleus, sample
+from glm.engine.sampling import SamplingParams, make_generator, nucleus, sample
 
 LOGITS = torch.tensor([0.0, 3.0, 1.0, 2.5])
 

@@ -1,6 +1,6 @@
 import pytest
 
-from glm import sse
+from glm.encoders import sse
 from tests.sse_client import events
 
 

@@ -1,4 +1,4 @@
-from glm.stops import StopMatcher
+from glm.stream.stops import StopMatcher
 
 
 def feed(stops, pieces):

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from glm.constraint import json_grammar
-from glm.engine import Engine
-from glm.engine_api import ErrorEvent, FinishEvent, GenerationRequest
-from glm.sampling import SamplingParams
+from glm.engine.api import ErrorEvent, FinishEvent, GenerationRequest
+from glm.engine.sampling import SamplingParams
+from glm.engine.torch_engine import Engine
 from tests.bounded_schemas import longest, schemas
 from tests.test_engine import GREEDY, Collector, prompt
 

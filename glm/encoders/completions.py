@@ -7,9 +7,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from glm.completion import Finished, Whole
 from glm.encoders.openai import usage
-from glm.logprobs import TokenLogprob
+from glm.engine.logprobs import TokenLogprob
+from glm.stream.text import Finished, Whole
 
 
 def completion_id() -> str:

@@ -3,8 +3,8 @@
 from typing import Any
 
 from glm import errors
-from glm.completion import Finished
 from glm.errors import ApiError
+from glm.stream.text import Finished
 
 
 def counts(finished: Finished) -> dict[str, int]:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from glm import errors
-from glm.completion import Finished, Whole
+from glm.engine.logprobs import Alternative, TokenLogprob
 from glm.errors import ApiError
-from glm.logprobs import Alternative, TokenLogprob
+from glm.stream.text import Finished, Whole
 from glm.tools.events import CallArguments, CallStart, Event, Reply, Text
 
 

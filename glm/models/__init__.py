@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from glm import chat_templates
-from glm.device import StartupError
 from glm.models import tiny
 from glm.models.chatglm import check_chat_format, is_original_chatglm_folder, load_chatglm
 from glm.models.gguf import load_gguf, own_blocks_bits
@@ -18,6 +17,7 @@ from glm.models.hf import load_hf_folder
 from glm.models.loaded import LoadedModel, prepare
 from glm.models.packaged import ABOUT, demo_gguf, gemma_gguf
 from glm.models.weights import Weights
+from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
 from glm import chat_templates
-from glm.device import StartupError
 from glm.models import gguf_file
 from glm.models.chatglm import check_chat_format, convert_chatglm, is_original_chatglm_folder
 from glm.models.gguf import dequantized_folder
 from glm.models.hf import folder_tokenizer
 from glm.models.loaded import PromptEncoder, ServedModel, describe
 from glm.models.packaged import ABOUT
+from glm.startup import StartupError
 from glm.tools.format import ToolFormat
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from glm.device import StartupError
 from glm.models.weights import Weights
+from glm.startup import StartupError
 
 
 def load_hf_folder(path: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

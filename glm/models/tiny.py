@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GlmConfig, GlmForCausalLM, PreTrainedTokenizerFast
 
 from glm import chat_templates
-from glm.bytelevel import byte_alphabet
+from glm.models.bytelevel import byte_alphabet
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",

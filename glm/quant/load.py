@@ -24,10 +24,10 @@ from accelerate import init_empty_weights
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
-from glm.device import StartupError
 from glm.quant import kernels
 from glm.quant.formats import Format, Packed, quantizable, quantize
 from glm.quant.modules import PackedWeight, QuantEmbedding, QuantLinear
+from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from flask import Response, request
 from pydantic import BaseModel
 from pydantic_core import from_json
 
-from glm import sse
+from glm.encoders import sse
 from glm.errors import ApiError
 
 Schema = TypeVar("Schema", bound=BaseModel)

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, Response, jsonify
 
-from glm import openapi
+from glm.http import openapi
 from glm.service import current
 
 bp = Blueprint("meta", __name__)

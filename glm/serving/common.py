@@ -8,15 +8,15 @@ from typing import Any
 
 from flask import g, request
 
-from glm import connection
 from glm.constraint import Grammar, GrammarError, json_grammar
-from glm.engine_api import GenerationRequest
+from glm.engine.api import GenerationRequest
+from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
-from glm.lifecycle import RequestLife
+from glm.http import connection
 from glm.prompt import reply_budget
-from glm.sampling import SamplingParams
 from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
+from glm.stream.lifecycle import RequestLife
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ from typing import Any
 from flask import g
 from transformers import PreTrainedTokenizerBase
 
-from glm import sse
-from glm.choices import choices
-from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
 from glm.encoders import completions as encode
-from glm.engine_api import GenerationRequest
+from glm.encoders import sse
+from glm.engine.api import GenerationRequest
+from glm.engine.sampling import SamplingParams
 from glm.prompt import encode_raw, reply_budget
-from glm.sampling import SamplingParams
 from glm.schemas.completions import DEFAULT_MAX_TOKENS, CompletionRequest
 from glm.service import Service
 from glm.serving.common import admit
 from glm.serving.openai import DONE, error_events
+from glm.stream.choices import choices
+from glm.stream.text import Finished, Idle, TextDelta, stream_choices, whole_choices
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def places(body: CompletionRequest) -> int:
 def completion(service: Service, body: CompletionRequest) -> dict[str, Any]:
     with admit(service, streaming=False, places=places(body)) as life:
         prompts, requests = prepare(service, body, life.deadline)
-        replies = complete_choices(service.engine, requests, body.stop, life)
+        replies = whole_choices(service.engine, requests, body.stop, life)
     echoed = [(prompts[whole.finished.index // body.n].echo + whole.text, whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n, body.logprobs is not None)
 

@@ -4,15 +4,15 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from glm import sse
-from glm.completion import Finished, Idle, TextDelta, complete, stream_completion
 from glm.encoders import legacy as encode
-from glm.engine_api import GenerationRequest
+from glm.encoders import sse
+from glm.engine.api import GenerationRequest
+from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
-from glm.sampling import SamplingParams
 from glm.schemas.legacy import LegacyChatRequest
 from glm.service import Service
 from glm.serving.common import admit, generation_request, response_format_constraint
+from glm.stream.text import Finished, Idle, TextDelta, stream_text, whole_text
 
 
 def prepare(service: Service, body: LegacyChatRequest, deadline: float) -> GenerationRequest:
@@ -25,7 +25,7 @@ def prepare(service: Service, body: LegacyChatRequest, deadline: float) -> Gener
 
 def chat(service: Service, body: LegacyChatRequest) -> dict[str, Any]:
     with admit(service, streaming=False) as life:
-        reply = complete(service.engine, prepare(service, body, life.deadline), [], life)
+        reply = whole_text(service.engine, prepare(service, body, life.deadline), [], life)
     return encode.chat(body.text, body.history_pairs(), reply.text, reply.finished, service.loaded.name)
 
 
@@ -36,7 +36,7 @@ def events(service: Service, body: LegacyChatRequest) -> Iterable[bytes]:
 
         def chunks() -> Iterator[bytes]:
             response = ""
-            for piece in stream_completion(service.engine, request, [], life, service.settings.keepalive_seconds):
+            for piece in stream_text(service.engine, request, [], life, service.settings.keepalive_seconds):
                 if isinstance(piece, TextDelta):
                     response += piece.text
                     yield sse.event(encode.delta(piece.text, response), "delta")

@@ -1,7 +1,7 @@
 """/clear: the engine returns cached memory between two of its steps, never while a greenlet waits
 on a lock; the request is admitted and bounded like any other."""
 
-from glm.engine_api import ErrorEvent
+from glm.engine.api import ErrorEvent
 from glm.errors import EngineFailed, GenerationFailed
 from glm.service import Service
 from glm.serving.common import admit

@@ -11,17 +11,17 @@ them all. Each choice's reply is read on its own for tool calls.
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from glm import sse
-from glm.choices import choices
-from glm.completion import Finished, Idle, TextDelta, complete_choices, stream_choices
 from glm.encoders import openai as encode
-from glm.engine_api import GenerationRequest
+from glm.encoders import sse
+from glm.engine.api import GenerationRequest
+from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
-from glm.sampling import SamplingParams
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
 from glm.serving.common import admit, generation_request, response_format_constraint
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
+from glm.stream.choices import choices
+from glm.stream.text import Finished, Idle, TextDelta, stream_choices, whole_choices
 from glm.tools.events import read_whole
 
 DONE = sse.event("[DONE]")
@@ -49,7 +49,7 @@ def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
     tools = tool_use(service.loaded, body)
     with admit(service, streaming=False, places=body.n) as life:
         requests = choices(prepare(service, body, life.deadline, tools), body.n)
-        replies = complete_choices(service.engine, requests, body.stop, life)
+        replies = whole_choices(service.engine, requests, body.stop, life)
     read = [(read_whole(reader(tools), whole.text), whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)
 

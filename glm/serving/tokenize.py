@@ -4,9 +4,9 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from glm.bytelevel import id_bytes
-from glm.detokenizer import REPLACEMENT
+from glm.models.bytelevel import id_bytes
 from glm.service import Service
+from glm.stream.detokenizer import REPLACEMENT
 
 
 def piece(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:

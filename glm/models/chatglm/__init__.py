@@ -13,7 +13,6 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, GlmForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from glm.device import StartupError
 from glm.models.chatglm import first_generation, sentencepiece_tokenizer, tiktoken_tokenizer
 from glm.models.chatglm.detection import choose_family
 from glm.models.chatglm.layout import (
@@ -27,6 +26,7 @@ from glm.models.chatglm.layout import (
 from glm.models.chatglm.prompts import PromptEncoder, prompt_encoder
 from glm.models.chatglm.weights import convert_shards, shard_files
 from glm.models.weights import Weights
+from glm.startup import StartupError
 from glm.tools.detect import for_family as tools_for_family
 from glm.tools.format import ToolFormat
 

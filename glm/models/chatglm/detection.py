@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from glm.device import StartupError
 from glm.models.chatglm.layout import CHATGLM2, CHATGLM3, FAMILIES, GLM4, Family, read_config
+from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from glm.device import StartupError
 from glm.models.chatglm.prompts import Messages, PromptEncoder, require_alternating
+from glm.startup import StartupError
 
 HOW_TO_RUN = (
     "serve it from a separate environment with the versions its code was written for "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import GlmConfig
 
-from glm.device import StartupError
+from glm.startup import StartupError
 
 
 @dataclass(frozen=True)

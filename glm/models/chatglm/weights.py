@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import GlmConfig
 
-from glm.device import StartupError
+from glm.startup import StartupError
 
 LAYER = re.compile(r"transformer\.encoder\.layers\.(\d+)\.(.+)")
 RENAMED_IN_LAYER = {

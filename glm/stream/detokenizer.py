@@ -12,7 +12,7 @@ import codecs
 
 from transformers import PreTrainedTokenizerBase
 
-from glm.bytelevel import id_bytes
+from glm.models.bytelevel import id_bytes
 
 REPLACEMENT = "\ufffd"
 

@@ -12,7 +12,7 @@ GLM layers this step calls the same projections and MLP and does the rest in few
 - attention runs on the key/value heads as they are stored: each token's query heads that share a
   key/value head are that head's queries (as transformers' `pack_gqa` does for one token), where
   transformers repeats the whole cache per layer for every step on the CPU;
-- keys and values are appended through the cache layer (in place, see glm.growing_cache).
+- keys and values are appended through the cache layer (in place, see glm.engine.growing_cache).
 With float32 activations on the CPU and the compiled kernels built, the norms (each fused with the
 residual addition before it) and the attention with its rotary embedding and cache write are one
 call each (glm/quant/kernels/decode.cpp), which leaves five calls per layer besides the products.
@@ -30,7 +30,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from glm.growing_cache import GrowingLayer
+from glm.engine.growing_cache import GrowingLayer
 from glm.quant.kernels import decode_ops
 
 # Architectures whose decoder layers are exactly: input RMSNorm, attention (q/k/v/o projections
@@ -110,7 +110,7 @@ class LeanDecoder:
     def __call__(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        """Logits [batch, vocab] of one token per row, as glm.generation.decode_step."""
+        """Logits [batch, vocab] of one token per row, as glm.engine.generation.decode_step."""
         body = self.model.model
         x = body.embed_tokens(tokens)
         rotation = self._rotation(*body.rotary_emb(x, positions[:, None]))

@@ -5,7 +5,7 @@ transformers' DynamicLayer appends with torch.cat: every decode step copies ever
 and values, a cost that grows with the context and with the batch. A GrowingLayer keeps its keys
 and values as views into buffers with spare positions and writes new positions in place, taking
 a bigger buffer (a quarter more) only when the room runs out. The views are ordinary tensors to
-everything else: when glm.kv_batch replaces them (a request joins or leaves the batch), the next
+everything else: when glm.engine.kv_batch replaces them (a request joins or leaves the batch), the next
 append sees they are no longer views of its buffers and moves them into new ones.
 """
 

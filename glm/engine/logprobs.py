@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from glm.bytelevel import id_bytes
+from glm.models.bytelevel import id_bytes
 
 FLOOR = -9999.0
 

@@ -1,6 +1,6 @@
 """What routes and serving code ask of an engine, whichever one runs: the request, the events that
 come back through the request's sink, the handle that cancels it, and the figures /health and
-/metrics report. glm/engine.py (torch, in this process) implements it; nothing above the engine
+/metrics report. glm/engine/torch_engine.py (torch, in this process) implements it; nothing above the engine
 knows which engine runs.
 """
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from glm.constraint import Grammar
-from glm.logprobs import Logprobs
+from glm.engine.logprobs import Logprobs
+from glm.engine.sampling import SamplingParams
 from glm.models.loaded import ServedModel
-from glm.sampling import SamplingParams
 
 
 @dataclass(frozen=True)

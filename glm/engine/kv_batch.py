@@ -4,7 +4,7 @@ The batch is left-padded: every row shares one physical length, a row's real tok
 right end, and an attention mask hides the padding (the layout transformers' own batched
 generation uses). Joining a request pads the shorter side on the left; a row that leaves is
 dropped; padding that every row shares is trimmed. Only the two layer kinds of DynamicCache are
-supported: full attention (transformers' own or glm.growing_cache's), and sliding-window
+supported: full attention (transformers' own or glm.engine.growing_cache's), and sliding-window
 attention, which stores at most `sliding_window - 1` positions and counts the rest in
 `cumulative_length`.
 """
@@ -13,7 +13,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from glm.growing_cache import GrowingLayer
+from glm.engine.growing_cache import GrowingLayer
 
 
 def _check(layer: DynamicLayer) -> None:

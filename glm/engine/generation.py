@@ -3,8 +3,8 @@
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from glm.decoder import lean_decoder
-from glm.growing_cache import new_cache
+from glm.engine.decoder import lean_decoder
+from glm.engine.growing_cache import new_cache
 
 
 def prefill_chunk(
@@ -36,7 +36,7 @@ def decode_step(
     """One token for every row of a left-padded batch.
 
     tokens, positions: [batch]; mask: [batch, cached + 1], 0 over padding. Returns logits [batch, vocab].
-    Layers that glm.decoder knows skip transformers' plumbing.
+    Layers that glm.engine.decoder knows skip transformers' plumbing.
     """
     if (lean := lean_decoder(model)) is not None:
         return lean(tokens, positions, mask, cache)

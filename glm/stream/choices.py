@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from glm.engine_api import GenerationRequest
+from glm.engine.api import GenerationRequest
 
 # torch.Generator.manual_seed takes seeds up to 2**64 - 1.
 SEED_SPACE = 2**64

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 
 from glm.errors import ApiError, Internal, QueueFull, TimeLimitExceeded, from_exception
-from glm.handoff import Channel
 from glm.metrics import Metrics
 from glm.redacted import log_unexpected
+from glm.stream.handoff import Channel
 
 log = logging.getLogger(__name__)
 ErrorChunks = Callable[[ApiError], Iterator[bytes]]

@@ -5,13 +5,13 @@ from typing import Generic, TypeVar
 import torch
 from transformers import DynamicCache
 
-from glm import kv_batch
+from glm.engine import kv_batch
 
 Row = TypeVar("Row")
 
 
 class DecodeBatch(Generic[Row]):
-    """Rows in a left-padded layout (see glm.kv_batch). `rows[i]` owns row i of every tensor."""
+    """Rows in a left-padded layout (see glm.engine.kv_batch). `rows[i]` owns row i of every tensor."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device

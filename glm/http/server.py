@@ -4,7 +4,7 @@ gevent's monkey-patching is deliberately not used: the engine must run in a real
 nothing in the request path blocks on stdlib I/O, so the greenlets only ever wait on gevent's own
 primitives (the socket and the engine hand-off).
 
-Connections: each request must arrive whole within `request_read_timeout` (glm/connection.py), and
+Connections: each request must arrive whole within `request_read_timeout` (glm/http/connection.py), and
 at most `max_connections` are open at once. One over the cap is answered 503 with Retry-After and
 closed at once rather than left unaccepted: a client (or the load balancer in front) learns that the
 server is full and can retry or go elsewhere, instead of hanging in the listen queue with no answer.
@@ -32,10 +32,10 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
-from glm.connection import ConnectionHandler, raw_response
-from glm.engine_api import GenerationEngine
+from glm.engine.api import GenerationEngine
 from glm.errors import EngineFailed, ShuttingDown, TooManyConnections
-from glm.lifecycle import Admission
+from glm.http.connection import ConnectionHandler, raw_response
+from glm.stream.lifecycle import Admission
 
 log = logging.getLogger(__name__)
 # Time the interrupted streams get to write their last event before their connections are cut.

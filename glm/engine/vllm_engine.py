@@ -1,4 +1,4 @@
-"""`--engine vllm`: vLLM's AsyncLLM behind the engine contract (glm/engine_api.py), for tensor and
+"""`--engine vllm`: vLLM's AsyncLLM behind the engine contract (glm/engine/api.py), for tensor and
 pipeline parallelism, several machines through Ray, PagedAttention and CUDA graphs.
 
 vLLM's front end runs on an asyncio loop of its own in a real OS thread, and its engine core in
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glm.device import StartupError
-from glm.engine_api import (
+from glm.engine.api import (
     CachedPrompt,
     EngineStats,
     ErrorEvent,
@@ -38,8 +37,9 @@ from glm.engine_api import (
     Sink,
     TokenEvent,
 )
-from glm.logprobs import FLOOR, Logprobs
+from glm.engine.logprobs import FLOOR, Logprobs
 from glm.models.loaded import ServedModel
+from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
 

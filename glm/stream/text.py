@@ -14,8 +14,7 @@ choice keeps its own detokenizer and stop matcher.
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from glm.detokenizer import Detokenizer
-from glm.engine_api import (
+from glm.engine.api import (
     CachedPrompt,
     EngineEvent,
     ErrorEvent,
@@ -24,10 +23,11 @@ from glm.engine_api import (
     PromptEvent,
     TokenEvent,
 )
+from glm.engine.logprobs import Logprobs, TokenLogprob, describe
 from glm.errors import EngineFailed, GenerationFailed
-from glm.lifecycle import RequestLife
-from glm.logprobs import Logprobs, TokenLogprob, describe
-from glm.stops import StopMatcher
+from glm.stream.detokenizer import Detokenizer
+from glm.stream.lifecycle import RequestLife
+from glm.stream.stops import StopMatcher
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def stream_choices(
             handle.cancel()
 
 
-def stream_completion(
+def stream_text(
     engine: GenerationEngine, request: GenerationRequest, stop: list[str], life: RequestLife, idle_after: float
 ) -> Iterator[Piece]:
     """The request's pieces, within the bounds its life sets (deadline, interruptions, client)."""
@@ -161,7 +161,7 @@ class Whole:
     prompt_logprobs: tuple[TokenLogprob, ...]  # the prompt's tokens', when the request asks for them
 
 
-def complete_choices(
+def whole_choices(
     engine: GenerationEngine, requests: list[GenerationRequest], stop: list[str], life: RequestLife
 ) -> list[Whole]:
     """Every choice's whole reply, in choice order, for the non-streaming routes."""
@@ -186,6 +186,6 @@ def complete_choices(
     ]
 
 
-def complete(engine: GenerationEngine, request: GenerationRequest, stop: list[str], life: RequestLife) -> Whole:
+def whole_text(engine: GenerationEngine, request: GenerationRequest, stop: list[str], life: RequestLife) -> Whole:
     """The whole reply at once, for the non-streaming routes."""
-    return complete_choices(engine, [request], stop, life)[0]
+    return whole_choices(engine, [request], stop, life)[0]

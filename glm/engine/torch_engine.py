@@ -9,7 +9,7 @@ generating. A request joins the decode batch as soon as its prompt is in the cac
 the moment it finishes or is cancelled; a long prompt is read a chunk per turn, so it slows the
 others' streams down without stopping them.
 
-A request starts from the longest prefix of its prompt that the prompt cache (glm/prompt_cache.py)
+A request starts from the longest prefix of its prompt that the prompt cache (glm/engine/prompt_cache.py)
 holds. What a request's prompt and reply put in the KV cache goes there when its prompt is read and
 again when it leaves the batch.
 
@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from glm import kv_batch
-from glm.batch import DecodeBatch
 from glm.constraint import GrammarError, Matcher, constrain
-from glm.engine_api import (
+from glm.engine import kv_batch
+from glm.engine.api import (
     CachedPrompt,
     EngineEvent,
     EngineStats,
@@ -46,12 +45,13 @@ from glm.engine_api import (
     Sink,
     TokenEvent,
 )
-from glm.generation import decode_step, new_cache, prefill_chunk, prefill_group, score_chunk
-from glm.growing_cache import GrowingLayer
-from glm.logprobs import StepLogprobs
+from glm.engine.batch import DecodeBatch
+from glm.engine.generation import decode_step, new_cache, prefill_chunk, prefill_group, score_chunk
+from glm.engine.growing_cache import GrowingLayer
+from glm.engine.logprobs import StepLogprobs
+from glm.engine.prompt_cache import PromptCache
+from glm.engine.sampling import make_generator, sample_rows
 from glm.models.loaded import LoadedModel
-from glm.prompt_cache import PromptCache
-from glm.sampling import make_generator, sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class EngineConfig:
         return self.prefill_chunk_shared if others_generating else self.prefill_chunk
 
     max_batch: int = 32  # requests decoding together; more wait in the prefill queue
-    # The prompt cache's budget (glm/prompt_cache.py); 0 turns it off. A demo-model token's KV takes
+    # The prompt cache's budget (glm/engine/prompt_cache.py); 0 turns it off. A demo-model token's KV takes
     # 46 KB in float32, so a GB holds about 22,000 tokens of conversations.
     prompt_cache_bytes: int = 1 << 30
 

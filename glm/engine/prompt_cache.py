@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from glm.engine_api import PromptCacheStats
+from glm.engine.api import PromptCacheStats
 
 BLOCK = 16  # token ids
 
