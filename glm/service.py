@@ -3,8 +3,6 @@ the pools that keep heavy work off the hub, and metrics."""
 
 from dataclasses import dataclass, field
 
-from flask import current_app
-
 from glm.embeddings import Embedder
 from glm.engine.api import GenerationEngine
 from glm.metrics import Metrics
@@ -15,7 +13,8 @@ from glm.stream.offhub import OffHub
 
 @dataclass(frozen=True)
 class Settings:
-    default_max_tokens: int = 512  # reply length when a request names none
+    default_max_tokens: int = 512  # reply length when a chat request names none
+    completion_max_tokens: int = 16  # /v1/completions' reply length when a request names none, as OpenAI's
     keepalive_seconds: float = 15.0  # idle time before a stream sends a `: ping` comment
     max_body_bytes: int = 1 << 20
     max_queue: int = 64  # requests that may wait beyond those the engine is running (also embeddings)
@@ -49,8 +48,3 @@ class Service:
     @property
     def loaded(self) -> ServedModel:
         return self.engine.loaded
-
-
-def current() -> Service:
-    """The service of the app handling this request."""
-    return current_app.extensions["glm"]

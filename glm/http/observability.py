@@ -11,7 +11,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from glm.service import current
+from glm.http.context import current
 
 log = logging.getLogger("glm.access")
 # A caller's own id is kept when it is short and plain, so that it cannot forge log lines.

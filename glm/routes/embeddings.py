@@ -3,9 +3,9 @@
 from flask import Blueprint, Response, jsonify
 
 from glm.encoders import embeddings as encode
+from glm.http.context import current
 from glm.routes import parse_body
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
-from glm.service import current
 from glm.serving.embeddings import embed
 
 bp = Blueprint("embeddings", __name__)

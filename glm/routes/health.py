@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 from flask import Blueprint, Response, jsonify
 
-from glm.service import current
+from glm.http.context import current
 
 bp = Blueprint("health", __name__)
 

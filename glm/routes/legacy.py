@@ -2,9 +2,9 @@
 
 from flask import Blueprint, Response, jsonify, request
 
+from glm.http.context import caller, current
 from glm.routes import event_stream, parse_body, parse_query
 from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
-from glm.service import current
 from glm.serving import legacy
 from glm.serving.memory import clear
 from glm.serving.tokenize import tokenize_off_hub
@@ -15,7 +15,7 @@ bp = Blueprint("legacy", __name__)
 @bp.post("/chat")
 def chat() -> Response:
     """The whole reply as one JSON object."""
-    return jsonify(legacy.chat(current(), parse_body(LegacyChatRequest)))
+    return jsonify(legacy.chat(current(), caller(), parse_body(LegacyChatRequest)))
 
 
 @bp.route("/stream", methods=["GET", "POST"])
@@ -29,16 +29,16 @@ def stream() -> Response:
         parse_body(LegacyChatRequest) if request.method == "POST" else parse_query(LegacyChatRequest, QUERY_JSON_FIELDS)
     )
     if request.method == "HEAD":
-        legacy.check(current(), body)
+        legacy.check(current(), caller(), body)
         return event_stream(iter(()))
-    return event_stream(legacy.events(current(), body))
+    return event_stream(legacy.events(current(), caller(), body))
 
 
 @bp.route("/clear", methods=["GET", "POST"])
 def clear_memory() -> Response:
     """Return cached accelerator memory to the driver."""
     service = current()
-    return jsonify({"status": "ok", "device": str(service.loaded.device), **clear(service)})
+    return jsonify({"status": "ok", "device": str(service.loaded.device), **clear(service, caller())})
 
 
 @bp.post("/tokenize")

@@ -3,7 +3,7 @@
 from flask import Blueprint, Response, jsonify
 
 from glm.http import openapi
-from glm.service import current
+from glm.http.context import current
 
 bp = Blueprint("meta", __name__)
 API_VERSION = "1"

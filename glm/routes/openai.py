@@ -5,10 +5,10 @@ import time
 from flask import Blueprint, Response, jsonify
 
 from glm.encoders import openai as encode
+from glm.http.context import caller, current
 from glm.routes import event_stream, parse_body
 from glm.schemas.completions import CompletionRequest
 from glm.schemas.openai import ChatCompletionRequest
-from glm.service import current
 from glm.serving import completions, openai
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
@@ -20,8 +20,8 @@ def chat_completions() -> Response:
     """A chat completion, streamed when the body says `stream: true`."""
     service, body = current(), parse_body(ChatCompletionRequest)
     if body.stream:
-        return event_stream(openai.chunks(service, body))
-    return jsonify(openai.completion(service, body))
+        return event_stream(openai.chunks(service, caller(), body))
+    return jsonify(openai.completion(service, caller(), body))
 
 
 @bp.post("/completions")
@@ -29,8 +29,8 @@ def text_completions() -> Response:
     """A completion of raw prompts (OpenAI's legacy API), streamed when the body says `stream: true`."""
     service, body = current(), parse_body(CompletionRequest)
     if body.stream:
-        return event_stream(completions.chunks(service, body))
-    return jsonify(completions.completion(service, body))
+        return event_stream(completions.chunks(service, caller(), body))
+    return jsonify(completions.completion(service, caller(), body))
 
 
 @bp.get("/models")

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template
 
-from glm.service import current
+from glm.http.context import current
 
 bp = Blueprint("page", __name__)
 

@@ -17,8 +17,6 @@ from pydantic import (
 from glm.schemas.limits import MAX_MESSAGE_CHARS, Choices, Seed, TopLogprobs
 from glm.schemas.openai import StopSequences, StreamOptions
 
-# OpenAI's reply length for this API when a request names none (or null).
-DEFAULT_MAX_TOKENS = 16
 # Choices in one request, a batch's prompts times `n`: each is an engine request of its own.
 MAX_CHOICES_PER_REQUEST = 32
 

@@ -1,4 +1,4 @@
-"""Steps both chat route families share: admitting a request and building what the engine runs."""
+"""Steps both chat route families share: building what the engine runs."""
 
 import logging
 import time
@@ -6,25 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, request
-
 from glm.constraint import Grammar, GrammarError, json_grammar
 from glm.engine.api import GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
-from glm.http import connection
 from glm.prompt import reply_budget
 from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
-from glm.stream.lifecycle import RequestLife
 
 log = logging.getLogger(__name__)
-
-
-def admit(service: Service, streaming: bool, places: int = 1) -> RequestLife:
-    """A place among the requests the server serves (one per choice), or a 429 (503 while closing) at once."""
-    client_gone = connection.client_gone_check(request.environ)
-    return service.admission.admit(g.request_id, streaming, client_gone, places)
 
 
 @dataclass(frozen=True)
@@ -43,6 +33,7 @@ def response_format_constraint(response_format: ResponseFormat | None) -> Constr
 
 def generation_request(
     service: Service,
+    request_id: str,
     deadline: float,
     messages: Any,
     sampling: SamplingParams,
@@ -65,7 +56,7 @@ def generation_request(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )
     if service.settings.log_prompts:
-        log.info("request %s prompt: %r", g.request_id, messages)
+        log.info("request %s prompt: %r", request_id, messages)
     return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar, logprobs)
 
 

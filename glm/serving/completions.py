@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g
 from transformers import PreTrainedTokenizerBase
 
 from glm.encoders import completions as encode
@@ -21,11 +20,11 @@ from glm.encoders import sse
 from glm.engine.api import GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.prompt import encode_raw, reply_budget
-from glm.schemas.completions import DEFAULT_MAX_TOKENS, CompletionRequest
+from glm.schemas.completions import CompletionRequest
 from glm.service import Service
-from glm.serving.common import admit
 from glm.serving.openai import DONE, error_events
 from glm.stream.choices import choices
+from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_choices, whole_choices
 
 log = logging.getLogger(__name__)
@@ -52,19 +51,25 @@ def read_prompts(
     return [read_prompt(tokenizer, prompt, echo, scored) for prompt in prompts]
 
 
-def prepare(service: Service, body: CompletionRequest, deadline: float) -> tuple[list[Prompt], list[GenerationRequest]]:
+def prepare(
+    service: Service, body: CompletionRequest, request_id: str, deadline: float
+) -> tuple[list[Prompt], list[GenerationRequest]]:
     """The prompts, tokenized off the hub by the request's `deadline`, and one engine request per choice."""
     loaded = service.loaded
     prompts = service.prompts.run(
         read_prompts, loaded.tokenizer, body.prompts, body.echo, body.scores_prompt, timeout=deadline - time.monotonic()
     )
     if service.settings.log_prompts:
-        log.info("request %s prompt: %r", g.request_id, body.prompt)
+        log.info("request %s prompt: %r", request_id, body.prompt)
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     requests: list[GenerationRequest] = []
     for prompt in prompts:
         budget = reply_budget(
-            len(prompt.ids), loaded.context_length, DEFAULT_MAX_TOKENS, body.max_tokens, prompt_param="prompt"
+            len(prompt.ids),
+            loaded.context_length,
+            service.settings.completion_max_tokens,
+            body.max_tokens,
+            prompt_param="prompt",
         )
         request = GenerationRequest(
             prompt.ids,
@@ -82,17 +87,17 @@ def places(body: CompletionRequest) -> int:
     return len(body.prompts) * body.n
 
 
-def completion(service: Service, body: CompletionRequest) -> dict[str, Any]:
-    with admit(service, streaming=False, places=places(body)) as life:
-        prompts, requests = prepare(service, body, life.deadline)
+def completion(service: Service, caller: Caller, body: CompletionRequest) -> dict[str, Any]:
+    with service.admission.admit(caller, streaming=False, places=places(body)) as life:
+        prompts, requests = prepare(service, body, life.request_id, life.deadline)
         replies = whole_choices(service.engine, requests, body.stop, life)
     echoed = [(prompts[whole.finished.index // body.n].echo + whole.text, whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n, body.logprobs is not None)
 
 
-def chunks(service: Service, body: CompletionRequest) -> Iterable[bytes]:
-    with admit(service, streaming=True, places=places(body)) as life:
-        prompts, requests = prepare(service, body, life.deadline)
+def chunks(service: Service, caller: Caller, body: CompletionRequest) -> Iterable[bytes]:
+    with service.admission.admit(caller, streaming=True, places=places(body)) as life:
+        prompts, requests = prepare(service, body, life.request_id, life.deadline)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
 
         def generate() -> Iterator[bytes]:

@@ -11,28 +11,36 @@ from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.legacy import LegacyChatRequest
 from glm.service import Service
-from glm.serving.common import admit, generation_request, response_format_constraint
+from glm.serving.common import generation_request, response_format_constraint
+from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_text, whole_text
 
 
-def prepare(service: Service, body: LegacyChatRequest, deadline: float) -> GenerationRequest:
+def prepare(service: Service, body: LegacyChatRequest, request_id: str, deadline: float) -> GenerationRequest:
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     constraint = response_format_constraint(body.response_format)
     return generation_request(
-        service, deadline, body.messages(), sampling, body.max_tokens, body.max_length, constraint=constraint
+        service,
+        request_id,
+        deadline,
+        body.messages(),
+        sampling,
+        body.max_tokens,
+        body.max_length,
+        constraint=constraint,
     )
 
 
-def chat(service: Service, body: LegacyChatRequest) -> dict[str, Any]:
-    with admit(service, streaming=False) as life:
-        reply = whole_text(service.engine, prepare(service, body, life.deadline), [], life)
+def chat(service: Service, caller: Caller, body: LegacyChatRequest) -> dict[str, Any]:
+    with service.admission.admit(caller, streaming=False) as life:
+        reply = whole_text(service.engine, prepare(service, body, life.request_id, life.deadline), [], life)
     return encode.chat(body.text, body.history_pairs(), reply.text, reply.finished, service.loaded.name)
 
 
-def events(service: Service, body: LegacyChatRequest) -> Iterable[bytes]:
+def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterable[bytes]:
     """`event: delta` for each piece of text, then one with `finished: true` and the history."""
-    with admit(service, streaming=True) as life:
-        request = prepare(service, body, life.deadline)
+    with service.admission.admit(caller, streaming=True) as life:
+        request = prepare(service, body, life.request_id, life.deadline)
 
         def chunks() -> Iterator[bytes]:
             response = ""
@@ -48,9 +56,9 @@ def events(service: Service, body: LegacyChatRequest) -> Iterable[bytes]:
         return life.stream(chunks(), error_events)
 
 
-def check(service: Service, body: LegacyChatRequest) -> None:
+def check(service: Service, caller: Caller, body: LegacyChatRequest) -> None:
     """What HEAD does: the checks GET makes before its 200 (the prompt fits), without generating."""
-    prepare(service, body, time.monotonic() + service.settings.request_timeout)
+    prepare(service, body, caller.request_id, time.monotonic() + service.settings.request_timeout)
 
 
 def error_events(error: ApiError) -> Iterator[bytes]:

@@ -4,12 +4,12 @@ on a lock; the request is admitted and bounded like any other."""
 from glm.engine.api import ErrorEvent
 from glm.errors import EngineFailed, GenerationFailed
 from glm.service import Service
-from glm.serving.common import admit
+from glm.stream.lifecycle import Caller
 
 
-def clear(service: Service) -> dict[str, int]:
+def clear(service: Service, caller: Caller) -> dict[str, int]:
     """What stays allocated on the accelerator once the engine has let go of what it can."""
-    with admit(service, streaming=False) as life:
+    with service.admission.admit(caller, streaming=False) as life:
         service.engine.clear_memory(life.deliver)
         result = None
         while result is None:

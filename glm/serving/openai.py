@@ -18,22 +18,26 @@ from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import admit, generation_request, response_format_constraint
+from glm.serving.common import generation_request, response_format_constraint
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.stream.choices import choices
+from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_choices, whole_choices
 from glm.tools.events import read_whole
 
 DONE = sse.event("[DONE]")
 
 
-def prepare(service: Service, body: ChatCompletionRequest, deadline: float, tools: ToolUse | None) -> GenerationRequest:
+def prepare(
+    service: Service, body: ChatCompletionRequest, request_id: str, deadline: float, tools: ToolUse | None
+) -> GenerationRequest:
     messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     encode_prompt = tools.format.prompt_ids if tools else None
     constraint = call_constraint(tools) or response_format_constraint(body.response_format)
     return generation_request(
         service,
+        request_id,
         deadline,
         messages,
         sampling,
@@ -45,19 +49,19 @@ def prepare(service: Service, body: ChatCompletionRequest, deadline: float, tool
     )
 
 
-def completion(service: Service, body: ChatCompletionRequest) -> dict[str, Any]:
+def completion(service: Service, caller: Caller, body: ChatCompletionRequest) -> dict[str, Any]:
     tools = tool_use(service.loaded, body)
-    with admit(service, streaming=False, places=body.n) as life:
-        requests = choices(prepare(service, body, life.deadline, tools), body.n)
+    with service.admission.admit(caller, streaming=False, places=body.n) as life:
+        requests = choices(prepare(service, body, life.request_id, life.deadline, tools), body.n)
         replies = whole_choices(service.engine, requests, body.stop, life)
     read = [(read_whole(reader(tools), whole.text), whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)
 
 
-def chunks(service: Service, body: ChatCompletionRequest) -> Iterable[bytes]:
+def chunks(service: Service, caller: Caller, body: ChatCompletionRequest) -> Iterable[bytes]:
     tools = tool_use(service.loaded, body)
-    with admit(service, streaming=True, places=body.n) as life:
-        requests = choices(prepare(service, body, life.deadline, tools), body.n)
+    with service.admission.admit(caller, streaming=True, places=body.n) as life:
+        requests = choices(prepare(service, body, life.request_id, life.deadline, tools), body.n)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
         readers = [reader(tools) for _ in range(body.n)]
 

@@ -14,6 +14,7 @@ request is a `RequestLife`, the one owner of everything its life needs:
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from glm.errors import ApiError, Internal, QueueFull, TimeLimitExceeded, from_exception
 from glm.metrics import Metrics
@@ -25,6 +26,15 @@ ErrorChunks = Callable[[ApiError], Iterator[bytes]]
 # How often a request looks whether its client is still connected. A stream also learns it when a
 # write fails, but a request that writes nothing until its reply is whole has only this.
 CLIENT_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request, as the layers below HTTP need to know it: its id for the log, and a check
+    of whether its client is still connected."""
+
+    request_id: str
+    client_gone: Callable[[], bool]
 
 
 class ClientGone(ApiError):
@@ -196,7 +206,7 @@ class Admission:
         self.lives: set[RequestLife] = set()
         self.refusal: ApiError | None = None  # why every new request is refused, once closing
 
-    def admit(self, request_id: str, streaming: bool, client_gone: Callable[[], bool], places: int = 1) -> RequestLife:
+    def admit(self, caller: Caller, streaming: bool, places: int = 1) -> RequestLife:
         """A life taking `places` of the capacity; one larger than all of it takes all of it, so that
         it runs once the server is idle rather than never."""
         if self.refusal is not None:
@@ -204,7 +214,7 @@ class Admission:
         places = min(places, self.capacity)
         if sum(life.places for life in self.lives) + places > self.capacity:
             raise QueueFull()
-        life = RequestLife(self, request_id, streaming, client_gone, places)
+        life = RequestLife(self, caller.request_id, streaming, caller.client_gone, places)
         self.lives.add(life)
         if streaming:
             self.metrics.active_streams.inc()
