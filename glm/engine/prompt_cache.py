@@ -65,7 +65,7 @@ class PromptCache:
             return None
         self._touch(path)
         # [blocks, layers, 2, kv_heads, BLOCK, head_dim] -> [layers, 2, kv_heads, positions, head_dim]:
-        # two whole copies, where a concatenation per layer took thousands of small operations.
+        # two whole copies, where a concatenation per layer would take thousands of small operations.
         stacked = torch.stack([block.kv for block in path]).permute(1, 2, 3, 0, 4, 5)
         merged = stacked.reshape(*stacked.shape[:3], reused, stacked.shape[-1])
         cache = empty()

@@ -15,7 +15,7 @@ again when it leaves the batch.
 
 The engine thread also loads the model, so that no other thread ever runs torch's parallel CPU
 kernels: on two cores, the OpenMP workers a second thread leaves spinning after its own torch work
-slowed every decode step of the demo model from about 46 ms to 60 ms.
+take CPU time from every decode step.
 """
 
 import dataclasses
@@ -60,13 +60,12 @@ log = logging.getLogger(__name__)
 class EngineConfig:
     # Prompt tokens read per turn of the loop: many while nothing else is generating, so a lone
     # long prompt is read fast; few while others stream, so that their next token waits at most
-    # about three decode steps. Three streams of the demo model on two cores, decoding at about 40
-    # ms a step while a 4,000-token prompt was read, waited up to 10 steps with 256-token pieces;
-    # with 32, pieces took up to 90 ms near the prompt's end and the longest wait was 4 steps.
-    # With 16 a piece took 47 ms (median) and with 8, whose products take the bf16 kernel
-    # (glm/quant/bf16.py), 34: a turn of the loop is then under two decode steps, which leaves room
-    # for this shared machine's hiccups of 30-40 ms within three. The price is the long prompt's
-    # own first token, about a third later while others stream.
+    # about three decode steps. 8 tokens, few enough rows for the bf16 kernel (glm/quant/bf16.py),
+    # keep a turn of the loop under two decode steps of the demo model on two cores even near a long
+    # prompt's end, which leaves room within three for a shared machine's hiccups; larger pieces
+    # make the streams wait more steps. The price is the long prompt's own first token, which comes
+    # later while others stream. bench/run.py measures the streams' longest gap while a long prompt
+    # is read (bench/RESULTS.md).
     prefill_chunk: int = 512
     prefill_chunk_shared: int = 8
 
@@ -283,7 +282,7 @@ class Engine:
 
         Requests that arrive together are read together even while others generate: that costs
         the running streams one longer step, and saves each newcomer a turn of the loop per request
-        ahead of it (eight at once waited 660 ms for their first token, read one by one).
+        ahead of it: read one by one, the last of eight newcomers would wait eight turns for its first token.
         """
         group: list[_Slot] = []
         longest = 0

@@ -1,11 +1,10 @@
 """bf16 Linear layers on the CPU whose decode-step products go to the compiled kernel.
 
 torch's bf16 matmul reads a weight far below this machine's memory bandwidth when x has few rows,
-which is every product of a decode step of a few streams. On the demo model's shapes
-(bench/kernels.py), glm_quant.bf16_linear took the LM head in 10 ms against F.linear's 20 for one
-row, and 20 against 32 ms for eight; all 18 layers but the head took 17 ms against 26 for eight
-rows, and about as long as F.linear at sixteen. Products of more than eight rows (prompts, busy
-batches) keep torch's matmul.
+which is every product of a decode step of a few streams. glm_quant.bf16_linear reads it closer to
+that bandwidth, so on the demo model's shapes it beats F.linear up to eight rows of x and gains
+nothing at sixteen (bench/kernels.py measures both). Products of more than eight rows (prompts,
+busy batches) keep torch's matmul.
 """
 
 import torch
@@ -15,7 +14,8 @@ from torch import nn
 from glm.quant import kernels
 from glm.quant.formats import GROUP
 
-# The most rows of x the kernel takes; measured on the demo model's layers (bench/kernels.py).
+# The most rows of x the kernel takes: where it stops beating F.linear on the demo model's layers
+# (bench/kernels.py).
 KERNEL_MAX_ROWS = 8
 
 

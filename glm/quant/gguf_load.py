@@ -41,8 +41,8 @@ class TensorEntry:
 def read_layout(path: Path) -> tuple[dict, str, list[TensorEntry]]:
     """The config, architecture and tensor table of a GGUF file.
 
-    Parsing a 262k-token vocabulary into Python objects takes seconds and about 1 GB at its peak,
-    more than the packed demo model itself, so the result is cached by the caller.
+    Parsing a 262k-token vocabulary into Python objects takes seconds and, at its peak, more memory
+    than the packed demo model itself, so the result is cached by the caller.
     """
     config = load_gguf_checkpoint(str(path), return_tensors=False)["config"]
     reader = GGUFReader(str(path))
@@ -70,8 +70,8 @@ def cached_layout(path: Path, cache_file: Path) -> tuple[dict, str, list[TensorE
 
 def weight_names(model: PreTrainedModel, processor: TensorProcessor, cache_file: Path) -> dict[str, str]:
     """Each GGUF tensor name's parameter name in `model`. transformers' get_gguf_hf_weights_map
-    rebuilds gguf's name table for every module it visits (8.5 of the 19 s a later start of the
-    demo model took), so the map is cached, per transformers version, as it may change with it."""
+    rebuilds gguf's name table for every module it visits, a large share of a later start's time,
+    so the map is cached, per transformers version, as it may change with it."""
     if cache_file.is_file():
         return json.loads(cache_file.read_text())
     names = get_gguf_hf_weights_map(model, processor)

@@ -68,8 +68,8 @@ def _malloc_trim() -> Callable[[], None]:
 
 
 # Packing leaves the heap strewn with freed temporaries between the small packed arrays it keeps;
-# glibc hands that memory back only when asked. Asking after every tensor kept the demo's packed
-# load at the packed size (257 MB held instead of 407 MB).
+# glibc hands that memory back only when asked. Asking after every tensor keeps a packed load's
+# memory near the packed size (bench/quant.py measures the load's peak).
 release_freed_memory = _malloc_trim()
 
 

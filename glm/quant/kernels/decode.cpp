@@ -1,7 +1,7 @@
 // glm_decode: the parts of a decode step around its products, for float32 activations on the CPU
-// (glm/decoder.py). Each is one call where torch took many small ones: on the demo model a
-// step's RMSNorms were 305 calls of about 80 us (torch decomposes F.rms_norm into pow, mean,
-// add, rsqrt and mul), and its attention with the rotary embedding 17 operations per layer.
+// (glm/engine/decoder.py). Each is one call where torch makes many small ones, each with its own
+// overhead: torch decomposes F.rms_norm into pow, mean, add, rsqrt and mul, and attention with the
+// rotary embedding into many operations per layer.
 //
 // Batch invariance: every row is computed on its own, in the same order whatever the batch
 // holds, and a masked (padding) position is skipped rather than weighted by zero, so a row's
@@ -109,7 +109,7 @@ at::Tensor add_rms_norm_(at::Tensor& x, const at::Tensor& delta, const at::Tenso
   return norm_rows("add_rms_norm_", x, &delta, weight, eps);
 }
 
-// The rotary embedding as glm/decoder.py's Rotation: out[i] = x[i] * scale[i] + x[partner[i]] * signed[i].
+// The rotary embedding as glm/engine/decoder.py's Rotation: out[i] = x[i] * scale[i] + x[partner[i]] * signed[i].
 void rotate(const float* x, const float* scale, const float* signed_, const int64_t* partner, int64_t dim,
             float* out) {
   for (int64_t i = 0; i < dim; ++i) out[i] = x[i] * scale[i] + x[partner[i]] * signed_[i];

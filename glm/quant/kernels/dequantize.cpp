@@ -1,7 +1,7 @@
 // glm_quant::dequantize: a packed weight widened to float32 [N, K], for products with many rows
 // (a prompt being read), which torch's matmul then takes. In torch operations (formats.py) the
-// widening took about 140 ms of the 520 that the demo model spent reading a 250-token prompt at
-// --quantize 4: nibble unpacking, casts and concatenation, each a pass over the whole weight.
+// widening is a large part of reading a prompt at --quantize 4: nibble unpacking, casts and
+// concatenation, each a pass over the whole weight.
 //
 // The values are bit for bit formats.dequantize's: each product and sum rounds once, as torch's
 // do, so the compiler must not fuse them into one fused multiply-add.

@@ -4,8 +4,8 @@
 //
 // Decoding is memory-bound: the weight is read once per call, so reading 1.06 (q8_0), 0.63 (q5_0)
 // or 0.56 (q4_1) bytes per weight instead of 4 (fp32) or 2 (bf16) is where the speed comes from.
-// For bf16 weights the point is reaching the memory bandwidth at all: torch's bf16 matmul read the
-// demo model's LM head at about 16 GB/s of this machine's 31 for one row of x.
+// For bf16 weights the point is reaching the memory bandwidth at all: torch's bf16 matmul reads a
+// weight well below it for a few rows of x (bench/kernels.py measures both).
 // Each block of 32 weights is widened to vectors once and then multiplied into up to eight rows
 // of x, so the widening is paid once per eight rows. Accumulation stays fp32 on x as given (x is
 // not quantized), so results differ from x @ dequantize(W).T only by summation order.
@@ -34,8 +34,8 @@ namespace {
 constexpr int kMaxRows = 8;  // rows of x per pass
 
 // Weights stream from memory once per call, and with several rows of x the loops below consume them
-// too slowly for the hardware prefetcher to keep enough of them in flight: asking for the bytes
-// 2 KB ahead took four rows against a 65536 x 640 bf16 weight from 11.3 to 7.2 ms on one thread.
+// too slowly for the hardware prefetcher to keep enough of them in flight, so the loops ask for
+// the bytes 2 KB ahead themselves (bench/kernels.py measures the products).
 // The loops read several weight rows side by side, so "ahead" is the block they are reading, in
 // the same row of a tile at least that far on (tiles.h).
 constexpr int64_t kAheadBytes = 2048;
