@@ -13,7 +13,8 @@ import torch
 from glm.engine.api import ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
 from glm.engine.sampling import SamplingParams
 from glm.engine.torch_engine import Engine
-from glm.models import default_quantize, load_model
+from glm.models import load_model
+from glm.models.source import model_source
 from glm.prompt import encode_chat
 from glm.startup import resolve_dtype
 
@@ -27,8 +28,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
     cpu = torch.device("cpu")
-    bits = default_quantize("demo", cpu, cache)  # what the server serves by default
-    engine = Engine(lambda: load_model("demo", cpu, resolve_dtype(bits, cpu), cache, bits=bits))
+    demo = model_source("demo")
+    bits = demo.default_quantize(cpu, cache)  # what the server serves by default
+    engine = Engine(lambda: load_model(demo, cpu, resolve_dtype(bits, cpu), cache, bits=bits))
     engine.start()
     ids = encode_chat(engine.loaded.tokenizer, [{"role": "user", "content": args.prompt}])
     for _ in range(args.repeats + 1):  # the first is a warm-up

@@ -15,6 +15,7 @@ import torch
 from transformers import TextIteratorStreamer
 
 from glm.models import load_model
+from glm.models.source import model_source
 from glm.prompt import encode_chat
 
 
@@ -27,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
-    loaded = load_model("demo", torch.device("cpu"), getattr(torch, args.dtype), cache)
+    loaded = load_model(model_source("demo"), torch.device("cpu"), getattr(torch, args.dtype), cache)
     ids = torch.tensor([encode_chat(loaded.tokenizer, [{"role": "user", "content": args.prompt}])])
     loaded.model.generate(ids, max_new_tokens=2, do_sample=False)  # warm-up, as the servers get
     arrived = time.perf_counter()

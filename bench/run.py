@@ -31,6 +31,7 @@ from bench.rows import OUT, PROMPT, Row, body, measure, ratio, ratios, table
 from bench.servers import LLAMA_SERVER, ROOT, THREADS, Server, llama_server, ours
 from glm.cli import DEFAULT_CACHE
 from glm.models import load_model
+from glm.models.source import model_source
 
 QUANTIZE = ("16", "8", "4")
 
@@ -256,7 +257,9 @@ def main() -> None:
     rows += peers
 
     print("decode steps by dtype and linear path", flush=True)
-    steps = bench_steps.measure(load_model("demo", torch.device("cpu"), torch.float32, DEFAULT_CACHE).model, [1, 2, 8])
+    steps = bench_steps.measure(
+        load_model(model_source("demo"), torch.device("cpu"), torch.float32, DEFAULT_CACHE).model, [1, 2, 8]
+    )
     single = mine.by_clients[min(args.clients)]
     report = [
         f"# Benchmark, {date.today().isoformat()}",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from glm.embeddings import Embedder
     from glm.engine.api import GenerationEngine
+    from glm.models.source import ModelSource
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
@@ -50,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         choices=QUANTIZE_CHOICES,
         help="weight bits: 16 = no quantization, half precision (bf16; fp16 on GPUs without bf16); "
-        "8 and 4 pack the weights at 8 or 4 bits as they load (see the README for what each costs "
+        "8 and 4 pack the weights at 8 or 4 bits as they load (docs/models.md says what each costs "
         "and saves) (default: a GGUF's own blocks on the CPU, 4 for the demo; else 16)",
     )
     p.add_argument(
@@ -74,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
         default="torch",
         choices=["torch", "vllm"],
         help="what generates: 'torch', this project's engine in this process (the CPU or one GPU), or "
-        "'vllm', vLLM's engine (installed apart: see the README's Scale-out), for several GPUs and machines "
+        "'vllm', vLLM's engine (installed apart: see docs/scale-out.md), for several GPUs and machines "
         "(default: %(default)s)",
     )
     vllm = p.add_argument_group("--engine vllm only")
@@ -233,29 +234,34 @@ VLLM_ONLY = (
 
 def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
     """The engine `--engine` names, with its flags, and what it runs, for the start-up log."""
+    from glm.models.source import model_source
+
+    source = model_source(args.model, args.chat_format)
     if args.engine == "vllm":
-        return vllm_engine(args, device)
+        return vllm_engine(args, source, device)
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
     if given:
         raise StartupError(f"{', '.join(given)}: only with --engine vllm")
     from glm.engine.torch_engine import Engine, EngineConfig
-    from glm.models import default_quantize, load_model
+    from glm.models import load_model
 
     grouped_attention(device)
-    bits = default_quantize(args.model, device, args.cache_dir) if args.quantize is None else args.quantize
+    bits = source.default_quantize(device, args.cache_dir) if args.quantize is None else args.quantize
     dtype = resolve_dtype(bits, device, args.dtype)
     given = {"max_batch": args.max_batch, "prompt_cache_bytes": args.prompt_cache_mb}
     config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
     engine = Engine(
-        lambda: load_model(args.model, device, dtype, args.cache_dir, args.trust_remote_code, bits, args.chat_format),
+        lambda: load_model(source, device, dtype, args.cache_dir, args.trust_remote_code, bits),
         config,
     )
     return engine, f"--engine torch, --dtype {str(dtype).removeprefix('torch.')}, --quantize {bits}"
 
 
-def vllm_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
+def vllm_engine(
+    args: argparse.Namespace, source: "ModelSource", device: "torch.device"
+) -> tuple["GenerationEngine", str]:
     from glm.engine.vllm_engine import VllmEngine, VllmOptions, quantization
-    from glm.models.folders import served_folder
+    from glm.models.vllm_folder import served_folder
 
     if args.prompt_cache_mb:
         raise StartupError(
@@ -277,9 +283,7 @@ def vllm_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gene
         prefix_caching=args.prompt_cache_mb is None,
         **given,
     )
-    engine = VllmEngine(
-        lambda: served_folder(args.model, device, args.cache_dir, args.trust_remote_code, args.chat_format), options
-    )
+    engine = VllmEngine(lambda: served_folder(source, device, args.cache_dir, args.trust_remote_code), options)
     return engine, f"--engine vllm, --dtype {dtype}, vLLM quantization {options.quantization or 'none'}"
 
 

@@ -7,6 +7,7 @@ import torch
 
 from glm.models import load_model
 from glm.models.loaded import LoadedModel
+from glm.models.source import model_source
 from tests.server_process import ROOT, ServerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,18 +46,18 @@ def demo_server() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def tiny() -> LoadedModel:
-    return load_model("tiny", torch.device("cpu"), torch.float32, CACHE)
+    return load_model(model_source("tiny"), torch.device("cpu"), torch.float32, CACHE)
 
 
 @pytest.fixture(scope="session")
 def demo() -> LoadedModel:
-    return load_model("demo", torch.device("cpu"), torch.float32, CACHE)
+    return load_model(model_source("demo"), torch.device("cpu"), torch.float32, CACHE)
 
 
 @pytest.fixture(scope="session")
 def gemma() -> LoadedModel:
     """Gemma 3 270M, for what only it has: sliding-window layers, a SentencePiece tokenizer."""
-    return load_model("gemma", torch.device("cpu"), torch.float32, CACHE)
+    return load_model(model_source("gemma"), torch.device("cpu"), torch.float32, CACHE)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import torch
 from glm.models import load_model
 from glm.models.chatglm.detection import choose_family
 from glm.models.chatglm.layout import CHATGLM2, CHATGLM3, GLM4
+from glm.models.source import model_source
 from glm.startup import StartupError
 from tests.chatglm_checkpoints import CHATGLM3_HELLO_IDS, build_checkpoint
 
@@ -16,8 +17,8 @@ HELLO = [{"role": "user", "content": "你好"}]
 DETECTION_LOGGER = "glm.models.chatglm.detection"
 
 
-def load(folder, cache_dir, **options):
-    return load_model(str(folder), torch.device("cpu"), torch.float32, cache_dir, **options)
+def load(folder, cache_dir, chat_format=None):
+    return load_model(model_source(str(folder), chat_format), torch.device("cpu"), torch.float32, cache_dir)
 
 
 def stripped_chatglm3(tmp_path):

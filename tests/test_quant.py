@@ -16,8 +16,10 @@ from gguf.quants import quantize as gguf_quantize
 from torch import nn
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
-from glm.models import demo_gguf, load_model
+from glm.models import load_model
 from glm.models.gguf import cache_key, gguf_weights
+from glm.models.packaged import demo_gguf
+from glm.models.source import model_source
 from glm.models.weights import Weights
 from glm.quant.formats import Format, dequantize, quantize
 from glm.quant.gguf_blocks import KEPT, take_over
@@ -114,8 +116,8 @@ def float_twin(packed_model: nn.Module, float_model: nn.Module) -> nn.Module:
 # 10 rows go through the fused kernel (when built), 80 through a float GEMM of the de-quantized layer.
 @pytest.mark.parametrize("length", [10, KERNEL_MAX_ROWS + 16])
 def test_packed_tiny_computes_what_its_dequantized_weights_do(bits, length):
-    packed = load_model("tiny", CPU, torch.float32, CACHE, bits=bits)
-    reference = float_twin(packed.model, load_model("tiny", CPU, torch.float32, CACHE).model)
+    packed = load_model(model_source("tiny"), CPU, torch.float32, CACHE, bits=bits)
+    reference = float_twin(packed.model, load_model(model_source("tiny"), CPU, torch.float32, CACHE).model)
     ids = torch.tensor([list(range(10, 10 + length))])
     with torch.no_grad():
         got, want = packed.model(ids).logits, reference(ids).logits
@@ -130,7 +132,7 @@ def test_packed_tiny_computes_what_its_dequantized_weights_do(bits, length):
 def test_folder_is_packed_as_it_is_read_the_same_as_in_memory(tiny, tmp_path):
     tiny.model.save_pretrained(tmp_path)
     streamed = load_folder(tmp_path, 4, torch.float32)
-    in_memory = load_model("tiny", CPU, torch.float32, CACHE, bits=4).model
+    in_memory = load_model(model_source("tiny"), CPU, torch.float32, CACHE, bits=4).model
     packed = {n: m.weight_packed.packed for n, m in in_memory.named_modules() if isinstance(m, QuantLinear)}
     for name, module in streamed.named_modules():
         if isinstance(module, QuantLinear):
@@ -142,13 +144,13 @@ def test_folder_is_packed_as_it_is_read_the_same_as_in_memory(tiny, tmp_path):
 def test_packed_bytes_are_a_quarter_of_float32_or_less(tiny):
     float_bytes = sum(p.numel() * 4 for p in tiny.model.parameters())
     for bits, ceiling in ((8, 0.35), (4, 0.35)):
-        packed, rest = weight_bytes(load_model("tiny", CPU, torch.float32, CACHE, bits=bits).model)
+        packed, rest = weight_bytes(load_model(model_source("tiny"), CPU, torch.float32, CACHE, bits=bits).model)
         assert (packed + rest) / float_bytes <= ceiling
 
 
 @pytest.fixture(scope="module")
 def demo_q4():
-    return load_model("demo", CPU, torch.float32, CACHE, bits=4)
+    return load_model(model_source("demo"), CPU, torch.float32, CACHE, bits=4)
 
 
 def test_demo_keeps_the_gguf_q8_0_embedding_bit_for_bit(demo_q4):

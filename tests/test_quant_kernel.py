@@ -20,6 +20,7 @@ import requests
 import torch
 
 from glm.models import load_model
+from glm.models.source import model_source
 from glm.quant import bf16, kernels
 from glm.quant.build import build
 from glm.quant.formats import GROUP, Format, Packed, dequantize, quantize
@@ -304,12 +305,14 @@ def teacher_forced_logits(model: torch.nn.Module, ids: list[int]) -> torch.Tenso
 def test_a_bf16_model_decodes_through_the_kernel_as_well_as_through_torch(built, monkeypatch):
     """bf16 alone moves the tiny random model's logits by about 0.1 on average (of up to 15); the
     kernel must not add to that: it is judged against the fp32 model, next to torch's bf16 path."""
-    loaded = load_model("tiny", torch.device("cpu"), torch.bfloat16, Path.home())
+    loaded = load_model(model_source("tiny"), torch.device("cpu"), torch.bfloat16, Path.home())
     layers = [m for m in loaded.model.modules() if isinstance(m, bf16.BF16Linear)]
     assert layers and not any(type(m) is torch.nn.Linear for m in loaded.model.modules())
     assert any(m.bias is not None for m in layers), "GLM's qkv bias goes through the kernel's path too"
     ids = list(range(20, 52))
-    exact = teacher_forced_logits(load_model("tiny", torch.device("cpu"), torch.float32, Path.home()).model, ids)
+    exact = teacher_forced_logits(
+        load_model(model_source("tiny"), torch.device("cpu"), torch.float32, Path.home()).model, ids
+    )
     through_kernel = teacher_forced_logits(loaded.model, ids)
     monkeypatch.setattr(bf16, "KERNEL_MAX_ROWS", 0)
     through_torch = teacher_forced_logits(loaded.model, ids)
@@ -332,5 +335,5 @@ def test_a_tied_head_stays_tied(built):
 
 
 def test_float32_models_keep_torch_linear(built):
-    loaded = load_model("tiny", torch.device("cpu"), torch.float32, Path.home())
+    loaded = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, Path.home())
     assert not any(isinstance(m, bf16.BF16Linear) for m in loaded.model.modules())

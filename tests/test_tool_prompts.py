@@ -7,6 +7,7 @@ import torch
 from glm import chat_templates
 from glm.errors import ApiError
 from glm.models import load_model, tiny
+from glm.models.source import model_source
 from glm.schemas.openai import ChatCompletionRequest
 from glm.serving.tools import tool_use
 from glm.tools.detect import from_template
@@ -31,7 +32,10 @@ from tests.tool_references import (
 def models(chatglm_folders, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     names = ("glm-4-9b-chat", "chatglm3-6b")
-    return {name: load_model(str(chatglm_folders[name]), torch.device("cpu"), torch.float32, cache) for name in names}
+    return {
+        name: load_model(model_source(str(chatglm_folders[name])), torch.device("cpu"), torch.float32, cache)
+        for name in names
+    }
 
 
 def prompt_ids(loaded, messages, **fields):

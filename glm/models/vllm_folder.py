@@ -1,6 +1,7 @@
-"""`--model` for an engine that reads the weights itself, in processes of its own (vLLM): a Hugging
-Face folder it can load, and what our side needs of the model (tokenizer, chat and tool formats,
-stop tokens, context length) read from that folder without loading a single weight.
+"""The vLLM side of loading: for an engine that reads the weights itself, in processes of its own,
+the model a ModelSource names is a Hugging Face folder it can load, and what our side needs of the
+model (tokenizer, chat and tool formats, stop tokens, context length) is read from that folder
+without loading a single weight.
 
 GGUF files and the built-ins are served from their de-quantized folders, and original ChatGLM2/3
 and GLM-4 folders from their GlmForCausalLM conversions, written once under the cache directory as
@@ -12,40 +13,30 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
-from glm import chat_templates
-from glm.models import gguf_file
-from glm.models.chatglm import check_chat_format, convert_chatglm, is_original_chatglm_folder
+from glm.models.chatglm import convert_chatglm
 from glm.models.gguf import dequantized_folder
 from glm.models.hf import folder_tokenizer
 from glm.models.loaded import PromptEncoder, ServedModel, describe
-from glm.models.packaged import ABOUT
+from glm.models.source import Kind, ModelSource
 from glm.startup import StartupError
 from glm.tools.format import ToolFormat
 
 
 def served_folder(
-    spec: str, device: torch.device, cache_dir: Path, trust_remote_code: bool = False, chat_format: str | None = None
+    source: ModelSource, device: torch.device, cache_dir: Path, trust_remote_code: bool = False
 ) -> tuple[Path, ServedModel]:
     """The folder the engine loads, and the model as the routes see it; `device` is where the
     engine runs it."""
-    path = Path(spec).expanduser()
-    if spec == "tiny":
+    if source.kind is Kind.TINY:
         raise StartupError("--model tiny is built in memory; this engine loads a model folder (--model PATH)")
-    check_chat_format(spec, chat_format)
-    file = gguf_file(spec)
-    if file is not None:
-        folder = dequantized_folder(file, cache_dir)
-        if spec == "gemma":  # a base model: it ships no chat template, so it gets Gemma's turn format
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            tokenizer.chat_template = chat_templates.load("gemma")
-        else:
-            tokenizer = folder_tokenizer(folder, trust_remote_code)
-        name = spec if spec in ABOUT else file.stem
-        return folder, served(name, folder, tokenizer, device, trust_remote_code, about=ABOUT.get(spec))
-    if is_original_chatglm_folder(path):
-        converted = convert_chatglm(path, cache_dir, chat_format)
+    if source.kind is Kind.GGUF:
+        folder = dequantized_folder(source.path, cache_dir)
+        tokenizer = source.fit_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+        return folder, served(source.name, folder, tokenizer, device, trust_remote_code, about=source.about)
+    if source.kind is Kind.CHATGLM:
+        converted = convert_chatglm(source.path, cache_dir, source.chat_format)
         model = served(
-            path.name,
+            source.name,
             converted.folder,
             converted.tokenizer,
             device,
@@ -54,13 +45,8 @@ def served_folder(
             converted.tool_format,
         )
         return converted.folder, model
-    if path.is_dir():
-        tokenizer = folder_tokenizer(path, trust_remote_code)
-        return path, served(path.name, path, tokenizer, device, trust_remote_code)
-    raise StartupError(
-        f"--model {spec}: not 'demo', 'gemma', a .gguf file or a local model folder (models are never downloaded "
-        "from a hub)"
-    )
+    tokenizer = folder_tokenizer(source.path, trust_remote_code)
+    return source.path, served(source.name, source.path, tokenizer, device, trust_remote_code)
 
 
 def served(
