@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test test-vllm lint format clean java-deps bench bench-peers
+.PHONY: run test test-vllm lint format clean java-deps bench bench-peers docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,10 @@ $(LLAMA_SERVER): | $(PY)
 	grep -q 'ldtilecfg %0' $(AMX_CONFIG)
 	cmake -S $(LLAMA_SRC) -B $(LLAMA_DIR)/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
 	cmake --build $(LLAMA_DIR)/build --config Release --target llama-server -j2
+
+# docs/flags.md is rendered from the parser in glm/cli.py; tests/unit/test_docs.py fails when it is stale.
+docs: $(VENV)/.run-deps
+	$(PY) scripts/flags_doc.py > docs/flags.md
 
 lint: $(VENV)/.dev-deps
 	$(PY) -m ruff check .
