@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test test-vllm lint format clean java-deps bench bench-peers docs
+.PHONY: run test test-fast test-vllm lint format clean java-deps bench bench-peers docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.dev-deps java-deps /usr/bin/chromium /usr/sbin/nginx
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The edit-run loop: ruff, then tests/unit alone (in-process, no server started: tests/unit/conftest.py
+# fails a test that starts one), in under a minute on two cores.
+test-fast: $(VENV)/.dev-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q tests/unit
 
 # --engine vllm's environment: the project with vLLM's CPU build, whose pins (transformers, llguidance)
 # differ from requirements.txt's, so it lives apart. vLLM pulls torchvision, torchaudio and torchcodec

@@ -8,7 +8,9 @@ import torch
 from glm.models import load_model
 from glm.models.loaded import LoadedModel
 from glm.models.source import model_source
-from tests.server_process import ROOT, ServerProcess
+from glm.quant import kernels
+from glm.quant.build import build
+from tests.support.server_process import ROOT, ServerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Test artifacts (server logs) are kept here for CI to show, never in git.
@@ -62,8 +64,8 @@ def gemma() -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def chatglm_folders(tmp_path_factory) -> dict[str, Path]:
-    """Tiny checkpoints in the original layouts, by family name (see tests/chatglm_checkpoints.py)."""
-    from tests.chatglm_checkpoints import build_checkpoint
+    """Tiny checkpoints in the original layouts, by family name (see tests/support/chatglm_checkpoints.py)."""
+    from tests.support.chatglm_checkpoints import build_checkpoint
 
     root = tmp_path_factory.mktemp("chatglm")
     return {
@@ -71,3 +73,15 @@ def chatglm_folders(tmp_path_factory) -> dict[str, Path]:
         "chatglm3-6b": build_checkpoint(root / "chatglm3-6b", "chatglm3-6b", "bin"),
         "glm-4-9b-chat": build_checkpoint(root / "glm-4-9b-chat", "glm-4-9b-chat", "safetensors"),
     }
+
+
+@pytest.fixture(scope="module")
+def built():
+    """The compiled kernels, built here if they are missing or stale (tests/engine/test_quant_kernel.py
+    and the server held to their fallback in tests/api/test_quant_kernel.py)."""
+    if not kernels.cpu_has_avx2():
+        pytest.skip("the kernels need AVX2")
+    if kernels.unusable_reason(kernels.BUILD_DIR)[0] is not None:
+        build()
+        kernels.load_library.cache_clear()
+    assert kernels.load_library()

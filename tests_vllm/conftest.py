@@ -10,7 +10,7 @@ import pytest
 
 from glm.models import tiny
 from tests.conftest import start_server
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 ENGINES = ("torch", "vllm")
 # Two at once and nobody waiting: the third request is refused, so 429 is reachable in a test.

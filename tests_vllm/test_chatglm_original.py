@@ -4,10 +4,10 @@ tool format kept on our side; greedy replies and forced tool calls equal --engin
 
 import pytest
 
-from tests.chatglm_checkpoints import build_checkpoint
 from tests.conftest import start_server
-from tests.http_helpers import openai_client
-from tests.tool_references import FORCED, QUESTION, TOOLS
+from tests.support.chatglm_checkpoints import build_checkpoint
+from tests.support.http_helpers import openai_client
+from tests.support.tool_references import FORCED, QUESTION, TOOLS
 from tests_vllm.conftest import ENGINES, FLAGS
 
 # Heads of 64, which vLLM's CPU attention needs.

@@ -8,11 +8,11 @@ import jsonschema
 import pytest
 import requests
 
-from tests import sse_client
-from tests.hardening import metric, wait_for
-from tests.http_helpers import LONG_STREAM, TIMEOUT, health, openai_client, post
-from tests.test_streaming import leaving_stops_generation, open_stream, wait_until
-from tests.tool_references import QUESTION, TOOLS
+from tests.api.test_streaming import leaving_stops_generation, open_stream, wait_until
+from tests.support import sse_client
+from tests.support.hardening import metric, wait_for
+from tests.support.http_helpers import LONG_STREAM, TIMEOUT, health, openai_client, post
+from tests.support.tool_references import QUESTION, TOOLS
 
 PROMPTS = ["hello", "写一首关于秋天的诗", "What is 2+2? Explain step by step."]
 SCHEMA = {

@@ -7,10 +7,10 @@ import signal
 import requests
 
 from bench.quiet import family
-from tests import sse_client
 from tests.conftest import start_server
-from tests.hardening import wait_for
-from tests.http_helpers import LONG_STREAM, TIMEOUT
+from tests.support import sse_client
+from tests.support.hardening import wait_for
+from tests.support.http_helpers import LONG_STREAM, TIMEOUT
 from tests_vllm.conftest import FLAGS
 
 

@@ -1,0 +1,163 @@
+"""`logprobs` and `top_logprobs` on chat completions and `logprobs` on /v1/completions, streamed and
+not, through the official `openai` client over a socket, on `tiny` in float32."""
+
+import codecs
+import math
+
+import pytest
+import torch
+
+from glm.engine.logprobs import token_text
+from tests.conftest import own_tiny_server
+from tests.support.http_helpers import openai_client, post
+
+# Slow: a server of its own.
+pytestmark = pytest.mark.slow
+
+PROMPT = "The capital of France is"
+MESSAGES = [{"role": "user", "content": "Say something long."}]
+WEATHER = {
+    "type": "function",
+    "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from own_tiny_server("logprobs", "--dtype", "float32")
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai_client(server)
+
+
+def chat(client, **kwargs):
+    options = {"max_tokens": 12, "temperature": 0, "extra_body": {"ignore_eos": True}, **kwargs}
+    return client.chat.completions.create(model="tiny", messages=MESSAGES, logprobs=True, **options)
+
+
+def streamed_chat(client, **kwargs):
+    chunks = list(chat(client, stream=True, stream_options={"include_usage": True}, **kwargs))
+    per_choice: dict[int, list] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            per_choice.setdefault(choice.index, []).extend(choice.logprobs.content if choice.logprobs else [])
+    return per_choice, chunks[-1].usage
+
+
+def test_each_token_comes_with_its_likeliest_alternatives(client):
+    reply = chat(client, top_logprobs=5)
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens == 12
+    assert b"".join(bytes(t.bytes) for t in content).decode(errors="replace") == reply.choices[0].message.content
+    for token in content:
+        values = [alternative.logprob for alternative in token.top_logprobs]
+        assert len(values) == 5 and values == sorted(values, reverse=True) and values[0] <= 0
+        # Greedy: the chosen token is the likeliest.
+        assert (token.token, token.logprob) == (token.top_logprobs[0].token, values[0])
+
+
+def test_log_probabilities_are_the_models_own(client, tiny):
+    reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=1, temperature=0, logprobs=3)
+    ids = tiny.tokenizer(PROMPT, add_special_tokens=True)["input_ids"]
+    with torch.no_grad():
+        expected = torch.log_softmax(tiny.model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
+    values, top = torch.topk(expected, 3)
+    logprobs = reply.choices[0].logprobs
+    assert math.isclose(logprobs.token_logprobs[0], values[0].item(), abs_tol=1e-4)
+    expected_top = {token_text(tiny.tokenizer, i)[0]: v for i, v in zip(top.tolist(), values.tolist(), strict=True)}
+    assert logprobs.top_logprobs[0] == pytest.approx(expected_top, abs=1e-4)
+
+
+def test_sampled_tokens_report_the_unscaled_distribution(client):
+    """Temperature reshapes what is sampled, not what is reported: the same seed's tokens at two
+    temperatures differ, but a token both choose at the first step has one log-probability."""
+    first = [chat(client, temperature=t, seed=1, max_tokens=1).choices[0].logprobs.content[0] for t in (0.2, 1.8)]
+    by_token = {
+        alt.token: alt.logprob
+        for alt in chat(client, top_logprobs=20, max_tokens=1).choices[0].logprobs.content[0].top_logprobs
+    }
+    compared = [token for token in first if token.token in by_token]
+    assert compared  # at least the sharpened sample is among the 20 likeliest
+    for token in compared:
+        assert math.isclose(token.logprob, by_token[token.token], abs_tol=1e-5)
+
+
+def test_a_stream_carries_each_token_once_in_every_choice(client):
+    whole = chat(client, top_logprobs=2, n=2)
+    per_choice, usage = streamed_chat(client, top_logprobs=2, n=2)
+    assert sum(map(len, per_choice.values())) == usage.completion_tokens == 24
+    for choice in whole.choices:
+        assert [(t.token, t.logprob) for t in per_choice[choice.index]] == [
+            (t.token, t.logprob) for t in choice.logprobs.content
+        ]
+
+
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        {"response_format": {"type": "json_object"}},
+        {"tools": [WEATHER], "tool_choice": "required"},
+    ],
+)
+def test_constrained_replies_report_every_token(client, constraint):
+    whole = chat(client, max_tokens=40, extra_body={}, **constraint)
+    per_choice, usage = streamed_chat(client, max_tokens=40, extra_body={}, **constraint)
+    assert len(whole.choices[0].logprobs.content) == whole.usage.completion_tokens
+    assert len(per_choice[0]) == usage.completion_tokens
+
+
+def test_without_logprobs_there_are_none(client):
+    reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=3)
+    assert reply.choices[0].logprobs is None
+
+
+def legacy_token_bytes(token: str) -> bytes:
+    """The legacy shape names a token by its text, or its bytes when they are part of a character."""
+    if token.startswith("bytes:"):
+        return bytes(int(byte, 16) for byte in token.removeprefix("bytes:").split("\\x")[1:])
+    return token.encode()
+
+
+def test_legacy_logprobs_line_up_with_the_text(client):
+    """Each token starts where the text of the tokens before it ends (a split character counting
+    once whole), streamed and not."""
+    options = {"prompt": PROMPT, "max_tokens": 10, "temperature": 0, "logprobs": 2, "extra_body": {"ignore_eos": True}}
+    choice = client.completions.create(model="tiny", **options).choices[0]
+    tokens, offsets = choice.logprobs.tokens, choice.logprobs.text_offset
+    assert len(tokens) == len(choice.logprobs.token_logprobs) == len(choice.logprobs.top_logprobs) == 10
+    for i, start in enumerate(offsets):
+        before = b"".join(map(legacy_token_bytes, tokens[:i]))
+        assert choice.text[:start] == codecs.getincrementaldecoder("utf-8")(errors="replace").decode(before)
+    chunks = [c.choices[0] for c in client.completions.create(model="tiny", stream=True, **options) if c.choices]
+    assert [t for c in chunks if c.logprobs for t in c.logprobs.tokens] == tokens
+    assert [o for c in chunks if c.logprobs for o in c.logprobs.text_offset] == offsets
+
+
+def test_an_echoed_prompt_is_scored_token_by_token(client, tiny):
+    """What evaluation harnesses send to score a text: each prompt token's log-probability given
+    those before it, across the engine's 512-token prefill pieces, as one forward pass gives them."""
+    ids = [(7 * i) % 250 + 3 for i in range(600)]
+    reply = client.completions.create(model="tiny", prompt=ids, max_tokens=1, temperature=0, echo=True, logprobs=1)
+    logprobs = reply.choices[0].logprobs
+    with torch.no_grad():
+        expected = torch.log_softmax(tiny.model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    assert (logprobs.token_logprobs[0], logprobs.top_logprobs[0]) == (None, None)
+    assert len(logprobs.tokens) == 601 and reply.choices[0].text.startswith(tiny.tokenizer.decode(ids))
+    scored = expected[torch.arange(599), torch.tensor(ids[1:])]
+    assert torch.allclose(torch.tensor(logprobs.token_logprobs[1:600]), scored, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", {"messages": MESSAGES, "top_logprobs": 2}),
+        ("/v1/chat/completions", {"messages": MESSAGES, "logprobs": True, "top_logprobs": 21}),
+        ("/v1/completions", {"prompt": PROMPT, "logprobs": 21}),
+        ("/v1/completions", {"prompt": PROMPT, "logprobs": 1, "echo": True, "stream": True}),
+    ],
+)
+def test_impossible_logprobs_are_a_400(server, path, body):
+    response = post(server, path, body)
+    assert response.status_code == 400 and response.json()["error"]["param"] in ("top_logprobs", "logprobs")

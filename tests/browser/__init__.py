@@ -1,0 +1,1 @@
+"""The chat page: served with its assets, and driven in headless Chromium."""

@@ -1,0 +1,1 @@
+"""The engine, decoder, caches, kernels and model loading, in-process on real models: no server starts here."""
