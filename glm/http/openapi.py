@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the API, served at /openapi.json.
 
 Request bodies come from the pydantic schemas the routes validate with, so the document cannot
-drift from what the server accepts; tests/test_openapi.py checks its paths against the app's routes.
+drift from what the server accepts; tests/resilience/test_openapi_fuzz.py checks its paths against the app's routes.
 """
 
 from typing import Any

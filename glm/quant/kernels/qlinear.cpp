@@ -90,7 +90,7 @@ namespace avx2 {
 
 // What avx512:: is compiled for; cpu_runs() below says what the CPU must report to run it. Only
 // linear_dot_bf16 (DotBF16's loops) uses AVX512-BF16 instructions, which lets a CPU with AVX-512
-// but without them run the rest (tests/test_quant_kernel.py reads the built library's instructions
+// but without them run the rest (tests/engine/test_quant_kernel.py reads the built library's instructions
 // to check both).
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
