@@ -22,8 +22,8 @@ from transformers import AutoTokenizer
 
 from bench.run import json_lines, machine
 from bench.steps import step_ms
-from glm.models import demo_gguf
 from glm.models.gguf import gguf_weights, tokenizer_folder
+from glm.models.packaged import demo_gguf
 from glm.models.weights import Weights
 from glm.quant.load import weight_bytes
 

@@ -15,7 +15,7 @@ from bench.rows import OUT
 from bench.servers import Server, ours
 from glm.cli import DEFAULT_CACHE
 from glm.constraint import Grammars, json_grammar
-from glm.models import demo_gguf
+from glm.models.packaged import demo_gguf
 
 PROMPT = "List the people in a small village as JSON: name, age, job, address and hobbies."
 PERSON = {

@@ -76,7 +76,7 @@ def test_get_stream_for_eventsource_matches_post(tiny_server):
 
     import requests
 
-    from tests import sse_client
+    from tests.support import sse_client
 
     body = {"query": "你好", "history": [["hi", "hello"]], "temperature": 0, "max_tokens": 30}
     params = {**body, "history": json.dumps(body["history"])}
