@@ -1,4 +1,4 @@
-"""One client connection as gevent's WSGI handler reads and answers it, with four changes.
+"""One client connection as gevent's WSGI handler reads and answers it, with five changes.
 
 - A request must arrive whole (request line, headers and body) within the server's
   `limits.request_read_timeout` of its first byte. The socket timeout only bounds one stalled
@@ -9,6 +9,10 @@
   and headers, and a GET /stream carries the prompt in its query string.
 - A HEAD response carries no body, not even the end of a chunked one (which a client would read as
   the start of its next response).
+- A request that could be framed two ways is refused (400, and the connection closes), as RFC 9112
+  says: a Transfer-Encoding other than chunked alone, one beside a Content-Length, Content-Lengths
+  that differ or are not digits, a header without its colon or folded over lines. A proxy in front
+  that read such a request another way would let a second request ride in the first one's body.
 - Each request's environ carries a check whether its client is still connected. A stream learns
   that its client left when a write fails; a request that writes nothing until its reply is whole
   has to look. Under another WSGI server the check answers that the client is there.
@@ -17,6 +21,7 @@
 import contextlib
 import json
 import logging
+import re
 import select
 import socket
 import time
@@ -27,7 +32,7 @@ from types import TracebackType
 
 import gevent
 from gevent import GreenletExit
-from gevent.pywsgi import Input, WSGIHandler
+from gevent.pywsgi import Input, WSGIHandler, headers_factory
 from werkzeug.exceptions import RequestTimeout
 
 from glm.errors import ApiError, Family, HttpError, body, family_of
@@ -35,6 +40,7 @@ from glm.redacted import log_unexpected
 
 log = logging.getLogger(__name__)
 CLIENT_GONE = "glm.client_gone"
+DIGITS = re.compile(r"[0-9]+")
 
 
 class RequestReadTimeout(RequestTimeout):
@@ -81,11 +87,30 @@ class DeadlineInput(Input):
             super()._discard()
 
 
+def framed_headers(rfile: object, *args: object) -> object:
+    """gevent's parse of a request's headers, refusing (ValueError) any that frame its body ambiguously."""
+    headers = headers_factory(rfile, *args)
+    if headers.defects or any("\n" in value for value in headers.values()):
+        raise ValueError("a header field without its colon, or folded over lines")
+    lengths = {value.strip() for value in headers.get_all("content-length", [])}
+    codings = [
+        coding.strip().lower() for value in headers.get_all("transfer-encoding", []) for coding in value.split(",")
+    ]
+    if codings and (codings != ["chunked"] or lengths):
+        raise ValueError("a transfer coding other than chunked alone, or beside a Content-Length")
+    if len(lengths) > 1 or not all(DIGITS.fullmatch(length) for length in lengths):
+        raise ValueError("Content-Lengths that differ or are not digits")
+    return headers
+
+
 class ConnectionHandler(WSGIHandler):
     """gevent's handler with a read deadline on each request and error logs that quote nothing of it.
     Its server provides `limits.request_read_timeout` (seconds)."""
 
     read_deadline = 0.0
+
+    def MessageClass(self, *args: object) -> object:
+        return framed_headers(*args)
 
     def read_requestline(self) -> str:
         # Waiting for the first byte is idling, bounded by the socket timeout; the request's clock
@@ -169,10 +194,12 @@ class ConnectionHandler(WSGIHandler):
 
 def peer_closed(sock: socket.socket) -> bool:
     """True once the peer has closed its side: its end of stream is readable. Never blocks, and
-    leaves a pipelined next request where it is."""
+    leaves a pipelined next request where it is. poll, not select, which refuses descriptors from
+    1024 on: a busy server's sockets."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0)) and sock.recv(1, socket.MSG_PEEK) == b""
     except (OSError, ValueError):  # reset, or already closed here
         return True
 

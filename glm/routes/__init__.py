@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from flask import Response, request
 from pydantic import BaseModel
 from pydantic_core import from_json
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from glm.encoders import sse
 from glm.errors import ApiError
@@ -25,10 +26,19 @@ def parse_json(text: bytes | str) -> Any:
     return from_json(text)
 
 
+def body() -> bytes:
+    """The request's body, at most MAX_CONTENT_LENGTH: werkzeug refuses a longer one that says its length
+    (413), but cuts a chunked one off at the limit, which would then be read as a body of its own."""
+    data = request.get_data()
+    if request.content_length is None and len(data) == request.max_content_length and request.input_stream.read(1):
+        raise RequestEntityTooLarge()
+    return data
+
+
 def parse_body(schema: type[Schema]) -> Schema:
     """The JSON body validated against `schema`; any Content-Type is accepted (curl's -d sends a form type)."""
     try:
-        data = parse_json(request.get_data())
+        data = parse_json(body())
     except ValueError as error:
         raise ApiError(f"the request body must be a JSON object ({error})") from error
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ request reaches the log."""
 import contextlib
 import http.client
 import json
+import resource
 import select
 import socket
 import time
@@ -26,6 +27,8 @@ DEADLINE = 2.0
 PIECES, PAUSE = 40, 0.25
 # Well past the deadline, well short of a trickle left alone.
 CUT_OFF_BY = DEADLINE + 2
+# Idle connections that push the next one's descriptor past select()'s limit of 1024.
+CROWD = 1040
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,17 @@ def slow():
 @pytest.fixture(scope="module")
 def capped():
     yield from own_tiny_server("capped", "--max-connections", "4")
+
+
+@pytest.fixture(scope="module")
+def crowded():
+    """A server allowed more connections than select() can watch, and the descriptors to hold them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CROWD + 200
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    yield from own_tiny_server("crowded", "--max-connections", str(CROWD + 60))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def address(server) -> tuple[str, int]:
@@ -141,6 +155,44 @@ def test_a_malformed_request_is_refused_without_its_content_reaching_the_log(slo
     assert "secret" not in slow.log()
 
 
+CHAT = b'{"query": "hi", "max_tokens": 1}'
+LENGTH = str(len(CHAT)).encode()
+# A second request hidden in the first one's body, for a reader that frames the first one otherwise.
+SMUGGLED = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: xchunked\r\n",
+        b"Transfer-Encoding: gzip\r\n",
+        b"Transfer-Encoding: chunked, identity\r\n",
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding: chunked\r\nContent-Length: " + LENGTH + b"\r\n",
+        b"Content-Length: " + LENGTH + b"\r\nContent-Length: 1\r\n",
+        b"Content-Length: +" + LENGTH + b"\r\n",
+        b"Content-Length : " + LENGTH + b"\r\n",
+        b"X-Folded: a\r\n b\r\nContent-Length: " + LENGTH + b"\r\n",
+    ],
+)
+def test_a_request_its_headers_frame_two_ways_is_refused_and_the_connection_closed(slow, framing):
+    with socket.create_connection(address(slow), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + CHAT + SMUGGLED)
+        answer = read_to_end(sock)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    assert error_of(answer)["type"] == "invalid_request_error"
+
+
+def test_a_chunked_body_over_the_limit_is_413(slow):
+    piece = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(17)) + b"0\r\n\r\n"
+    with socket.create_connection(address(slow), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        answer = read_to_end(sock)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
 def test_connections_over_the_cap_are_refused_at_once_until_some_close(capped):
     held = [socket.create_connection(address(capped), timeout=TIMEOUT) for _ in range(4)]
     try:
@@ -152,6 +204,18 @@ def test_connections_over_the_cap_are_refused_at_once_until_some_close(capped):
             sock.close()
         wait_for(lambda: requests.get(capped.url("/health"), timeout=TIMEOUT).status_code == 200, what="a free slot")
         assert post(capped, "/chat", {"query": "hi", "max_tokens": 2}).status_code == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_request_on_a_descriptor_past_1024_is_served_whole(crowded):
+    held = [socket.create_connection(address(crowded), timeout=TIMEOUT) for _ in range(CROWD)]
+    try:
+        # Seconds of generation: the request looks for its client every second while it waits.
+        reply = post(crowded, "/v1/chat/completions", {**LONG_STREAM, "stream": False})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["completion_tokens"] == LONG_STREAM["max_tokens"]
     finally:
         for sock in held:
             sock.close()
