@@ -3,7 +3,7 @@
 from flask import Blueprint, Response, jsonify
 
 from glm.encoders import embeddings as encode
-from glm.http.context import current
+from glm.http.context import caller, current
 from glm.routes import parse_body
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
 from glm.serving.embeddings import embed
@@ -15,7 +15,7 @@ bp = Blueprint("embeddings", __name__)
 def embedding() -> Response:
     """One vector per text in `prompt`."""
     service = current()
-    vectors, _ = embed(service, parse_body(EmbeddingRequest).prompt)
+    vectors, _ = embed(service, caller(), parse_body(EmbeddingRequest).prompt)
     return jsonify(encode.legacy(vectors, service.embedder.name))
 
 
@@ -24,5 +24,5 @@ def openai_embeddings() -> Response:
     """OpenAI's embeddings endpoint."""
     body = parse_body(OpenAIEmbeddingRequest)
     service = current()
-    vectors, tokens = embed(service, body.input)
+    vectors, tokens = embed(service, caller(), body.input)
     return jsonify(encode.openai(vectors, service.embedder.name, tokens, body.encoding_format))

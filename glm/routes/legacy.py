@@ -45,4 +45,4 @@ def clear_memory() -> Response:
 def tokenize_text() -> Response:
     """The loaded model's token ids for `prompt`, with a readable piece for each."""
     body = parse_body(TokenizeRequest)
-    return jsonify(tokenize_off_hub(current(), body.prompt, body.max_length))
+    return jsonify(tokenize_off_hub(current(), caller(), body.prompt, body.max_length))

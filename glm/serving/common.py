@@ -13,6 +13,7 @@ from glm.errors import ApiError
 from glm.prompt import reply_budget
 from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
+from glm.stream.lifecycle import Caller
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def response_format_constraint(response_format: ResponseFormat | None) -> Constr
 
 def generation_request(
     service: Service,
-    request_id: str,
+    caller: Caller,
     deadline: float,
     messages: Any,
     sampling: SamplingParams,
@@ -50,21 +51,26 @@ def generation_request(
     `encode` turns `messages` into ids: the model's chat format unless it says otherwise (a tool
     format, for a conversation with tools)."""
     loaded = service.loaded
-    grammar = compile_grammar(service, constraint, deadline) if constraint is not None else None
-    prompt_ids = service.prompts.run(encode or loaded.prompt_ids, messages, timeout=deadline - time.monotonic())
+    grammar = compile_grammar(service, caller, constraint, deadline) if constraint is not None else None
+    prompt_ids = service.prompts.run(
+        encode or loaded.prompt_ids, messages, timeout=deadline - time.monotonic(), client_gone=caller.client_gone
+    )
     budget = reply_budget(
         len(prompt_ids), loaded.context_length, service.settings.default_max_tokens, max_tokens, max_length
     )
     if service.settings.log_prompts:
-        log.info("request %s prompt: %r", request_id, messages)
+        log.info("request %s prompt: %r", caller.request_id, messages)
     return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar, logprobs)
 
 
-def compile_grammar(service: Service, constraint: Constraint, deadline: float) -> Grammar:
+def compile_grammar(service: Service, caller: Caller, constraint: Constraint, deadline: float) -> Grammar:
     """Compiled off the hub (a huge schema can take long); a grammar the library refuses is a 400."""
     try:
         return service.prompts.run(
-            service.loaded.grammars.compile, constraint.grammar, timeout=deadline - time.monotonic()
+            service.loaded.grammars.compile,
+            constraint.grammar,
+            timeout=deadline - time.monotonic(),
+            client_gone=caller.client_gone,
         )
     except GrammarError as error:
         raise ApiError(f"{constraint.param}: {error}", constraint.param) from error

@@ -52,15 +52,21 @@ def read_prompts(
 
 
 def prepare(
-    service: Service, body: CompletionRequest, request_id: str, deadline: float
+    service: Service, body: CompletionRequest, caller: Caller, deadline: float
 ) -> tuple[list[Prompt], list[GenerationRequest]]:
     """The prompts, tokenized off the hub by the request's `deadline`, and one engine request per choice."""
     loaded = service.loaded
     prompts = service.prompts.run(
-        read_prompts, loaded.tokenizer, body.prompts, body.echo, body.scores_prompt, timeout=deadline - time.monotonic()
+        read_prompts,
+        loaded.tokenizer,
+        body.prompts,
+        body.echo,
+        body.scores_prompt,
+        timeout=deadline - time.monotonic(),
+        client_gone=caller.client_gone,
     )
     if service.settings.log_prompts:
-        log.info("request %s prompt: %r", request_id, body.prompt)
+        log.info("request %s prompt: %r", caller.request_id, body.prompt)
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     requests: list[GenerationRequest] = []
     for prompt in prompts:
@@ -89,7 +95,7 @@ def places(body: CompletionRequest) -> int:
 
 def completion(service: Service, caller: Caller, body: CompletionRequest) -> dict[str, Any]:
     with service.admission.admit(caller, streaming=False, places=places(body)) as life:
-        prompts, requests = prepare(service, body, life.request_id, life.deadline)
+        prompts, requests = prepare(service, body, caller, life.deadline)
         replies = whole_choices(service.engine, requests, body.stop, life)
     echoed = [(prompts[whole.finished.index // body.n].echo + whole.text, whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n, body.logprobs is not None)
@@ -97,7 +103,7 @@ def completion(service: Service, caller: Caller, body: CompletionRequest) -> dic
 
 def chunks(service: Service, caller: Caller, body: CompletionRequest) -> Iterable[bytes]:
     with service.admission.admit(caller, streaming=True, places=places(body)) as life:
-        prompts, requests = prepare(service, body, life.request_id, life.deadline)
+        prompts, requests = prepare(service, body, caller, life.deadline)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
 
         def generate() -> Iterator[bytes]:

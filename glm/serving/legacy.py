@@ -16,12 +16,12 @@ from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_text, whole_text
 
 
-def prepare(service: Service, body: LegacyChatRequest, request_id: str, deadline: float) -> GenerationRequest:
+def prepare(service: Service, body: LegacyChatRequest, caller: Caller, deadline: float) -> GenerationRequest:
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     constraint = response_format_constraint(body.response_format)
     return generation_request(
         service,
-        request_id,
+        caller,
         deadline,
         body.messages(),
         sampling,
@@ -33,14 +33,14 @@ def prepare(service: Service, body: LegacyChatRequest, request_id: str, deadline
 
 def chat(service: Service, caller: Caller, body: LegacyChatRequest) -> dict[str, Any]:
     with service.admission.admit(caller, streaming=False) as life:
-        reply = whole_text(service.engine, prepare(service, body, life.request_id, life.deadline), [], life)
+        reply = whole_text(service.engine, prepare(service, body, caller, life.deadline), [], life)
     return encode.chat(body.text, body.history_pairs(), reply.text, reply.finished, service.loaded.name)
 
 
 def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterable[bytes]:
     """`event: delta` for each piece of text, then one with `finished: true` and the history."""
     with service.admission.admit(caller, streaming=True) as life:
-        request = prepare(service, body, life.request_id, life.deadline)
+        request = prepare(service, body, caller, life.deadline)
 
         def chunks() -> Iterator[bytes]:
             response = ""
@@ -58,7 +58,7 @@ def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterabl
 
 def check(service: Service, caller: Caller, body: LegacyChatRequest) -> None:
     """What HEAD does: the checks GET makes before its 200 (the prompt fits), without generating."""
-    prepare(service, body, caller.request_id, time.monotonic() + service.settings.request_timeout)
+    prepare(service, body, caller, time.monotonic() + service.settings.request_timeout)
 
 
 def error_events(error: ApiError) -> Iterator[bytes]:

@@ -29,7 +29,7 @@ DONE = sse.event("[DONE]")
 
 
 def prepare(
-    service: Service, body: ChatCompletionRequest, request_id: str, deadline: float, tools: ToolUse | None
+    service: Service, body: ChatCompletionRequest, caller: Caller, deadline: float, tools: ToolUse | None
 ) -> GenerationRequest:
     messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
@@ -37,7 +37,7 @@ def prepare(
     constraint = call_constraint(tools) or response_format_constraint(body.response_format)
     return generation_request(
         service,
-        request_id,
+        caller,
         deadline,
         messages,
         sampling,
@@ -52,7 +52,7 @@ def prepare(
 def completion(service: Service, caller: Caller, body: ChatCompletionRequest) -> dict[str, Any]:
     tools = tool_use(service.loaded, body)
     with service.admission.admit(caller, streaming=False, places=body.n) as life:
-        requests = choices(prepare(service, body, life.request_id, life.deadline, tools), body.n)
+        requests = choices(prepare(service, body, caller, life.deadline, tools), body.n)
         replies = whole_choices(service.engine, requests, body.stop, life)
     read = [(read_whole(reader(tools), whole.text), whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)
@@ -61,7 +61,7 @@ def completion(service: Service, caller: Caller, body: ChatCompletionRequest) ->
 def chunks(service: Service, caller: Caller, body: ChatCompletionRequest) -> Iterable[bytes]:
     tools = tool_use(service.loaded, body)
     with service.admission.admit(caller, streaming=True, places=body.n) as life:
-        requests = choices(prepare(service, body, life.request_id, life.deadline, tools), body.n)
+        requests = choices(prepare(service, body, caller, life.deadline, tools), body.n)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
         readers = [reader(tools) for _ in range(body.n)]
 

@@ -7,6 +7,7 @@ from transformers import PreTrainedTokenizerBase
 from glm.models.bytelevel import id_bytes
 from glm.service import Service
 from glm.stream.detokenizer import REPLACEMENT
+from glm.stream.lifecycle import Caller
 
 
 def piece(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:
@@ -24,7 +25,14 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int | 
     return {"tokenIds": ids, "tokens": [piece(tokenizer, i) for i in ids]}
 
 
-def tokenize_off_hub(service: Service, prompt: str, max_length: int | None) -> dict[str, Any]:
+def tokenize_off_hub(service: Service, caller: Caller, prompt: str, max_length: int | None) -> dict[str, Any]:
     """`tokenize` in the prompt pool: a long text would otherwise hold up every connection."""
     tokenizer = service.loaded.tokenizer
-    return service.prompts.run(tokenize, tokenizer, prompt, max_length, timeout=service.settings.request_timeout)
+    return service.prompts.run(
+        tokenize,
+        tokenizer,
+        prompt,
+        max_length,
+        timeout=service.settings.request_timeout,
+        client_gone=caller.client_gone,
+    )

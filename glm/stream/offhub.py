@@ -3,17 +3,21 @@ bounded in how long a request waits for it.
 
 Tokenizing a long prompt (a 1 MiB body takes seconds) or computing embeddings on the hub would
 freeze every connection meanwhile. Each kind of work gets its own small pool; a request over the
-pool's bound is refused at once (429), and one whose work outlasts its time limit gets a 504 while
-the thread finishes on its own and only then frees its place.
+pool's bound is refused at once (429). Every wait, for a free thread and then for the work, ends at
+the request's time limit (504) or once its client has left (499); work that never got a thread never
+runs, and a thread whose caller gave up finishes on its own and only then frees its place.
 """
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import gevent
+from gevent.lock import Semaphore
 from gevent.threadpool import ThreadPool
 
 from glm.errors import QueueFull, TimeLimitExceeded
+from glm.stream.lifecycle import CLIENT_CHECK_SECONDS, ClientGone
 
 T = TypeVar("T")
 
@@ -23,28 +27,49 @@ class OffHub:
         self.what = what
         self.max_pending = max_pending
         self.threads = threads
-        self.pending = 0  # submitted and not yet finished, waited for or not
+        self.pending = 0  # waiting for a thread or running, waited for or not
+        self._free = Semaphore(threads)  # threads not running work, so that spawning never waits
         self._pool: ThreadPool | None = None
 
-    def run(self, work: Callable[..., T], *args: object, timeout: float) -> T:
+    def run(self, work: Callable[..., T], *args: object, timeout: float, client_gone: Callable[[], bool]) -> T:
         """`work(*args)` in a pool thread; this greenlet waits without blocking the hub."""
         if self.pending >= self.max_pending:
             raise QueueFull(self.what)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self.pending += 1
+        try:
+            wait_until(lambda seconds: self._free.acquire(timeout=seconds), deadline, timeout, client_gone)
+        except BaseException:
+            self.pending -= 1
+            raise
         # Made on first use, in the thread whose hub serves the requests.
         self._pool = self._pool or ThreadPool(self.threads)
-        self.pending += 1
         result = self._pool.spawn(outcome, work, args)
         result.rawlink(self._done)
-        try:
-            ok, value = result.get(timeout=max(timeout, 0.0))
-        except gevent.Timeout as error:
-            raise TimeLimitExceeded(timeout) from error
+        wait_until(lambda seconds: bool(gevent.wait([result], timeout=seconds)), deadline, timeout, client_gone)
+        ok, value = result.get()
         if not ok:
             raise value
         return value
 
     def _done(self, _result: object) -> None:
         self.pending -= 1
+        self._free.release()
+
+
+def wait_until(
+    ready: Callable[[float], bool], deadline: float, timeout: float, client_gone: Callable[[], bool]
+) -> None:
+    """Waits until `ready(seconds)`, which waits at most that long, says so; looks for the client between
+    waits of at most CLIENT_CHECK_SECONDS."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeLimitExceeded(timeout)
+        if ready(min(left, CLIENT_CHECK_SECONDS)):
+            return
+        if client_gone():
+            raise ClientGone()
 
 
 def outcome(work: Callable[..., T], args: tuple) -> tuple[bool, T | BaseException]:
