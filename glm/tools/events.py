@@ -31,6 +31,12 @@ class CallArguments:
 Event = Text | CallStart | CallArguments
 
 
+def encodable(arguments: str) -> str:
+    """A call's arguments as JSON text decoded from the model's own escapes: a lone surrogate (an escape
+    such as "\\ud800" read back) becomes U+FFFD, as no UTF-8 encoder can write it."""
+    return arguments.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 class Reader(Protocol):
     called: bool
 

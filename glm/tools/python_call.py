@@ -9,6 +9,8 @@ import json
 import keyword
 from typing import Any
 
+from glm.tools.events import encodable
+
 FENCE = "```"
 
 
@@ -25,7 +27,7 @@ def read(block: str) -> str | None:
         if call.args or any(item.arg is None for item in call.keywords):
             return None
         values = {item.arg: ast.literal_eval(item.value) for item in call.keywords}
-        return json.dumps(values, ensure_ascii=False, allow_nan=False)
+        return encodable(json.dumps(values, ensure_ascii=False, allow_nan=False))
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         # Not Python, not literals, or literals JSON cannot carry (sets, bytes, complex numbers).
         return None

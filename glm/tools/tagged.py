@@ -8,7 +8,7 @@ Whitespace between text and calls is not content.
 
 import json
 
-from glm.tools.events import CallArguments, CallStart, Event, Text
+from glm.tools.events import CallArguments, CallStart, Event, Text, encodable
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -82,4 +82,4 @@ def read_block(block: str, names: frozenset[str]) -> tuple[str, str] | None:
         return None
     if not isinstance(name, str) or name not in names or not isinstance(arguments, dict):
         return None
-    return name, json.dumps(arguments, ensure_ascii=False)
+    return name, encodable(json.dumps(arguments, ensure_ascii=False))

@@ -131,6 +131,19 @@ def test_an_unclosed_block_that_reads_as_a_call_is_one():
     assert reply == Reply("", [Call("search", '{"q": "x"}')])
 
 
+@pytest.mark.parametrize(
+    ("make", "text"),
+    [
+        (chatglm3, "get_weather\n```python\ntool_call(city='\\ud800 and \\ud83d\\ude00')\n```"),
+        (tagged, '<tool_call>{"name": "get_weather", "arguments": {"city": "\\ud800 and \\ud83d\\ude00"}}</tool_call>'),
+    ],
+)
+def test_an_escaped_lone_surrogate_in_a_call_is_read_as_a_replacement_character(make, text):
+    [call] = same_streamed(make, text).calls
+    call.arguments.encode()  # what jsonify and the SSE writer do with it
+    assert json.loads(call.arguments) == {"city": "\ufffd and 😀"}
+
+
 def test_a_forced_glm4_call_is_a_call_whatever_its_arguments():
     """The prompt holds the name line; what the model writes after it is the arguments, as written."""
     reply = same_streamed(lambda: glm4(forced=True, prefix="get_time\n"), "  not json at all \n")
