@@ -20,9 +20,10 @@ model, before the server listens.
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import llguidance
@@ -37,6 +38,13 @@ JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separa
 # Short errors: the verbose ones quote the parser's state, tokens of the reply among them.
 LIMITS = llguidance.LLParserLimits(verbose_errors=False)
 BIT = torch.arange(32, dtype=torch.int32)
+# Compiled grammars kept for the next request: an agent loop sends the same schemas again and again.
+# A grammar's memory grows with its source, so the sources' bytes bound what is kept, beside a count.
+CACHE_BYTES = 1 << 20
+CACHE_ENTRIES = 32
+# First tokens tried at compile time: llguidance's limits on a pathological grammar (an anyOf of
+# thousands of objects) strike at the reply's first token, which would fail a request after its 200.
+FIRST_TOKENS_PROBED = 16
 # Where in our own Lark source an error was found: nothing a client could use.
 SOURCE_POSITION = re.compile(r"^at \d+\(\d+\): ")
 
@@ -89,6 +97,17 @@ class Grammar:
         """A fresh place at the grammar's start, for one request (a copy, in microseconds)."""
         return Matcher(self._pristine.deep_copy(), self.words)
 
+    def check_first_tokens(self) -> None:
+        """Raises GrammarError where the grammar fails on one of the first tokens it allows."""
+        mask = torch.empty(self.words, dtype=torch.int32)
+        self.matcher().fill_bitmask(mask)
+        allowed = (((mask.unsqueeze(-1) >> BIT) & 1).flatten() != 0).nonzero().flatten().tolist()
+        for token in allowed[:FIRST_TOKENS_PROBED]:
+            probe = self.matcher()
+            probe.advance(token)
+            probe.fill_bitmask(mask)
+            probe.check()
+
 
 class Matcher:
     """One request's place in its grammar. Used by the engine thread only."""
@@ -110,6 +129,11 @@ class Matcher:
         if not self._matcher.consume_token(token):
             raise GrammarError(first_line(self._matcher.get_error()) or "the reply left its grammar")
         return self._matcher.is_stopped()
+
+    def check(self) -> None:
+        """Raises GrammarError once the matcher has failed, as computing a mask may make it."""
+        if self._matcher.is_error():
+            raise GrammarError(first_line(self._matcher.get_error()))
 
 
 def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, Matcher]]) -> None:
@@ -137,13 +161,16 @@ def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, Matcher]]) -> None
 
 
 class Grammars:
-    """Grammars compiled for one model's tokenizer, the most recent kept for the next request."""
+    """Grammars compiled for one model's tokenizer, the most recently used kept for the next request
+    within CACHE_BYTES of sources and CACHE_ENTRIES grammars. Compiled in the prompt thread, emptied
+    from the hub (/clear): the lock is held for the bookkeeping only, never for a compile."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_token_ids: frozenset[int]) -> None:
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._unavailable = ""
-        # A client's agent loop sends the same schemas again and again; each key is at most a body's size.
-        self._cached = lru_cache(maxsize=32)(self._compile)
+        self._cache: OrderedDict[str, Grammar] = OrderedDict()
+        self.cached_bytes = 0
+        self._lock = threading.Lock()
         started = time.perf_counter()
         try:
             self._tokenizer = grammar_tokenizer(tokenizer, sorted(stop_token_ids) or None)
@@ -158,13 +185,38 @@ class Grammars:
         it compiles (under a millisecond for a typical schema, more for a huge one): call it off the hub."""
         if self._tokenizer is None:
             raise GrammarError(f"this model's tokenizer does not support constrained output ({self._unavailable})")
-        return self._cached(source)
+        with self._lock:
+            grammar = self._cache.get(source)
+            if grammar is not None:
+                self._cache.move_to_end(source)
+                return grammar
+        grammar = self._compile(source)
+        with self._lock:
+            self._keep(source, grammar)
+        return grammar
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self.cached_bytes = 0
+
+    def _keep(self, source: str, grammar: Grammar) -> None:
+        size = len(source.encode())
+        if source in self._cache or size > CACHE_BYTES:
+            return
+        self._cache[source] = grammar
+        self.cached_bytes += size
+        while self.cached_bytes > CACHE_BYTES or len(self._cache) > CACHE_ENTRIES:
+            oldest, _ = self._cache.popitem(last=False)
+            self.cached_bytes -= len(oldest.encode())
 
     def _compile(self, source: str) -> Grammar:
         pristine = llguidance.LLMatcher(self._tokenizer, source, log_level=0, limits=LIMITS)
         if pristine.is_error():
             raise GrammarError(first_line(pristine.get_error()))
-        return Grammar(pristine, (self._tokenizer.vocab_size + 31) // 32, source)
+        grammar = Grammar(pristine, (self._tokenizer.vocab_size + 31) // 32, source)
+        grammar.check_first_tokens()
+        return grammar
 
 
 def first_line(error: str) -> str:

@@ -1,5 +1,5 @@
-"""/clear: the engine returns cached memory between two of its steps, never while a greenlet waits
-on a lock; the request is admitted and bounded like any other."""
+"""/clear: the compiled grammars are dropped, and the engine returns cached memory between two of its
+steps, never while a greenlet waits on a lock; the request is admitted and bounded like any other."""
 
 from glm.engine.api import ErrorEvent
 from glm.errors import EngineFailed, GenerationFailed
@@ -10,6 +10,7 @@ from glm.stream.lifecycle import Caller
 def clear(service: Service, caller: Caller) -> dict[str, int]:
     """What stays allocated on the accelerator once the engine has let go of what it can."""
     with service.admission.admit(caller, streaming=False) as life:
+        service.loaded.grammars.clear()
         service.engine.clear_memory(life.deliver)
         result = None
         while result is None:

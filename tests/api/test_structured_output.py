@@ -96,6 +96,14 @@ def test_a_schema_the_library_refuses_is_a_400_naming_response_format(server):
     assert legacy.status_code == 400 and "response_format" in legacy.json()["error"]["message"]
 
 
+def test_a_schema_the_library_fails_on_at_the_first_token_is_a_400_before_the_stream(server):
+    branches = [{"type": "object", "properties": {f"k{i}": {"type": "string"}}} for i in range(5000)]
+    body = {"messages": MESSAGES, "stream": True, "response_format": json_schema({"anyOf": branches})}
+    reply = post(server, "/v1/chat/completions", body)
+    assert reply.status_code == 400, reply.text[:300]
+    assert reply.json()["error"]["param"] == "response_format"
+
+
 def test_legacy_chat_and_stream_take_response_format(server):
     body = {"query": "Reply in JSON.", "response_format": json_schema(PERSON), "seed": 3, "max_tokens": 512}
     whole = post(server, "/chat", body).json()

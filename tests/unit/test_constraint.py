@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from glm.constraint import GrammarError, constrain, json_grammar, tagged_json_grammar
+from glm.constraint import (
+    CACHE_BYTES,
+    CACHE_ENTRIES,
+    GrammarError,
+    Grammars,
+    constrain,
+    json_grammar,
+    tagged_json_grammar,
+)
 
 
 def allowed(tiny, matcher, width=None):
@@ -70,3 +78,38 @@ def test_a_refused_schema_is_one_short_line_that_does_not_quote_the_schema(tiny)
 def test_a_schema_compiles_once(tiny):
     source = json_grammar({"type": "array", "items": {"type": "string"}})
     assert tiny.grammars.compile(source) is tiny.grammars.compile(source)
+
+
+def enum_schema(index: int, size: int) -> str:
+    """A distinct schema whose grammar source is about `size` bytes."""
+    return json_grammar({"enum": [f"{index}-{word}" for word in range(size // 12)]})
+
+
+def test_kept_grammars_stay_within_their_bytes_and_clear_empties_them(tiny):
+    grammars = Grammars(tiny.tokenizer, tiny.stop_token_ids)
+    sources = [enum_schema(index, CACHE_BYTES // 3) for index in range(6)]
+    first = grammars.compile(sources[0])
+    for source in sources[1:]:
+        grammars.compile(source)
+        assert grammars.cached_bytes <= CACHE_BYTES
+    assert grammars.compile(sources[0]) is not first, "six sources of a third of the budget each were all kept"
+    last = grammars.compile(sources[-1])
+    assert grammars.compile(sources[-1]) is last
+    grammars.clear()
+    assert grammars.cached_bytes == 0
+    assert grammars.compile(sources[-1]) is not last
+
+
+def test_kept_grammars_are_also_bounded_in_number(tiny):
+    grammars = Grammars(tiny.tokenizer, tiny.stop_token_ids)
+    first = json_grammar({"const": "first"})
+    kept = grammars.compile(first)
+    for index in range(CACHE_ENTRIES):
+        grammars.compile(json_grammar({"const": index}))
+    assert grammars.compile(first) is not kept
+
+
+def test_a_schema_the_library_fails_on_at_the_first_token_is_refused_when_compiled(tiny):
+    schema = {"anyOf": [{"type": "object", "properties": {f"k{i}": {"type": "string"}}} for i in range(5000)]}
+    with pytest.raises(GrammarError, match="max is 2000"):
+        Grammars(tiny.tokenizer, tiny.stop_token_ids).compile(json_grammar(schema))
