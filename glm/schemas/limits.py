@@ -11,6 +11,8 @@ MAX_MESSAGES = 256  # messages (or history pairs) in one request
 MAX_MESSAGE_CHARS = 65_536  # characters in one message
 MAX_CHOICES = 8  # OpenAI's `n`: choices of one prompt, each an engine request of its own
 MAX_TOP_LOGPROBS = 20  # alternatives reported per token, as OpenAI allows
+# Characters of the tools as a tool prompt lists them, indented: nesting multiplies a body's size there.
+MAX_TOOLS_CHARS = 1 << 20
 
 Text = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
 # What torch.Generator.manual_seed takes: 64 bits, a negative seed read as two's complement.

@@ -1,11 +1,12 @@
 """The tool-calling fields of a chat completion request, in OpenAI's shapes."""
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from glm.errors import ApiError
-from glm.schemas.limits import Text
+from glm.schemas.limits import MAX_TOOLS_CHARS, Text
 from glm.tools.conversation import Conversation, Message
 
 MAX_TOOLS = 128  # OpenAI's own limit
@@ -80,6 +81,28 @@ def check_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> None:
         raise ApiError(f"tool_choice: {choice.function.name!r} is not a function in tools", "tool_choice.function.name")
     if choice == "required" and not names:
         raise ApiError('tool_choice: "required" needs tools to choose from', "tool_choice")
+    written = sum(indented_size(tool.function.as_sent) for tool in tools or [])
+    if written > MAX_TOOLS_CHARS:
+        raise ApiError(
+            f"tools: the functions take {written:,} characters written out indented, as the tool prompt lists "
+            f"them; at most {MAX_TOOLS_CHARS:,} (nesting multiplies them)",
+            "tools",
+        )
+
+
+def indented_size(value: Any, depth: int = 1) -> int:
+    """len(json.dumps(value, ensure_ascii=False, indent=4)) for a value `depth` levels in, counted
+    without writing it: each item of a deep list costs its indentation, so a small body can write out huge."""
+    if isinstance(value, dict):
+        items = [
+            len(json.dumps(key, ensure_ascii=False)) + 2 + indented_size(item, depth + 1) for key, item in value.items()
+        ]
+    elif isinstance(value, list):
+        items = [indented_size(item, depth + 1) for item in value]
+    else:
+        return len(json.dumps(value, ensure_ascii=False))
+    # Each item on a line of its own after its indentation, a comma and newline between, the close indented.
+    return 2 + sum(4 * depth + size + 2 for size in items) + 4 * (depth - 1) if items else 2
 
 
 def check_answers(messages: list[Any]) -> None:

@@ -165,3 +165,16 @@ def test_a_model_without_tool_calling_says_so(chatglm2_server, body, param):
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == param and "no tool calling" in error["message"]
+
+
+def test_tools_that_write_out_huge_when_indented_are_refused_before_the_prompt_is_built(tiny_server):
+    nested = [0] * 5000
+    for _ in range(150):
+        nested = [nested]
+    function = {**FUNCTION, "parameters": {**FUNCTION["parameters"], "examples": nested}}
+    body = {"messages": QUESTION, "tools": [{"type": "function", "function": function}]}
+    assert len(json.dumps(body)) < 20_000
+    response = post(tiny_server, "/v1/chat/completions", body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "tools" and "written out indented" in error["message"]
