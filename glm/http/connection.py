@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from http import HTTPStatus
+from http.client import HTTPMessage
 from types import TracebackType
 
 import gevent
@@ -87,7 +88,7 @@ class DeadlineInput(Input):
             super()._discard()
 
 
-def framed_headers(rfile: object, *args: object) -> object:
+def framed_headers(rfile: object, *args: object) -> HTTPMessage:
     """gevent's parse of a request's headers, refusing (ValueError) any that frame its body ambiguously."""
     headers = headers_factory(rfile, *args)
     if headers.defects or any("\n" in value for value in headers.values()):
@@ -104,12 +105,12 @@ def framed_headers(rfile: object, *args: object) -> object:
 
 
 class ConnectionHandler(WSGIHandler):
-    """gevent's handler with a read deadline on each request and error logs that quote nothing of it.
-    Its server provides `limits.request_read_timeout` (seconds)."""
+    """gevent's handler with a read deadline on each request, headers that frame it one way only, and
+    error logs that quote nothing of it. Its server provides `limits.request_read_timeout` (seconds)."""
 
     read_deadline = 0.0
 
-    def MessageClass(self, *args: object) -> object:
+    def MessageClass(self, *args: object) -> HTTPMessage:
         return framed_headers(*args)
 
     def read_requestline(self) -> str:
