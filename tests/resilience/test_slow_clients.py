@@ -188,7 +188,9 @@ def test_a_chunked_body_over_the_limit_is_413(slow):
     piece = b"x" * 65536
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(17)) + b"0\r\n\r\n"
     with socket.create_connection(address(slow), timeout=TIMEOUT) as sock:
-        sock.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        sock.sendall(
+            b"POST /chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+        )
         answer = read_to_end(sock)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
 
