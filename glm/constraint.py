@@ -101,7 +101,7 @@ class Grammar:
         """Raises GrammarError where the grammar fails on one of the first tokens it allows."""
         mask = torch.empty(self.words, dtype=torch.int32)
         self.matcher().fill_bitmask(mask)
-        allowed = (((mask.unsqueeze(-1) >> BIT) & 1).flatten() != 0).nonzero().flatten().tolist()
+        allowed = allowed_tokens(mask).nonzero().flatten().tolist()
         for token in allowed[:FIRST_TOKENS_PROBED]:
             probe = self.matcher()
             probe.advance(token)
@@ -136,6 +136,11 @@ class Matcher:
             raise GrammarError(first_line(self._matcher.get_error()))
 
 
+def allowed_tokens(bits: torch.Tensor) -> torch.Tensor:
+    """A bitmask ([..., words] int32, bit t%32 of word t//32 for token t) as one bool per token id."""
+    return ((bits.unsqueeze(-1) >> BIT.to(bits.device)) & 1).flatten(-2) != 0
+
+
 def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, Matcher]]) -> None:
     """Set to -inf, in place, each logit in `rows` that the row's matcher does not allow next.
 
@@ -148,7 +153,7 @@ def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, Matcher]]) -> None
         matcher.fill_bitmask(bits[i])
     # Unpacked where the logits are: on a GPU, 32 times less to copy over.
     bits = bits.to(logits.device)
-    forbidden = ((bits.unsqueeze(-1) >> BIT.to(logits.device)) & 1).flatten(1) == 0
+    forbidden = ~allowed_tokens(bits)
     width = logits.shape[1]
     # The model's vocabulary may be wider than its tokenizer's (padded embeddings): never those ids.
     if forbidden.shape[1] < width:
