@@ -117,20 +117,39 @@ class HttpError(ApiError):
         self.type = name.lower().replace(" ", "_")
 
 
-def describe(error: ValidationError) -> ApiError:
-    """The first validation problem as a sentence, naming the dotted path of the field at fault."""
+def describe(error: ValidationError, data: Any) -> ApiError:
+    """The first problem found validating `data`, as a sentence naming the dotted path of the field
+    at fault."""
     first = error.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in first["loc"]) or None
+    param = ".".join(field_path(first["loc"], first["type"], data)) or None
     message = first["msg"].removeprefix("Value error, ")
     return ApiError(f"{param}: {message}" if param else message, param)
+
+
+def field_path(loc: tuple[int | str, ...], kind: str, data: Any) -> list[str]:
+    """`loc` as the client wrote the fields: pydantic also names the member of a union it tried (a
+    tag such as "json_schema", a type such as "constrained-str"), which is no field of the request.
+    A part is kept where `data` has it, and last where a field is missing."""
+    path = []
+    for index, part in enumerate(loc):
+        if has(data, part):
+            data = data[part]
+        elif not (index == len(loc) - 1 and kind == "missing"):
+            continue
+        path.append(str(part))
+    return path
+
+
+def has(data: Any, part: int | str) -> bool:
+    if isinstance(data, dict):
+        return part in data
+    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
 
 
 def from_exception(error: BaseException) -> ApiError:
     """The client's view of anything a request raised; unexpected exceptions tell nothing."""
     if isinstance(error, ApiError):
         return error
-    if isinstance(error, ValidationError):
-        return describe(error)
     return Internal()
 
 

@@ -29,8 +29,10 @@ class Service:
     embedder: Embedder | None = None
     metrics: Metrics = field(init=False)
     admission: Admission = field(init=False)
-    # One thread each: the tokenizer and the embedding model are each used by one thread at a time.
+    # One thread each: the tokenizer and the embedding model are each used by one thread at a time,
+    # and a grammar's compile (up to seconds) must not hold up the prompts of requests without one.
     prompts: OffHub = field(init=False)
+    grammars: OffHub = field(init=False)
     embeddings: OffHub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +45,7 @@ class Service:
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "admission", admission)
         object.__setattr__(self, "prompts", OffHub("prompts", 1, capacity))
+        object.__setattr__(self, "grammars", OffHub("grammar compiles", 1, capacity))
         object.__setattr__(self, "embeddings", OffHub("embedding requests", 1, self.settings.max_queue))
 
     @property

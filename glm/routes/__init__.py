@@ -5,12 +5,12 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from flask import Response, request
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from glm.encoders import sse
-from glm.errors import ApiError
+from glm.errors import ApiError, describe
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -43,7 +43,14 @@ def parse_body(schema: type[Schema]) -> Schema:
         raise ApiError(f"the request body must be a JSON object ({error})") from error
     if not isinstance(data, dict):
         raise ApiError("the request body must be a JSON object")
-    return schema.model_validate(data)
+    return validated(schema, data)
+
+
+def validated(schema: type[Schema], data: dict[str, Any]) -> Schema:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise describe(error, data) from None
 
 
 def parse_query(schema: type[Schema], json_fields: tuple[str, ...] = ()) -> Schema:
@@ -59,7 +66,7 @@ def parse_query(schema: type[Schema], json_fields: tuple[str, ...] = ()) -> Sche
                 data[name] = parse_json(data[name])
             except ValueError as error:
                 raise ApiError(f"{name}: not valid JSON ({error})", name) from error
-    return schema.model_validate(data)
+    return validated(schema, data)
 
 
 def event_stream(chunks: Iterator[bytes]) -> Response:

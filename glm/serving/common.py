@@ -64,9 +64,10 @@ def generation_request(
 
 
 def compile_grammar(service: Service, caller: Caller, constraint: Constraint, deadline: float) -> Grammar:
-    """Compiled off the hub (a huge schema can take long); a grammar the library refuses is a 400."""
+    """Compiled off the hub and off the prompts' thread (a huge schema takes seconds); a grammar the
+    library refuses, or one over the compile budget, is a 400."""
     try:
-        return service.prompts.run(
+        return service.grammars.run(
             service.loaded.grammars.compile,
             constraint.grammar,
             timeout=deadline - time.monotonic(),

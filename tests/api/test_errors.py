@@ -34,6 +34,12 @@ OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
         ({"messages": OK_MESSAGES, "max_tokens": 100_000}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "x" * 5000}]}, "messages"),
         ({"messages": [{"role": "user", "content": "x" * 5000}], "stream": True}, "messages"),
+        # Pydantic's names of union members ("json_schema" the tag, "constrained-str") are no fields.
+        (
+            {"messages": OK_MESSAGES, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format.json_schema.schema",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content"),
     ],
 )
 def test_openai_route_rejects_bad_bodies_with_the_openai_error_object(tiny_server, body, param):

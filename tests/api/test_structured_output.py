@@ -104,6 +104,23 @@ def test_a_schema_the_library_fails_on_at_the_first_token_is_a_400_before_the_st
     assert reply.json()["error"]["param"] == "response_format"
 
 
+def test_a_schema_over_the_compile_budget_is_a_400_and_holds_up_no_other_request(server):
+    # Thirty string patterns (1 KB) whose compile would never end: on the prompt thread it held up
+    # every later request, and memory grew past gigabytes.
+    patterns = [{"type": "string", "pattern": f".*{chr(97 + i % 26)}{i}.*"} for i in range(30)]
+    body = {"messages": MESSAGES, "response_format": json_schema({"allOf": patterns})}
+    refused = {}
+    attack = threading.Thread(target=lambda: refused.update(reply=post(server, "/v1/chat/completions", body)))
+    attack.start()
+    innocent = post(server, "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 4})
+    assert innocent.status_code == 200
+    assert attack.is_alive(), "the innocent chat should have been answered while the schema compiled"
+    attack.join(TIMEOUT)
+    error = refused["reply"].json()["error"]
+    assert refused["reply"].status_code == 400
+    assert error["param"] == "response_format" and "too costly to compile" in error["message"]
+
+
 def test_legacy_chat_and_stream_take_response_format(server):
     body = {"query": "Reply in JSON.", "response_format": json_schema(PERSON), "seed": 3, "max_tokens": 512}
     whole = post(server, "/chat", body).json()

@@ -12,6 +12,7 @@ from glm.constraint import (
     json_grammar,
     tagged_json_grammar,
 )
+from glm.constraint.vetting import OverBudget, Vetter
 
 
 def allowed(tiny, matcher, width=None):
@@ -113,3 +114,30 @@ def test_a_schema_the_library_fails_on_at_the_first_token_is_refused_when_compil
     schema = {"anyOf": [{"type": "object", "properties": {f"k{i}": {"type": "string"}}} for i in range(5000)]}
     with pytest.raises(GrammarError, match="max is 2000"):
         Grammars(tiny.tokenizer, tiny.stop_token_ids).compile(json_grammar(schema))
+
+
+def patterns_schema(count: int) -> dict:
+    """A 1 KB schema whose compile grows about threefold with each pattern, without end."""
+    return {"allOf": [{"type": "string", "pattern": f".*{chr(97 + i % 26)}{i}.*"} for i in range(count)]}
+
+
+def test_a_compile_over_its_time_is_stopped_and_the_next_one_works():
+    vetter = Vetter(seconds=0.5, memory_bytes=1 << 30)
+    with pytest.raises(OverBudget, match=r"longer than 0\.5 s"):
+        vetter.vet(json_grammar(patterns_schema(30)))
+    assert vetter.vet(json_grammar({"type": "integer"})) == ""
+    assert "Invalid type" in vetter.vet(json_grammar({"type": "strin"}))
+    vetter.close()
+
+
+def test_a_compile_over_its_memory_is_stopped_and_the_next_one_works():
+    vetter = Vetter(seconds=120, memory_bytes=200 << 20)
+    with pytest.raises(OverBudget, match="more than 200 MiB"):
+        vetter.vet(json_grammar(patterns_schema(30)))
+    assert vetter.vet(json_grammar({"type": "integer"})) == ""
+    vetter.close()
+
+
+def test_a_grammar_over_the_compile_budget_is_refused(tiny):
+    with pytest.raises(GrammarError, match="too costly to compile"):
+        Grammars(tiny.tokenizer, tiny.stop_token_ids).compile(json_grammar(patterns_schema(30)))

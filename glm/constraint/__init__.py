@@ -11,10 +11,11 @@ are written the same way. JSON is written in one layout only, `{"a": 1, "b": [2,
 space after each `,` and `:` and no other whitespace, so that a weak model cannot spend its tokens
 on spaces and newlines.
 
-Compiling a grammar is cheap for a typical schema (bench/structured.py measures it); building the
-tokenizer llguidance needs takes seconds for a large vocabulary and holds the GIL all the while,
-which would freeze every stream if it happened while serving. So it is built once, with the
-model, before the server listens.
+Compiling a grammar is cheap for a typical schema (bench/structured.py measures it), but a small
+hostile one can take without end: each new source is first compiled under a budget of time and
+memory in a child process (vetting.py). Building the tokenizer llguidance needs takes seconds for a
+large vocabulary and holds the GIL all the while, which would freeze every stream if it happened
+while serving. So it is built once, with the model, before the server listens.
 """
 
 import json
@@ -31,6 +32,8 @@ import llguidance.hf
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from glm.constraint.vetting import OverBudget, Vetter
+
 log = logging.getLogger(__name__)
 
 # Overrides whatever layout a schema's own "x-guidance" asks for: the layout is what bounds whitespace.
@@ -45,6 +48,10 @@ CACHE_ENTRIES = 32
 # First tokens tried at compile time: llguidance's limits on a pathological grammar (an anyOf of
 # thousands of objects) strike at the reply's first token, which would fail a request after its 200.
 FIRST_TOKENS_PROBED = 16
+# What compiling one new grammar may cost before it is refused: a schema that needs more is no
+# schema a reply could be held to at a useful speed.
+COMPILE_SECONDS = 5.0
+COMPILE_MEMORY_BYTES = 1 << 30
 # Where in our own Lark source an error was found: nothing a client could use.
 SOURCE_POSITION = re.compile(r"^at \d+\(\d+\): ")
 
@@ -167,8 +174,8 @@ def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, Matcher]]) -> None
 
 class Grammars:
     """Grammars compiled for one model's tokenizer, the most recently used kept for the next request
-    within CACHE_BYTES of sources and CACHE_ENTRIES grammars. Compiled in the prompt thread, emptied
-    from the hub (/clear): the lock is held for the bookkeeping only, never for a compile."""
+    within CACHE_BYTES of sources and CACHE_ENTRIES grammars. Compiled in a thread of their own,
+    emptied from the hub (/clear): the lock is held for the bookkeeping only, never for a compile."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_token_ids: frozenset[int]) -> None:
         self._tokenizer: llguidance.LLTokenizer | None = None
@@ -176,6 +183,7 @@ class Grammars:
         self._cache: OrderedDict[str, Grammar] = OrderedDict()
         self.cached_bytes = 0
         self._lock = threading.Lock()
+        self._vetter = Vetter(COMPILE_SECONDS, COMPILE_MEMORY_BYTES)
         started = time.perf_counter()
         try:
             self._tokenizer = grammar_tokenizer(tokenizer, sorted(stop_token_ids) or None)
@@ -186,8 +194,9 @@ class Grammars:
         log.info("grammar tokenizer built in %.2f s", time.perf_counter() - started)
 
     def compile(self, source: str) -> Grammar:
-        """The grammar of a source such as `json_grammar` writes; raises GrammarError. Blocks while
-        it compiles (under a millisecond for a typical schema, more for a huge one): call it off the hub."""
+        """The grammar of a source such as `json_grammar` writes; raises GrammarError, also for a
+        source over the compile budget. Blocks while it compiles (under a millisecond for a typical
+        schema, up to twice COMPILE_SECONDS for a huge one): call it off the hub."""
         if self._tokenizer is None:
             raise GrammarError(f"this model's tokenizer does not support constrained output ({self._unavailable})")
         with self._lock:
@@ -215,7 +224,17 @@ class Grammars:
             oldest, _ = self._cache.popitem(last=False)
             self.cached_bytes -= len(oldest.encode())
 
+    def close(self) -> None:
+        """Ends the compile budget's child process; a later compile starts another."""
+        self._vetter.close()
+
     def _compile(self, source: str) -> Grammar:
+        try:
+            verdict = self._vetter.vet(source)
+        except OverBudget as error:
+            raise GrammarError(f"the grammar is too costly to compile: {error}") from None
+        if verdict:
+            raise GrammarError(first_line(verdict))
         pristine = llguidance.LLMatcher(self._tokenizer, source, log_level=0, limits=LIMITS)
         if pristine.is_error():
             raise GrammarError(first_line(pristine.get_error()))
