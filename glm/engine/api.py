@@ -28,6 +28,10 @@ class GenerationRequest:
     # The same for the prompt's own tokens, each given those before it; the prompt is then read
     # on its own, with logits at every position.
     prompt_logprobs: int | None = None
+    # Requests made for one client request (its `n` choices, its batch of prompts) share a group:
+    # prompts are read a piece per group in turn, so that a group of many long prompts delays
+    # another group's prompt by one piece, not by all of its own.
+    group: object = field(default_factory=object, compare=False)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@
 Requests arrive through `submit` from any thread and leave as events through the sink each one
 brings, so the engine knows nothing of HTTP or of gevent.
 
-Scheduling is continuous batching. Each turn of the loop runs at most one prefill chunk (of the
-oldest request still reading its prompt) and then one decode step for every request that is
-generating. A request joins the decode batch as soon as its prompt is in the cache and leaves it
-the moment it finishes or is cancelled; a long prompt is read a chunk per turn, so it slows the
-others' streams down without stopping them.
+Scheduling is continuous batching. Each turn of the loop runs at most one prefill chunk and then
+one decode step for every request that is generating. A request joins the decode batch as soon as
+its prompt is in the cache and leaves it the moment it finishes or is cancelled; a long prompt is
+read a chunk per turn, so it slows the others' streams down without stopping them. Prompts waiting
+to be read take turns by group (a client request's choices and batch of prompts are one): a group
+that had a turn waits behind every other, so one request's many long prompts delay another's
+short one by a chunk, not by all of them.
 
 A request starts from the longest prefix of its prompt that the prompt cache (glm/engine/prompt_cache.py)
 holds. What a request's prompt and reply put in the KV cache goes there when its prompt is read and
@@ -212,11 +214,7 @@ class Engine:
             self._drop_cancelled()
             room = self.config.max_batch - len(self._batch)
             if self._prefilling and room > 0:
-                group = self._short_prompts(room)
-                if len(group) > 1:
-                    self._prefill_group(group)
-                else:
-                    self._prefill_step(self._prefilling[0])
+                self._read_prompts(room)
             if self._batch:
                 self._decode_step()
 
@@ -276,6 +274,19 @@ class Engine:
             self._batch.keep([s for s in self._batch.rows if not s.handle.cancelled])
             for slot in leaving:
                 self._end(slot)
+
+    def _read_prompts(self, room: int) -> None:
+        """One turn of prompt reading: several short prompts together, or a chunk of the first;
+        then the groups read from wait behind the others."""
+        short = self._short_prompts(room)
+        read = short if len(short) > 1 else [self._prefilling[0]]
+        if len(short) > 1:
+            self._prefill_group(short)
+        else:
+            self._prefill_step(read[0])
+        for group in {slot.request.group: None for slot in read}:
+            waiting = [slot for slot in self._prefilling if slot.request.group is not group]
+            self._prefilling = deque(waiting + [slot for slot in self._prefilling if slot.request.group is group])
 
     def _short_prompts(self, room: int) -> list[_Slot]:
         """The requests at the head of the queue whose whole prompts fit one full chunk together, padded.

@@ -11,6 +11,9 @@ MAX_MESSAGES = 256  # messages (or history pairs) in one request
 MAX_MESSAGE_CHARS = 65_536  # characters in one message
 MAX_CHOICES = 8  # OpenAI's `n`: choices of one prompt, each an engine request of its own
 MAX_TOP_LOGPROBS = 20  # alternatives reported per token, as OpenAI allows
+# Prompt tokens one request may give the engine to read (its prompts times `n`), where the model's
+# context is shorter: prompts are read in turns by request, so more would only delay its own reply.
+MAX_QUEUED_PROMPT_TOKENS = 1 << 16
 # Characters of the tools as a tool prompt lists them, indented: nesting multiplies a body's size there.
 MAX_TOOLS_CHARS = 1 << 20
 

@@ -11,6 +11,7 @@ from glm.engine.api import GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.prompt import reply_budget
+from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS
 from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
 from glm.stream.lifecycle import Caller
@@ -61,6 +62,14 @@ def generation_request(
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", caller.request_id, messages)
     return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar, logprobs)
+
+
+def check_queued_prompts(service: Service, tokens: int, param: str) -> None:
+    """A 400 naming `param` where one request's prompts, `tokens` in all, are more than it may queue:
+    MAX_QUEUED_PROMPT_TOKENS, or one whole context where that is longer."""
+    limit = max(MAX_QUEUED_PROMPT_TOKENS, service.loaded.context_length)
+    if tokens > limit:
+        raise ApiError(f"{param}: {tokens} prompt tokens to read, over the {limit} one request may queue", param)
 
 
 def compile_grammar(service: Service, caller: Caller, constraint: Constraint, deadline: float) -> Grammar:

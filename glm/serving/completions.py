@@ -22,6 +22,7 @@ from glm.engine.sampling import SamplingParams
 from glm.prompt import encode_raw, reply_budget
 from glm.schemas.completions import CompletionRequest
 from glm.service import Service
+from glm.serving.common import check_queued_prompts
 from glm.serving.openai import DONE, error_events
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -65,6 +66,7 @@ def prepare(
         timeout=deadline - time.monotonic(),
         client_gone=caller.client_gone,
     )
+    check_queued_prompts(service, sum(len(prompt.ids) for prompt in prompts) * body.n, "prompt")
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", caller.request_id, body.prompt)
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)

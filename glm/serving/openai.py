@@ -18,7 +18,7 @@ from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import generation_request, response_format_constraint
+from glm.serving.common import check_queued_prompts, generation_request, response_format_constraint
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -35,7 +35,7 @@ def prepare(
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     encode_prompt = tools.format.prompt_ids if tools else None
     constraint = call_constraint(tools) or response_format_constraint(body.response_format)
-    return generation_request(
+    request = generation_request(
         service,
         caller,
         deadline,
@@ -47,6 +47,8 @@ def prepare(
         constraint=constraint,
         logprobs=body.logprob_alternatives,
     )
+    check_queued_prompts(service, len(request.prompt_ids) * body.n, "n")
+    return request
 
 
 def completion(service: Service, caller: Caller, body: ChatCompletionRequest) -> dict[str, Any]:

@@ -12,7 +12,7 @@ choice keeps its own detokenizer and stop matcher.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from glm.engine.api import (
     CachedPrompt,
@@ -122,8 +122,9 @@ def stream_choices(
     within the bounds the life sets (deadline, interruptions, client); each choice ends with its
     own `Finished`."""
     choices = [_Choice(index, request, engine, stop) for index, request in enumerate(requests)]
+    group = object()
     handles = [
-        engine.submit(request, lambda event, index=index: life.deliver((index, event)))
+        engine.submit(replace(request, group=group), lambda event, index=index: life.deliver((index, event)))
         for index, request in enumerate(requests)
     ]
     try:

@@ -1,12 +1,15 @@
 """/v1/completions, OpenAI's legacy completions API, through the official `openai` client and
 LangChain's `OpenAI` LLM, over a socket, on `tiny` in float32 (a batch reads as its parts alone)."""
 
+import threading
+
 import pytest
 import requests
 from langchain_openai import OpenAI as LangChainOpenAI
 
 from tests.conftest import own_tiny_server
-from tests.support.http_helpers import TIMEOUT, openai_client, post
+from tests.support.hardening import wait_for
+from tests.support.http_helpers import TIMEOUT, health, openai_client, post
 
 # Slow: a server of its own, and LangChain's clients.
 pytestmark = pytest.mark.slow
@@ -105,6 +108,8 @@ def test_a_batch_of_prompts_answers_each_in_order(client):
         ({"prompt": [65] * 4096}, "prompt", "context_length_exceeded"),
         ({"prompt": PROMPT, "max_tokens": 4096}, "max_tokens", "context_length_exceeded"),
         ({"prompt": [PROMPT] * 5, "n": 7}, "n", None),
+        # 131,040 prompt tokens in one request, over the 65,536 one request may queue.
+        ({"prompt": [[65] * 4095] * 32}, "prompt", None),
     ],
 )
 def test_bad_bodies_get_a_400_naming_the_field(server, body, param, code):
@@ -128,3 +133,17 @@ def test_langchains_openai_llm_completes_batches_and_streams(server, client):
         expected,
         complete(client, "你好", max_tokens=12).choices[0].text,
     ]
+
+
+def test_a_batch_of_long_prompts_delays_another_request_by_a_chunk_not_by_its_prompts(server):
+    """Prompts are read in turns by request: a chat sent while four 3,000-token prompts are read is
+    answered before them, where it used to wait for all four."""
+    finished = []
+    batch = {"prompt": [[65 + i] * 3000 for i in range(4)], "max_tokens": 1}
+    sender = threading.Thread(target=lambda: finished.append(("batch", post(server, "/v1/completions", batch))))
+    sender.start()
+    wait_for(lambda: health(server)["engine"]["queued"] > 0, what="the batch queued")
+    chat = post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    finished.append(("chat", chat))
+    sender.join(TIMEOUT)
+    assert [(name, reply.status_code) for name, reply in finished] == [("chat", 200), ("batch", 200)]

@@ -176,6 +176,42 @@ def test_chunked_prefill_reads_the_same_prompt(tiny):
         engine.stop()
 
 
+class FirstTokenOrder(Collector):
+    """A collector that also writes its name into `order` when its first token comes."""
+
+    def __init__(self, name, order):
+        super().__init__()
+        self.name = name
+        self.order = order
+
+    def __call__(self, event):
+        if isinstance(event, TokenEvent) and not self.tokens():
+            self.order.append(self.name)
+        super().__call__(event)
+
+
+def test_prompts_take_turns_by_group_so_a_short_one_waits_one_chunk(tiny):
+    """Three long prompts of one client request, then another's short one: the short one is read
+    after one chunk of the group's first prompt, not after all three of them."""
+    engine = Engine(lambda: tiny, EngineConfig(prefill_chunk=64, prefill_chunk_shared=64))
+    order = []
+    group = object()
+    long_ids = [prompt(tiny, f"long prompt {index} " + "一二三四五六七八九十" * 30) for index in range(3)]
+    assert min(len(ids) for ids in long_ids) > 4 * 64
+    sinks = [FirstTokenOrder(f"long {index}", order) for index in range(3)] + [FirstTokenOrder("short", order)]
+    # Submitted before the engine starts, so that its first turn finds all four waiting.
+    for ids, sink in zip(long_ids, sinks, strict=False):
+        engine.submit(GenerationRequest(ids, 2, GREEDY, ignore_eos=True, group=group), sink)
+    engine.submit(GenerationRequest(prompt(tiny, "short"), 2, GREEDY, ignore_eos=True), sinks[-1])
+    engine.start()
+    try:
+        for sink in sinks:
+            sink.wait()
+    finally:
+        engine.stop()
+    assert order == ["short", "long 0", "long 1", "long 2"]
+
+
 def reference_greedy_ignoring_eos(loaded, ids, max_new_tokens):
     """Greedy decoding the slow, obvious way: the whole sequence through the model at every step,
     no cache, no batch, no stop tokens."""
