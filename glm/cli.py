@@ -141,6 +141,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--api-keys-file", type=Path, help="a file of API keys, one a line, '#' starts a comment")
     p.add_argument(
+        "--prompt-cache-per-key",
+        action="store_true",
+        help="keep each API key's cached prompts apart: a prompt reuses only what prompts sent with its "
+        "key left in the prompt cache, so that neither usage's cached_tokens nor the time to the first "
+        "token tells a key's clients what another key's sent (a request's cache_salt partitions further); "
+        "needs API keys",
+    )
+    p.add_argument(
         "--max-batch",
         type=int,
         help="requests the engine generates for together; more wait for a place (default: the engine's, 32)",
@@ -301,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         logging.getLogger("glm").error("--api-keys-file: %s", error)
         return 2
+    if args.prompt_cache_per_key and not api_keys:
+        logging.getLogger("glm").error(
+            "--prompt-cache-per-key: no API keys configured (--api-key, --api-keys-file or %s)", ENV_VAR
+        )
+        return 2
     try:
         device = resolve_device(args.device)
         embedder = embedder_for(args.embedding_model, device)
@@ -323,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         log_prompts=args.log_prompts,
     )
     origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
-    app = create_app(Service(engine, settings, embedder), origins, api_keys)
+    app = create_app(Service(engine, settings, embedder), origins, api_keys, args.prompt_cache_per_key)
     limits = ConnectionLimits(args.socket_timeout, args.request_read_timeout, args.max_connections)
     status = serve(app, args.host, args.port, args.shutdown_grace, limits)
     engine.stop()

@@ -28,6 +28,9 @@ class GenerationRequest:
     # The same for the prompt's own tokens, each given those before it; the prompt is then read
     # on its own, with logits at every position.
     prompt_logprobs: int | None = None
+    # The prompt reuses only cached prefixes of prompts with the same salt (None: those without one),
+    # so that what was cached tells nobody outside the salt what its users sent.
+    cache_salt: str | None = None
 
 
 @dataclass(frozen=True)

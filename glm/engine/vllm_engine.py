@@ -9,7 +9,8 @@ engine runs, and tokens come back as ids for our detokenizer; vLLM's own detoken
 
 A grammar is handed to vLLM's structured outputs as the Lark source we compiled it from, for
 llguidance there too (the `guidance` backend): the same grammar and the same guarantee as ours.
-A prompt's cached tokens are vLLM's automatic prefix caching's.
+A prompt's cached tokens are vLLM's automatic prefix caching's, partitioned by the request's cache
+salt, which vLLM mixes into the hash of the prompt's first block.
 
 vLLM is imported only here, only when this engine starts: the default install has none.
 """
@@ -196,9 +197,10 @@ class VllmEngine:
         self._stats.queued += 1
         started = False
         try:
-            outputs = self._llm.generate(
-                TokensPrompt(prompt_token_ids=request.prompt_ids), self._sampling(request), f"r{next(self._ids)}"
-            )
+            prompt = TokensPrompt(prompt_token_ids=request.prompt_ids)
+            if request.cache_salt is not None:
+                prompt["cache_salt"] = request.cache_salt
+            outputs = self._llm.generate(prompt, self._sampling(request), f"r{next(self._ids)}")
             async for output in outputs:
                 if not started:
                     started = True
