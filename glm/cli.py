@@ -29,6 +29,14 @@ def megabytes(text: str) -> int:
     return value << 20
 
 
+def gibibytes(text: str) -> float:
+    """A size in GiB, more than 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatglm_service_flask.py",
@@ -85,6 +93,13 @@ def parser() -> argparse.ArgumentParser:
         "--gpu-memory-utilization",
         type=float,
         help="share of each GPU's memory vLLM takes, KV cache included (default: 0.9)",
+    )
+    vllm.add_argument(
+        "--kv-cache-gib",
+        type=gibibytes,
+        help="memory vLLM sets aside for its KV cache, cached prompts included, in GiB; on a GPU it takes the "
+        "place of --gpu-memory-utilization's share (default: on the CPU, VLLM_CPU_KVCACHE_SPACE's, else a "
+        "quarter of the memory available at start, at most 4; on a GPU, what --gpu-memory-utilization leaves)",
     )
     vllm.add_argument("--max-model-len", type=int, help="longest prompt and reply together (default: the model's own)")
     vllm.add_argument(
@@ -230,7 +245,8 @@ def embedder_for(spec: str, device: "torch.device") -> "Embedder | None":
     return Embedder(path, str(device))
 
 
-VLLM_ONLY = (
+# The vLLM flags that VllmOptions takes as they are.
+VLLM_OPTIONS = (
     "tensor_parallel_size",
     "pipeline_parallel_size",
     "gpu_memory_utilization",
@@ -238,6 +254,7 @@ VLLM_ONLY = (
     "distributed_executor_backend",
     "enforce_eager",
 )
+VLLM_ONLY = (*VLLM_OPTIONS, "kv_cache_gib")
 
 
 def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
@@ -268,13 +285,13 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
 def vllm_engine(
     args: argparse.Namespace, source: "ModelSource", device: "torch.device"
 ) -> tuple["GenerationEngine", str]:
-    from glm.engine.vllm_engine import VllmEngine, VllmOptions, quantization
+    from glm.engine.vllm_engine import VllmEngine, VllmOptions, kv_cache_bytes, quantization
     from glm.models.vllm_folder import served_folder
 
     if args.prompt_cache_mb:
         raise StartupError(
-            "--prompt-cache-mb: vLLM keeps cached prompts in its own KV memory (--gpu-memory-utilization; "
-            "VLLM_CPU_KVCACHE_SPACE on the CPU); only 0, which turns its prefix caching off, applies"
+            "--prompt-cache-mb: vLLM keeps cached prompts in its own KV memory (--kv-cache-gib, or "
+            "--gpu-memory-utilization on a GPU); only 0, which turns its prefix caching off, applies"
         )
     if device.index:
         raise StartupError(
@@ -282,13 +299,14 @@ def vllm_engine(
         )
     bits = 16 if args.quantize is None else args.quantize
     dtype = str(resolve_dtype(16, device, args.dtype)).removeprefix("torch.")
-    given = {name: getattr(args, name) for name in VLLM_ONLY if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in VLLM_OPTIONS if getattr(args, name) is not None}
     if args.max_batch is not None:
         given["max_batch"] = args.max_batch
     options = VllmOptions(
         dtype=dtype,
         quantization=quantization(bits, device.type == "cuda"),
         prefix_caching=args.prompt_cache_mb is None,
+        kv_cache_bytes=kv_cache_bytes(args.kv_cache_gib, device.type == "cpu"),
         **given,
     )
     engine = VllmEngine(lambda: served_folder(source, device, args.cache_dir, args.trust_remote_code), options)
