@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
-def create_app(service: Service, cors_origins: list[str] | None = None, api_keys: list[str] | None = None) -> Flask:
+def create_app(
+    service: Service,
+    cors_origins: list[str] | None = None,
+    api_keys: list[str] | None = None,
+    prompt_cache_per_key: bool = False,
+) -> Flask:
     app = Flask(__name__, static_folder=ROOT / "static", template_folder=ROOT / "templates")
     app.config["MAX_CONTENT_LENGTH"] = service.settings.max_body_bytes
     app.json.ensure_ascii = False
@@ -25,7 +30,7 @@ def create_app(service: Service, cors_origins: list[str] | None = None, api_keys
         CORS(app, origins=cors_origins, expose_headers=["X-Request-Id", "Retry-After"])
     # Request ids first, so that a refused request is logged under its id too.
     observability.register(app)
-    auth.register(app, api_keys or [])
+    auth.register(app, api_keys or [], prompt_cache_per_key)
     for blueprint in (health.bp, legacy.bp, openai.bp, embeddings.bp, meta.bp, page.bp):
         app.register_blueprint(blueprint)
     error_handlers.register(app)

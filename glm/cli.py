@@ -29,6 +29,14 @@ def megabytes(text: str) -> int:
     return value << 20
 
 
+def gibibytes(text: str) -> float:
+    """A size in GiB, more than 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatglm_service_flask.py",
@@ -86,6 +94,13 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="share of each GPU's memory vLLM takes, KV cache included (default: 0.9)",
     )
+    vllm.add_argument(
+        "--kv-cache-gib",
+        type=gibibytes,
+        help="memory vLLM sets aside for its KV cache, cached prompts included, in GiB; on a GPU it takes the "
+        "place of --gpu-memory-utilization's share (default: on the CPU, VLLM_CPU_KVCACHE_SPACE's, else a "
+        "quarter of the memory available at start, at most 4; on a GPU, what --gpu-memory-utilization leaves)",
+    )
     vllm.add_argument("--max-model-len", type=int, help="longest prompt and reply together (default: the model's own)")
     vllm.add_argument(
         "--distributed-executor-backend",
@@ -140,6 +155,14 @@ def parser() -> argparse.ArgumentParser:
         f"the {ENV_VAR} environment variable, comma-separated); with no key the API is open",
     )
     p.add_argument("--api-keys-file", type=Path, help="a file of API keys, one a line, '#' starts a comment")
+    p.add_argument(
+        "--prompt-cache-per-key",
+        action="store_true",
+        help="keep each API key's cached prompts apart: a prompt reuses only what prompts sent with its "
+        "key left in the prompt cache, so that neither usage's cached_tokens nor the time to the first "
+        "token tells a key's clients what another key's sent (a request's cache_salt partitions further); "
+        "needs API keys",
+    )
     p.add_argument(
         "--max-batch",
         type=int,
@@ -222,7 +245,8 @@ def embedder_for(spec: str, device: "torch.device") -> "Embedder | None":
     return Embedder(path, str(device))
 
 
-VLLM_ONLY = (
+# The vLLM flags that VllmOptions takes as they are.
+VLLM_OPTIONS = (
     "tensor_parallel_size",
     "pipeline_parallel_size",
     "gpu_memory_utilization",
@@ -230,6 +254,7 @@ VLLM_ONLY = (
     "distributed_executor_backend",
     "enforce_eager",
 )
+VLLM_ONLY = (*VLLM_OPTIONS, "kv_cache_gib")
 
 
 def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
@@ -260,13 +285,13 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
 def vllm_engine(
     args: argparse.Namespace, source: "ModelSource", device: "torch.device"
 ) -> tuple["GenerationEngine", str]:
-    from glm.engine.vllm_engine import VllmEngine, VllmOptions, quantization
+    from glm.engine.vllm_engine import VllmEngine, VllmOptions, kv_cache_bytes, quantization
     from glm.models.vllm_folder import served_folder
 
     if args.prompt_cache_mb:
         raise StartupError(
-            "--prompt-cache-mb: vLLM keeps cached prompts in its own KV memory (--gpu-memory-utilization; "
-            "VLLM_CPU_KVCACHE_SPACE on the CPU); only 0, which turns its prefix caching off, applies"
+            "--prompt-cache-mb: vLLM keeps cached prompts in its own KV memory (--kv-cache-gib, or "
+            "--gpu-memory-utilization on a GPU); only 0, which turns its prefix caching off, applies"
         )
     if device.index:
         raise StartupError(
@@ -274,13 +299,14 @@ def vllm_engine(
         )
     bits = 16 if args.quantize is None else args.quantize
     dtype = str(resolve_dtype(16, device, args.dtype)).removeprefix("torch.")
-    given = {name: getattr(args, name) for name in VLLM_ONLY if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in VLLM_OPTIONS if getattr(args, name) is not None}
     if args.max_batch is not None:
         given["max_batch"] = args.max_batch
     options = VllmOptions(
         dtype=dtype,
         quantization=quantization(bits, device.type == "cuda"),
         prefix_caching=args.prompt_cache_mb is None,
+        kv_cache_bytes=kv_cache_bytes(args.kv_cache_gib, device.type == "cpu"),
         **given,
     )
     engine = VllmEngine(lambda: served_folder(source, device, args.cache_dir, args.trust_remote_code), options)
@@ -300,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         api_keys = load_keys(args.api_keys, args.api_keys_file)
     except OSError as error:
         logging.getLogger("glm").error("--api-keys-file: %s", error)
+        return 2
+    if args.prompt_cache_per_key and not api_keys:
+        logging.getLogger("glm").error(
+            "--prompt-cache-per-key: no API keys configured (--api-key, --api-keys-file or %s)", ENV_VAR
+        )
         return 2
     try:
         device = resolve_device(args.device)
@@ -323,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         log_prompts=args.log_prompts,
     )
     origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
-    app = create_app(Service(engine, settings, embedder), origins, api_keys)
+    app = create_app(Service(engine, settings, embedder), origins, api_keys, args.prompt_cache_per_key)
     limits = ConnectionLimits(args.socket_timeout, args.request_read_timeout, args.max_connections)
     status = serve(app, args.host, args.port, args.shutdown_grace, limits)
     engine.stop()

@@ -32,6 +32,9 @@ class GenerationRequest:
     # prompts are read a piece per group in turn, so that a group of many long prompts delays
     # another group's prompt by one piece, not by all of its own.
     group: object = field(default_factory=object, compare=False)
+    # The prompt reuses only cached prefixes of prompts with the same salt (None: those without one),
+    # so that what was cached tells nobody outside the salt what its users sent.
+    cache_salt: str | None = None
 
 
 @dataclass(frozen=True)

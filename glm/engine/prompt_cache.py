@@ -10,6 +10,11 @@ could share), so the blocks form a tree whose paths are prefixes: conversations 
 prompt share its blocks. A prompt reuses the longest path of kept blocks that begins it. Only the
 KV of an identical id prefix is ever reused, so nothing a user did not send reaches them.
 
+A request's cache salt stands before its first block, as vLLM's `cache_salt` does: the tree of
+each salt is its own, so a prompt reuses only what prompts of its salt left. Otherwise how much of
+a prompt came from the cache (usage's cached tokens, and the time to the first token) would tell
+its sender what other users, who sent the same prefix, had sent.
+
 The blocks live within a byte budget and are evicted least recently used first. A path is always
 marked used from its end back to its start, so a block is never more recently used than the block
 before it: the least recently used block is one that nothing continues, and evicting it leaves
@@ -31,9 +36,13 @@ BLOCK = 16  # token ids
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys and values [kv_heads, positions, head_dim]
 
 
+# (the serial of the block before it, or at the start the request's cache salt, 0 for none; its ids)
+BlockKey = tuple[int | str, tuple[int, ...]]
+
+
 @dataclass(eq=False)
 class _Block:
-    key: tuple[int, tuple[int, ...]]  # (the serial of the block before it, 0 at the start; its ids)
+    key: BlockKey
     serial: int
     kv: torch.Tensor  # [layers, 2, kv_heads, BLOCK, head_dim]
 
@@ -45,7 +54,7 @@ class _Block:
 class PromptCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
-        self._blocks: OrderedDict[tuple[int, tuple[int, ...]], _Block] = OrderedDict()  # least recent first
+        self._blocks: OrderedDict[BlockKey, _Block] = OrderedDict()  # least recent first
         self._serials = itertools.count(1)
         self.stats = PromptCacheStats()
 
@@ -54,11 +63,13 @@ class PromptCache:
         blocks but for the last token (0 with the cache off)."""
         return (length - 1) // BLOCK * BLOCK if self.budget else 0
 
-    def reuse(self, prompt: list[int], empty: Callable[[], DynamicCache]) -> DynamicCache | None:
-        """A cache (from `empty`) holding the KV of the longest kept prefix of `prompt`, or None
-        when none is kept. The prompt's last token is always left to read, since its logits choose
-        the first token of the reply."""
-        path = self._path(prompt[: self.reusable(len(prompt))])
+    def reuse(
+        self, prompt: list[int], empty: Callable[[], DynamicCache], salt: str | None = None
+    ) -> DynamicCache | None:
+        """A cache (from `empty`) holding the KV of the longest prefix of `prompt` kept under
+        `salt`, or None when none is kept. The prompt's last token is always left to read, since
+        its logits choose the first token of the reply."""
+        path = self._path(prompt[: self.reusable(len(prompt))], salt)
         reused = len(path) * BLOCK
         self.stats.count(len(prompt), reused)
         if not path:
@@ -73,13 +84,13 @@ class PromptCache:
             layer.update(keys[None], values[None])
         return cache
 
-    def keep(self, ids: list[int], layers: list[LayerKV]) -> None:
-        """Keep the whole blocks of `ids`, whose KV `layers` holds (each layer's keys and values for
-        at least those positions), as far as the budget allows."""
+    def keep(self, ids: list[int], layers: list[LayerKV], salt: str | None = None) -> None:
+        """Keep the whole blocks of `ids` under `salt`, whose KV `layers` holds (each layer's keys
+        and values for at least those positions), as far as the budget allows."""
         if self.budget == 0:
             return
-        path = self._path(ids)
-        parent = path[-1].serial if path else 0
+        path = self._path(ids, salt)
+        parent = path[-1].serial if path else _root(salt)
         start, end = len(path) * BLOCK, len(ids) // BLOCK * BLOCK
         if end > start:
             # The new blocks follow the kept ones (a block's key holds its parent's serial, so none
@@ -97,8 +108,9 @@ class PromptCache:
         self._blocks.clear()
         self.stats.bytes = 0
 
-    def _path(self, ids: list[int]) -> list[_Block]:
-        path, parent = [], 0
+    def _path(self, ids: list[int], salt: str | None) -> list[_Block]:
+        path: list[_Block] = []
+        parent = _root(salt)
         for start in range(0, len(ids) - BLOCK + 1, BLOCK):
             block = self._blocks.get((parent, tuple(ids[start : start + BLOCK])))
             if block is None:
@@ -107,7 +119,7 @@ class PromptCache:
             parent = block.serial
         return path
 
-    def _add(self, key: tuple[int, tuple[int, ...]], kv: torch.Tensor) -> _Block:
+    def _add(self, key: BlockKey, kv: torch.Tensor) -> _Block:
         block = _Block(key, next(self._serials), kv)
         self._blocks[key] = block
         self.stats.bytes += block.bytes
@@ -121,3 +133,8 @@ class PromptCache:
         while self.stats.bytes > self.budget:
             _, block = self._blocks.popitem(last=False)
             self.stats.bytes -= block.bytes
+
+
+def _root(salt: str | None) -> int | str:
+    """What stands before a prompt's first block: its salt, or 0; never a block's serial, an int from 1."""
+    return 0 if salt is None else salt

@@ -237,7 +237,9 @@ class Engine:
         (a prompt whose tokens are scored is read whole)."""
         try:
             if not slot.solo:
-                slot.cache = self._prompts.reuse(slot.request.prompt_ids, lambda: new_cache(self.loaded.model))
+                slot.cache = self._prompts.reuse(
+                    slot.request.prompt_ids, lambda: new_cache(self.loaded.model), slot.request.cache_salt
+                )
             if slot.cache is not None:
                 slot.prefilled = slot.cache.get_seq_length()
                 slot.sink(CachedPrompt(slot.prefilled))
@@ -251,7 +253,7 @@ class Engine:
         """Keep in the prompt cache the KV `layers` holds of the request's prompt and the reply so far."""
         try:
             ids = slot.request.prompt_ids + slot.output
-            self._prompts.keep(ids[: layers[0][0].shape[1]], layers)
+            self._prompts.keep(ids[: layers[0][0].shape[1]], layers, slot.request.cache_salt)
         except Exception:  # the cache is an optimisation: its failure must not fail requests
             log.exception("keeping a prompt in the cache failed")
 

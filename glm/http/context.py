@@ -13,4 +13,4 @@ def current() -> Service:
 
 
 def caller() -> Caller:
-    return Caller(g.request_id, connection.client_gone_check(request.environ))
+    return Caller(g.request_id, connection.client_gone_check(request.environ), g.get("cache_partition"))

@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from glm.schemas.limits import MAX_MESSAGE_CHARS, Choices, Seed, TopLogprobs
-from glm.schemas.openai import StopSequences, StreamOptions
+from glm.schemas.openai import CacheSalt, StopSequences, StreamOptions
 
 # Choices in one request, a batch's prompts times `n`: each is an engine request of its own.
 MAX_CHOICES_PER_REQUEST = 32
@@ -49,6 +49,7 @@ class CompletionRequest(BaseModel):
     suffix: str | None = None
     # vLLM's extension: generate through end-of-sequence tokens.
     ignore_eos: bool = False
+    cache_salt: CacheSalt | None = None
 
     @field_validator("prompt", mode="wrap")
     @classmethod

@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -38,6 +39,10 @@ def _stop_limits(stops: list[str]) -> list[str]:
 StopSequences = Annotated[
     list[str], BeforeValidator(_stop_list, json_schema_input_type=str | list[str] | None), AfterValidator(_stop_limits)
 ]
+# vLLM's bound on a cache salt.
+MAX_CACHE_SALT_CHARS = 128
+# vLLM's extension: a prompt reuses only the cached prefixes of prompts sent with the same salt.
+CacheSalt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CACHE_SALT_CHARS)]
 
 
 class TextPart(BaseModel):
@@ -107,6 +112,7 @@ class ChatCompletionRequest(BaseModel):
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
+    cache_salt: CacheSalt | None = None
 
     @field_validator("top_logprobs")
     @classmethod

@@ -1,5 +1,7 @@
 """Steps both chat route families share: building what the engine runs."""
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +47,7 @@ def generation_request(
     encode: Callable[[Any], list[int]] | None = None,
     constraint: Constraint | None = None,
     logprobs: int | None = None,
+    salt: str | None = None,
 ) -> GenerationRequest:
     """The prompt's ids, tokenized off the hub by the request's `deadline`, the reply budget and
     the compiled grammar, if any.
@@ -61,7 +64,18 @@ def generation_request(
     )
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", caller.request_id, messages)
-    return GenerationRequest(prompt_ids, budget, sampling, ignore_eos, grammar, logprobs)
+    return GenerationRequest(
+        prompt_ids, budget, sampling, ignore_eos, grammar, logprobs, cache_salt=cache_salt(caller, salt)
+    )
+
+
+def cache_salt(caller: Caller, salt: str | None) -> str | None:
+    """The engine's cache salt for a request: its caller's key partition and its own `cache_salt`
+    together, or None where it has neither. The pair is hashed as one, so that no two pairs share a
+    salt, and so that the engine gets one length and alphabet whatever the client sent."""
+    if caller.cache_partition is None and salt is None:
+        return None
+    return hashlib.sha256(json.dumps([caller.cache_partition, salt]).encode()).hexdigest()
 
 
 def check_queued_prompts(service: Service, tokens: int, param: str) -> None:

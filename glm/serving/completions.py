@@ -22,7 +22,7 @@ from glm.engine.sampling import SamplingParams
 from glm.prompt import encode_raw, reply_budget
 from glm.schemas.completions import CompletionRequest
 from glm.service import Service
-from glm.serving.common import check_queued_prompts
+from glm.serving.common import cache_salt, check_queued_prompts
 from glm.serving.openai import DONE, error_events
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -70,6 +70,7 @@ def prepare(
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", caller.request_id, body.prompt)
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
+    salt = cache_salt(caller, body.cache_salt)
     requests: list[GenerationRequest] = []
     for prompt in prompts:
         budget = reply_budget(
@@ -86,6 +87,7 @@ def prepare(
             body.ignore_eos,
             logprobs=body.logprobs,
             prompt_logprobs=body.logprobs if body.scores_prompt else None,
+            cache_salt=salt,
         )
         requests += choices(request, body.n)
     return prompts, requests

@@ -46,6 +46,7 @@ def prepare(
         encode=encode_prompt,
         constraint=constraint,
         logprobs=body.logprob_alternatives,
+        salt=body.cache_salt,
     )
     check_queued_prompts(service, len(request.prompt_ids) * body.n, "n")
     return request

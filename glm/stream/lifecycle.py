@@ -30,11 +30,13 @@ CLIENT_CHECK_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request, as the layers below HTTP need to know it: its id for the log, and a check
-    of whether its client is still connected."""
+    """Who sent a request, as the layers below HTTP need to know it: its id for the log, a check
+    of whether its client is still connected, and the prompt cache partition of its API key (when
+    the server keeps each key's cached prompts apart; a value that names no key)."""
 
     request_id: str
     client_gone: Callable[[], bool]
+    cache_partition: str | None = None
 
 
 class ClientGone(ApiError):

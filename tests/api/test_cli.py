@@ -42,6 +42,9 @@ def test_help_lists_every_flag():
         (["--engine", "vllm"], "--engine vllm needs vLLM, which is not installed"),
         (["--engine", "vllm", "--quantize", "4"], "vLLM quantizes no weights to 4 bits as they load on the CPU"),
         (["--engine", "vllm", "--prompt-cache-mb", "64"], "only 0, which turns its prefix caching off"),
+        (["--prompt-cache-per-key"], "--prompt-cache-per-key: no API keys configured"),
+        (["--kv-cache-gib", "2"], "--kv-cache-gib: only with --engine vllm"),
+        (["--kv-cache-gib", "0"], "--kv-cache-gib: must be more than 0"),
     ],
 )
 def test_impossible_settings_fail_at_start(args, message):

@@ -85,6 +85,25 @@ def test_an_edited_history_is_not_reused_past_the_edit(tiny, engines):
     assert reply == ask(off, edited)[0]
 
 
+def test_an_engine_reuses_a_prompt_only_for_requests_of_its_salt(tiny, engines):
+    on, off = engines
+    ids = encode_chat(tiny.tokenizer, [{"role": "user", "content": "a secret shared by few " * 4}])
+
+    def ask_salted(salt: str | None) -> tuple[list[int], int]:
+        sink = Collector()
+        on.submit(GenerationRequest(ids, 8, GREEDY, cache_salt=salt), sink)
+        sink.wait()
+        return sink.tokens(), sum(e.tokens for e in sink.events if isinstance(e, CachedPrompt))
+
+    first, cached = ask_salted("alice")
+    assert cached == 0
+    assert ask_salted("bob")[1] == 0
+    assert ask_salted(None)[1] == 0
+    again, cached = ask_salted("alice")
+    assert cached == (len(ids) - 1) // BLOCK * BLOCK > 0
+    assert again == first == ask(off, ids, 8)[0]
+
+
 def test_a_budget_too_small_for_one_block_holds_nothing(tiny):
     small, off = started(tiny, 1000), started(tiny, 0)
     try:
@@ -115,8 +134,8 @@ def two_layers() -> DynamicCache:
     return cache
 
 
-def reused_into(store: PromptCache, ids: list[int]) -> tuple[int, list[GrowingLayer]]:
-    cache = store.reuse(ids, two_layers)
+def reused_into(store: PromptCache, ids: list[int], salt: str | None = None) -> tuple[int, list[GrowingLayer]]:
+    cache = store.reuse(ids, two_layers, salt)
     return (0, []) if cache is None else (cache.get_seq_length(), cache.layers)
 
 
@@ -129,6 +148,18 @@ def test_reuse_writes_the_kept_kv_of_whole_blocks_and_leaves_the_last_token():
         assert torch.equal(layer.keys[0], keys[:, :32]) and torch.equal(layer.values[0], values[:, :32])
     assert reused_into(store, ids[:32])[0] == 16  # the last token is always read
     assert reused_into(store, [7, *ids[1:]])[0] == 0
+
+
+def test_a_salted_prefix_is_reused_only_under_its_own_salt():
+    store, ids = PromptCache(1 << 20), list(range(100, 140))
+    store.keep(ids, kv(40, 1), "a")
+    assert reused_into(store, ids, "a")[0] == 32
+    assert reused_into(store, ids, "b")[0] == 0
+    assert reused_into(store, ids)[0] == 0
+    store.keep(ids, kv(40, 2))
+    assert reused_into(store, ids)[0] == 32
+    assert reused_into(store, ids, "b")[0] == 0
+    assert store.stats.bytes == 4 * block_bytes()  # each salt's blocks are its own
 
 
 def test_the_least_recently_used_blocks_go_first_last_blocks_before_first_ones():
