@@ -29,6 +29,29 @@ CORPUS = [
     'def main():\n    print("hello")  # code with  spaces',
     "[Round 1]\n\n问：你好\n\n答：你好！",
 ]
+# ChatGLM3's tools prompt lists the functions as JSON with indent 4: runs of spaces, which the
+# original tokenizer.model writes with whitespace-only pieces ("▁▁▁▁").
+TOOLS_JSON = json.dumps(
+    [
+        {
+            "name": "get_current_weather",
+            "description": "获取某个城市的天气 Get the current weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+                "required": ["location"],
+            },
+        }
+    ],
+    indent=4,
+    ensure_ascii=False,
+)
+INDENTED = [
+    TOOLS_JSON,
+    "class Weather:\n    def report(self, city):\n        if city:\n"
+    "            return {'city': city}\n        return None",
+    "\tcolumn\tby\ttabs\n  two  spaces   three    four",
+]
 CHATGLM2_SPECIALS = ["[MASK]", "[gMASK]", "[sMASK]", "sop", "eop"]
 CHATGLM3_SPECIALS = [*CHATGLM2_SPECIALS, "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"]
 GLM4_SPECIALS = [
@@ -53,20 +76,21 @@ CHATGLM3_TEMPLATE = (
     "{% else %}<|{{ message['role'] }}|>\n {{ message['content'] }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-SP_VOCAB = 400
+SP_VOCAB = 420
 BPE_MERGES = 120
 # The tiny ChatGLM3 tokenizer's ids for one user turn "你好", shaped as the original's reference
 # [64790, 64792, 64795, 30910, 13, 36474, 54591, 64796]: [gMASK] sop <|user|> ▁ <0x0A> ▁你好 <|assistant|>.
-CHATGLM3_HELLO_IDS = [401, 403, 406, 324, 13, 273, 407]
+CHATGLM3_HELLO_IDS = [421, 423, 426, 328, 13, 322, 427]
 
 
 def write_sentencepiece(path: Path) -> None:
-    """A SentencePiece BPE with ChatGLM's piece layout: <unk> 0, <s> 1, </s> 2, byte fallback."""
+    """A SentencePiece BPE with ChatGLM's piece layout and settings: <unk> 0, <s> 1, </s> 2, byte
+    fallback, and pieces of whitespace alone ("▁▁", "▁▁▁▁") learned from indented lines."""
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         # One sentence per line, as SentencePiece trains: "\n" is then not a piece and falls back to
         # its byte <0x0A> (id 13 after <unk>, <s>, </s>), as in the original tokenizer.model.
-        sentence_iterator=iter([line for text in CORPUS for line in text.splitlines()] * 5),
+        sentence_iterator=iter([line for text in CORPUS + INDENTED for line in text.splitlines()] * 5),
         model_writer=model,
         vocab_size=SP_VOCAB,
         model_type="bpe",
@@ -74,6 +98,7 @@ def write_sentencepiece(path: Path) -> None:
         character_coverage=1.0,
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
         unk_id=0,
         bos_id=1,
         eos_id=2,

@@ -12,7 +12,8 @@ import tiktoken
 from glm.models.chatglm import build_tokenizer
 from glm.models.chatglm.layout import CHATGLM2, CHATGLM3, GLM4
 from glm.models.chatglm.tiktoken_tokenizer import PATTERN, read_ranks
-from tests.support.chatglm_checkpoints import BPE_MERGES, SP_VOCAB
+from glm.tools.chatglm3 import PREAMBLE
+from tests.support.chatglm_checkpoints import BPE_MERGES, INDENTED, SP_VOCAB, TOOLS_JSON
 
 TEXTS = [
     "",
@@ -31,6 +32,17 @@ TEXTS = [
     "I'm fine, you're OK",
     "[gMASK] sop <|user|> <|endoftext|>",
     'def main():\n    print("hello")',
+    # Runs of spaces, which the original writes with its whitespace-only pieces ("▁▁", "▁▁▁▁", ...).
+    *(" " * n for n in range(2, 20)),
+    *(" " * n + '"name"' for n in range(1, 18)),
+    *("x" + " " * n + "y" for n in range(1, 18)),
+    "a   \n    b\n\n        c    ",
+    "\t\tcolumn\tby\ttabs\t \t  \n\t    mixed",
+    "  中文  缩进    😀   emoji  ",
+    "for x in range(3):\n\tif x:\n\t\tprint(x)\n    else:\n        pass",
+    *INDENTED,
+    # The system item of ChatGLM3's tools prompt (glm/tools/chatglm3.py).
+    f"{PREAMBLE}\n{TOOLS_JSON}",
 ]
 
 
@@ -43,6 +55,13 @@ def test_sentencepiece_tokenizer_matches_sentencepiece(chatglm_folders, family):
         ids = tokenizer.encode(text, add_special_tokens=False)
         assert ids == processor.encode(text), text
         assert tokenizer.decode(ids) == processor.decode(ids), text
+
+
+def test_indents_are_written_with_whitespace_only_pieces(chatglm_folders):
+    # The tiny model has them as the original has (allow_whitespace_only_pieces), so the
+    # comparisons with SentencePiece above cover them.
+    tokenizer = build_tokenizer(chatglm_folders["chatglm3-6b"], CHATGLM3)
+    assert tokenizer.tokenize('\n        "name"')[:3] == ["▁", "<0x0A>", "▁" * 8]
 
 
 def test_glm4_tokenizer_matches_tiktoken(chatglm_folders):

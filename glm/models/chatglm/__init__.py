@@ -33,7 +33,7 @@ from glm.tools.format import ToolFormat
 log = logging.getLogger(__name__)
 
 # Part of the cache key: bump it when a fix changes what conversion writes.
-CONVERSION_VERSION = 2
+CONVERSION_VERSION = 3
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "tokenization_chatglm.py")
 
 __all__ = ["check_chat_format", "convert_chatglm", "is_original_chatglm_folder", "load_chatglm"]

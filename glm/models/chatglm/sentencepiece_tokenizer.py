@@ -9,7 +9,7 @@ downstream needs SentencePiece once the converted copy exists.
 from pathlib import Path
 
 from sentencepiece import sentencepiece_model_pb2
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
 from transformers import PreTrainedTokenizerFast
 
 # SentencePiece piece types (sentencepiece_model.proto).
@@ -56,6 +56,8 @@ def build_backend(proto: sentencepiece_model_pb2.ModelProto, special_tokens: lis
     trainer = proto.trainer_spec
     if trainer.model_type != 2:
         raise ValueError(f"expected a SentencePiece BPE model, found model_type {trainer.model_type}")
+    if trainer.treat_whitespace_as_suffix:
+        raise ValueError("expected spaces to start pieces, found treat_whitespace_as_suffix")
     vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
     backend = Tokenizer(
         models.BPE(
@@ -67,11 +69,11 @@ def build_backend(proto: sentencepiece_model_pb2.ModelProto, special_tokens: lis
         )
     )
     backend.normalizer = normalizer(proto)
-    # SentencePiece starts a new word at each space and never merges across it. The dummy prefix
-    # is added by the normalizer: Metaspace's own prepending skips text that starts with a space.
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement=SPACE, prepend_scheme="never", split=trainer.split_by_whitespace
-    )
+    # No pre-tokenizer: SentencePiece's BPE encoder merges over the whole normalized text. Its words
+    # (a space starts one; with allow_whitespace_only_pieces a run of spaces stays in one) exist only
+    # in training, where they shaped the pieces, so the pieces alone keep words apart. Splitting at
+    # every "▁" would cut the whitespace-only pieces ("▁▁▁▁") that such a model writes indents with.
+    backend.pre_tokenizer = None
     steps = [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
     if proto.normalizer_spec.add_dummy_prefix:
         steps.append(decoders.Strip(" ", 1, 0))
