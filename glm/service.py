@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from glm.embeddings import Embedder
 from glm.engine.api import GenerationEngine
+from glm.errors import ApiError
 from glm.metrics import Metrics
 from glm.models.loaded import ServedModel
 from glm.stream.lifecycle import Admission
@@ -47,6 +48,12 @@ class Service:
         object.__setattr__(self, "prompts", OffHub("prompts", 1, capacity))
         object.__setattr__(self, "grammars", OffHub("grammar compiles", 1, capacity))
         object.__setattr__(self, "embeddings", OffHub("embedding requests", 1, self.settings.max_queue))
+
+    def interrupt(self, error: ApiError) -> None:
+        """End every request in flight with `error`, those waiting for a pool's thread among them."""
+        self.admission.interrupt_all(error)
+        for pool in (self.prompts, self.grammars, self.embeddings):
+            pool.close(error)
 
     @property
     def loaded(self) -> ServedModel:

@@ -35,7 +35,7 @@ from gevent.pywsgi import WSGIServer
 from glm.engine.api import GenerationEngine
 from glm.errors import EngineFailed, ShuttingDown, TooManyConnections
 from glm.http.connection import ConnectionHandler, raw_response
-from glm.stream.lifecycle import Admission
+from glm.service import Service
 
 log = logging.getLogger(__name__)
 # Time the interrupted streams get to write their last event before their connections are cut.
@@ -126,14 +126,15 @@ def raise_file_limit(connections: int) -> None:
         )
 
 
-def drain(admission: Admission, grace: float) -> None:
+def drain(service: Service, grace: float) -> None:
+    admission = service.admission
     admission.close(ShuttingDown())
     deadline = time.monotonic() + grace
     while admission.lives and time.monotonic() < deadline:
         gevent.sleep(0.05)
     if admission.lives:
         log.info("grace period over: ending %d requests", len(admission.lives))
-        admission.interrupt_all(ShuttingDown())
+        service.interrupt(ShuttingDown())
         deadline = time.monotonic() + FLUSH_SECONDS
         while admission.lives and time.monotonic() < deadline:
             gevent.sleep(0.05)
@@ -162,21 +163,22 @@ def serve(app: Flask, host: str, port: int, grace: float = 10.0, limits: Connect
     stopping.wait()
     watcher.kill()
     if service.engine.failure is not None:
-        return fail(server, service.admission, EngineFailed(service.engine.failure), grace)
-    admission = service.admission
-    log.info("shutting down: no new connections; %d requests get up to %gs to finish", len(admission.lives), grace)
+        return fail(server, service, EngineFailed(service.engine.failure), grace)
+    log.info(
+        "shutting down: no new connections; %d requests get up to %gs to finish", len(service.admission.lives), grace
+    )
     server.close()
-    drain(admission, grace)
+    drain(service, grace)
     # Idle keep-alive connections are all that can be left; their handlers are killed.
     server.stop(timeout=FLUSH_SECONDS)
     log.info("stopped")
     return 0
 
 
-def fail(server: WSGIServer, admission: Admission, error: EngineFailed, grace: float) -> int:
+def fail(server: WSGIServer, service: Service, error: EngineFailed, grace: float) -> int:
     log.critical("%s: refusing requests for %gs, then exiting with status 1", error.message, grace)
-    admission.close(error)
-    admission.interrupt_all(error)
+    service.admission.close(error)
+    service.interrupt(error)
     gevent.sleep(grace)
     server.close()
     server.stop(timeout=FLUSH_SECONDS)

@@ -251,3 +251,32 @@ def test_sigterm_lets_streams_finish_within_the_grace_then_ends_the_rest():
     finally:
         server.stop()
     assert (OUTPUT / "shutdown.log").read_text().rstrip().endswith("stopped")
+
+
+def test_sigterm_ends_requests_still_waiting_for_the_prompt_thread_after_the_grace():
+    """Six prompts of about 1 MiB, each seconds of tokenizing on the one prompt thread: after a 1 s
+    grace, those still waiting for the thread are answered 503, and the server exits, rather than
+    keeping the shutdown until the last was tokenized."""
+    server = start_server(
+        "shutdown-busy-prompts",
+        *("--model", "tiny", "--device", "-1", "--embedding-model", "none", "--shutdown-grace", "1"),
+    )
+    big = {"messages": [{"role": "user", "content": ("ab " * 22_000)[:64_000]}] * 15, "max_tokens": 1}
+    replies = []
+    senders = [
+        threading.Thread(target=lambda: replies.append(post(server, "/v1/chat/completions", big))) for _ in range(6)
+    ]
+    try:
+        for sender in senders:
+            sender.start()
+        wait_for(lambda: metric(server, "glm_requests_in_flight") >= 4, what="the prompts admitted")
+        server.proc.send_signal(signal.SIGTERM)
+        for sender in senders:
+            sender.join(TIMEOUT)
+        assert server.proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        server.stop()
+    codes = sorted(reply.status_code for reply in replies)
+    assert 503 in codes and set(codes) <= {400, 503}, codes
+    ended = [reply.json()["error"]["code"] for reply in replies if reply.status_code == 503]
+    assert set(ended) == {"shutting_down"}
