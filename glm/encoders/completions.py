@@ -5,11 +5,17 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from glm.encoders.openai import usage
+from glm.encoders.pieces import Array
 from glm.engine.logprobs import TokenLogprob
 from glm.stream.text import Finished, Whole
+
+# As glm.encoders.openai's: the legacy shape, a map of alternatives, measures 25 a token on English
+# words, 22 to 29 on Chinese tokens of one or two characters, 28.5 on `tiny`'s byte-level tokens.
+LOGPROB_BYTES = 32
 
 
 def completion_id() -> str:
@@ -36,16 +42,18 @@ class TextOffsets:
         return starts
 
 
+def alternatives(token: TokenLogprob) -> dict[str, float | None] | None:
+    # Nothing predicts a prompt's first token: it has no alternatives either.
+    return None if token.token.logprob is None else {a.token: a.logprob for a in token.top}
+
+
 def logprobs(tokens: Sequence[TokenLogprob], offsets: TextOffsets) -> dict[str, Any]:
-    """The legacy shape: parallel lists, and each token's alternatives as a map."""
+    """The legacy shape: parallel lists, made as they are encoded, and each token's alternatives as a map."""
     return {
-        "tokens": [token.token.token for token in tokens],
-        "token_logprobs": [token.token.logprob for token in tokens],
-        # Nothing predicts a prompt's first token: it has no alternatives either.
-        "top_logprobs": [
-            None if token.token.logprob is None else {a.token: a.logprob for a in token.top} for token in tokens
-        ],
-        "text_offset": offsets.starts(tokens),
+        "tokens": Array(tokens, attrgetter("token.token")),
+        "token_logprobs": Array(tokens, attrgetter("token.logprob")),
+        "top_logprobs": Array(tokens, alternatives),
+        "text_offset": Array(offsets.starts(tokens)),
     }
 
 

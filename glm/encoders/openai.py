@@ -7,10 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from glm import errors
+from glm.encoders.pieces import Array
 from glm.engine.logprobs import Alternative, TokenLogprob
 from glm.errors import ApiError
 from glm.stream.text import Finished, Whole
 from glm.tools.events import CallArguments, CallStart, Event, Reply, Text
+
+# Bytes one token's or alternative's log-probability takes in a reply, a little over what replies
+# measure: one with 20 alternatives a token takes 74 a token on English words, 68 to 83 on Chinese
+# tokens of one or two characters, 63 on the byte-level tokens of `tiny`.
+LOGPROB_BYTES = 80
 
 
 def completion_id() -> str:
@@ -56,10 +62,13 @@ def alternative(token: Alternative) -> dict[str, Any]:
     return {"token": token.token, "logprob": token.logprob, "bytes": list(token.bytes)}
 
 
+def token_logprob(token: TokenLogprob) -> dict[str, Any]:
+    return {**alternative(token.token), "top_logprobs": [alternative(a) for a in token.top]}
+
+
 def logprobs(tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
-    """A choice's (or a chunk's) `logprobs`: each token with its alternatives."""
-    content = [{**alternative(t.token), "top_logprobs": [alternative(a) for a in t.top]} for t in tokens]
-    return {"content": content, "refusal": None}
+    """A choice's (or a chunk's) `logprobs`: each token with its alternatives, made as it is encoded."""
+    return {"content": Array(tokens, token_logprob), "refusal": None}
 
 
 def completion(id_: str, model: str, replies: list[tuple[Reply, Whole]], with_logprobs: bool) -> dict[str, Any]:

@@ -5,9 +5,10 @@ lines, JSON is compact UTF-8, a comment is a line starting with ':', and a blank
 event.
 """
 
-import json
 import re
 from typing import Any
+
+from glm.encoders.pieces import dumps
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -20,13 +21,9 @@ MIMETYPE = "text/event-stream"
 LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def event(data: Any, name: str | None = None) -> bytes:
     """One event; `data` that is not a str is sent as JSON."""
-    text = data if isinstance(data, str) else to_json(data)
+    text = data if isinstance(data, str) else dumps(data)
     lines = [f"event: {name}"] if name else []
     lines += [f"data: {line}" for line in LINE_END.split(text)]
     return ("\n".join(lines) + "\n\n").encode("utf-8")

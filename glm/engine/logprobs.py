@@ -8,6 +8,7 @@ requests that ask for them are read.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -63,6 +64,10 @@ class TokenLogprob:
     top: tuple[Alternative, ...]
 
 
+# Every alternative reported is looked up here, on the hub: a scored prompt asks for thousands at a
+# time, and the tokenizer's decode is slow next to a dict. The likeliest tokens recur, so a cache
+# of part of the vocabulary serves most.
+@lru_cache(maxsize=1 << 16)
 def token_text(tokenizer: PreTrainedTokenizerBase, token_id: int) -> tuple[str, bytes]:
     """What one token is, as text and as UTF-8 bytes; a special token by its name."""
     if token_id in tokenizer.all_special_ids:

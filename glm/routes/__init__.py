@@ -1,18 +1,21 @@
 """HTTP routes, thin: parse the body, call the serving layer, wrap the result."""
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
+import gevent
 from flask import Response, request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from glm.encoders import sse
+from glm.encoders import pieces, sse
 from glm.errors import ApiError, describe
 
 Schema = TypeVar("Schema", bound=BaseModel)
+YIELD_SECONDS = 0.001
 
 
 def parse_json(text: bytes | str) -> Any:
@@ -71,3 +74,23 @@ def parse_query(schema: type[Schema], json_fields: tuple[str, ...] = ()) -> Sche
 
 def event_stream(chunks: Iterator[bytes]) -> Response:
     return Response(chunks, mimetype=sse.MIMETYPE, headers=sse.HEADERS)
+
+
+def json_reply(value: Any) -> Response:
+    """`value` as JSON. A reply of more than one piece (log-probabilities can make tens of megabytes)
+    is written a piece at a time with the hub free between pieces: encoded in one go, it would hold
+    up every other connection until it was done. A write that the socket takes at once does not
+    yield to the hub, so each piece does, for long enough that the hub polls for I/O (a sleep of 0
+    can switch straight back); a reply of one piece goes out whole, with its length."""
+    parts = pieces.pieces(value)
+    first = next(parts, b"")
+    second = next(parts, None)
+    if second is None:
+        return Response(first, mimetype="application/json")
+
+    def written() -> Iterator[bytes]:
+        for piece in itertools.chain((first, second), parts):
+            yield piece
+            gevent.sleep(YIELD_SECONDS)
+
+    return Response(written(), mimetype="application/json")

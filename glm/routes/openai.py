@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from glm.encoders import openai as encode
 from glm.http.context import caller, current
-from glm.routes import event_stream, parse_body
+from glm.routes import event_stream, json_reply, parse_body
 from glm.schemas.completions import CompletionRequest
 from glm.schemas.openai import ChatCompletionRequest
 from glm.serving import completions, openai
@@ -21,7 +21,7 @@ def chat_completions() -> Response:
     service, body = current(), parse_body(ChatCompletionRequest)
     if body.stream:
         return event_stream(openai.chunks(service, caller(), body))
-    return jsonify(openai.completion(service, caller(), body))
+    return json_reply(openai.completion(service, caller(), body))
 
 
 @bp.post("/completions")
@@ -30,7 +30,7 @@ def text_completions() -> Response:
     service, body = current(), parse_body(CompletionRequest)
     if body.stream:
         return event_stream(completions.chunks(service, caller(), body))
-    return jsonify(completions.completion(service, caller(), body))
+    return json_reply(completions.completion(service, caller(), body))
 
 
 @bp.get("/models")

@@ -16,6 +16,10 @@ MAX_TOP_LOGPROBS = 20  # alternatives reported per token, as OpenAI allows
 MAX_QUEUED_PROMPT_TOKENS = 1 << 16
 # Characters of the tools as a tool prompt lists them, indented: nesting multiplies a body's size there.
 MAX_TOOLS_CHARS = 1 << 20
+# JSON a reply that is not streamed may take, as its log-probabilities could make it at most (every
+# choice its whole max_tokens, every echoed prompt token scored). A reply is made whole before it
+# is sent, so a larger one is refused before generation; a stream sends each token's as it comes.
+MAX_REPLY_BYTES = 16 << 20
 
 Text = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
 # What torch.Generator.manual_seed takes: 64 bits, a negative seed read as two's complement.

@@ -4,7 +4,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from glm.engine.api import GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.prompt import reply_budget
-from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS
+from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS, MAX_REPLY_BYTES
 from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
 from glm.stream.lifecycle import Caller
@@ -98,3 +98,24 @@ def compile_grammar(service: Service, caller: Caller, constraint: Constraint, de
         )
     except GrammarError as error:
         raise ApiError(f"{constraint.param}: {error}", constraint.param) from error
+
+
+def most_logprobs(request: GenerationRequest) -> int:
+    """The most log-probabilities, a token's own and its alternatives, that the request's reply can carry."""
+    generated = request.max_new_tokens * (1 + request.logprobs) if request.logprobs is not None else 0
+    prompt = len(request.prompt_ids) * (1 + request.prompt_logprobs) if request.prompt_logprobs is not None else 0
+    return generated + prompt
+
+
+def bound_reply(requests: Sequence[GenerationRequest], logprob_bytes: int, param: str, instead: str) -> None:
+    """Refuses, before anything is generated, a reply whose log-probabilities could take more than
+    MAX_REPLY_BYTES of JSON, at `logprob_bytes` each in the route's shape. The 400 names `param`
+    and says what to ask for `instead`."""
+    scores = sum(most_logprobs(request) for request in requests)
+    if scores * logprob_bytes > MAX_REPLY_BYTES:
+        raise ApiError(
+            f"{param}: the reply could carry {scores:,} log-probabilities (tokens and alternatives), about "
+            f"{scores * logprob_bytes / (1 << 20):.0f} MiB of JSON, more than the {MAX_REPLY_BYTES >> 20} MiB "
+            f"a reply that is not streamed may take; ask for {instead}",
+            param,
+        )

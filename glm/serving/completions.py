@@ -22,13 +22,14 @@ from glm.engine.sampling import SamplingParams
 from glm.prompt import encode_raw, reply_budget
 from glm.schemas.completions import CompletionRequest
 from glm.service import Service
-from glm.serving.common import cache_salt, check_queued_prompts
+from glm.serving.common import bound_reply, cache_salt, check_queued_prompts
 from glm.serving.openai import DONE, error_events
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_choices, whole_choices
 
 log = logging.getLogger(__name__)
+FEWER = "fewer prompts, tokens (max_tokens), choices (n) or alternatives (logprobs), or stream: true without echo"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def places(body: CompletionRequest) -> int:
 def completion(service: Service, caller: Caller, body: CompletionRequest) -> dict[str, Any]:
     with service.admission.admit(caller, streaming=False, places=places(body)) as life:
         prompts, requests = prepare(service, body, caller, life.deadline)
+        bound_reply(requests, encode.LOGPROB_BYTES, "logprobs", FEWER)
         replies = whole_choices(service.engine, requests, body.stop, life)
     echoed = [(prompts[whole.finished.index // body.n].echo + whole.text, whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n, body.logprobs is not None)

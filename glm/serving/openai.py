@@ -18,7 +18,7 @@ from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import check_queued_prompts, generation_request, response_format_constraint
+from glm.serving.common import bound_reply, check_queued_prompts, generation_request, response_format_constraint
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -26,6 +26,7 @@ from glm.stream.text import Finished, Idle, TextDelta, stream_choices, whole_cho
 from glm.tools.events import read_whole
 
 DONE = sse.event("[DONE]")
+FEWER = "fewer tokens (max_tokens), choices (n) or alternatives (top_logprobs), or stream: true"
 
 
 def prepare(
@@ -56,6 +57,7 @@ def completion(service: Service, caller: Caller, body: ChatCompletionRequest) ->
     tools = tool_use(service.loaded, body)
     with service.admission.admit(caller, streaming=False, places=body.n) as life:
         requests = choices(prepare(service, body, caller, life.deadline, tools), body.n)
+        bound_reply(requests, encode.LOGPROB_BYTES, "top_logprobs" if body.top_logprobs else "logprobs", FEWER)
         replies = whole_choices(service.engine, requests, body.stop, life)
     read = [(read_whole(reader(tools), whole.text), whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)

@@ -3,13 +3,15 @@ not, through the official `openai` client over a socket, on `tiny` in float32.""
 
 import codecs
 import math
+import threading
+import time
 
 import pytest
 import torch
 
 from glm.engine.logprobs import token_text
 from tests.conftest import own_tiny_server
-from tests.support.http_helpers import openai_client, post
+from tests.support.http_helpers import health, openai_client, post
 
 # Slow: a server of its own.
 pytestmark = pytest.mark.slow
@@ -161,3 +163,83 @@ def test_an_echoed_prompt_is_scored_token_by_token(client, tiny):
 def test_impossible_logprobs_are_a_400(server, path, body):
     response = post(server, path, body)
     assert response.status_code == 400 and response.json()["error"]["param"] in ("top_logprobs", "logprobs")
+
+
+def settled_engine(server) -> dict:
+    """The engine's counts once nothing is running and they have caught up (they trail by a step)."""
+    deadline = time.monotonic() + 60
+    previous = None
+    while time.monotonic() < deadline:
+        engine = health(server)["engine"]
+        if engine == previous and engine["active"] == engine["queued"] == 0:
+            return engine
+        previous = engine
+        time.sleep(0.2)
+    raise TimeoutError(f"the engine did not settle: {previous}")
+
+
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        # 8 choices of 4,000 tokens with 20 alternatives each: about 50 MiB.
+        (
+            "/v1/chat/completions",
+            {"messages": MESSAGES, "n": 8, "max_tokens": 4000, "logprobs": True, "top_logprobs": 20},
+            "top_logprobs",
+        ),
+        # 32 echoed prompts of 4,095 tokens, every one scored with 20 alternatives: about 80 MiB.
+        ("/v1/completions", {"prompt": [[65] * 4095] * 32, "echo": True, "logprobs": 20, "max_tokens": 1}, "logprobs"),
+    ],
+)
+def test_a_reply_too_large_to_make_is_refused_before_generation(server, path, body, param):
+    before = settled_engine(server)
+    response = post(server, path, body)
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["param"] == param
+    assert "16 MiB" in error["message"] and "stream" in error["message"]
+    after = settled_engine(server)
+    assert (after["tokens_generated"], after["requests_finished"]) == (
+        before["tokens_generated"],
+        before["requests_finished"],
+    )
+
+
+def test_a_large_reply_comes_in_pieces_with_the_server_answering_meanwhile(server, client):
+    """About a megabyte of log-probabilities: written a piece at a time (chunked, no length), the
+    same as its stream, while /health goes on answering on another connection."""
+    options = {"n": 4, "top_logprobs": 20, "max_tokens": 200}
+    answered: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            asked = time.monotonic()
+            assert health(server)["status"] == "ok"
+            answered.append(time.monotonic() - asked)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        body = {"messages": MESSAGES, "logprobs": True, "temperature": 0, "ignore_eos": True, **options}
+        response = post(server, "/v1/chat/completions", body)
+    finally:
+        done.set()
+        poller.join()
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert "Content-Length" not in response.headers and response.headers["Transfer-Encoding"] == "chunked"
+    assert len(response.content) > 1 << 20
+    assert answered and max(answered) < 30
+    whole = response.json()
+    per_choice, usage = streamed_chat(client, **options)
+    assert usage.completion_tokens == 4 * 200
+    for choice in whole["choices"]:
+        content = choice["logprobs"]["content"]
+        assert len(content) == 200 and all(len(token["top_logprobs"]) == 20 for token in content)
+        streamed = [t.model_dump() for t in per_choice[choice["index"]]]
+        assert content == streamed
+
+
+def test_a_small_reply_goes_out_whole_with_its_length(server):
+    response = post(server, "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 3, "logprobs": True})
+    assert response.status_code == 200 and int(response.headers["Content-Length"]) == len(response.content)
