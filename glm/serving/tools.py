@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 
-from glm.constraint import tagged_json_grammar
 from glm.errors import ApiError
 from glm.models.loaded import ServedModel
 from glm.schemas.openai import ChatCompletionRequest
@@ -43,19 +42,19 @@ def reader(tools: ToolUse | None) -> Reader:
 
 def call_constraint(tools: ToolUse | None) -> Constraint | None:
     """A forced call made a guarantee: for a named `tool_choice` (whose prefix the prompt already
-    ends with) or `"required"`, the reply is a call of a listed function whose arguments are JSON
-    valid against its `parameters`, and the reply ends with it."""
-    if tools is None or tools.format.call_suffix is None:
+    ends with) or `"required"`, the reply is a call of a listed function whose arguments are valid
+    against its `parameters`, and the reply ends with it."""
+    if tools is None:
         return None
-    conversation, suffix = tools.conversation, tools.format.call_suffix
-    functions = {function["name"]: function for function in conversation.tools}
+    conversation = tools.conversation
+    functions = {function["name"]: parameters(function) for function in conversation.tools}
     if conversation.forced:
-        choices = [("", parameters(functions[conversation.forced]), suffix)]
+        grammar = tools.format.call_grammar([(conversation.forced, functions[conversation.forced])], prefixed=False)
     elif conversation.required:
-        choices = [(tools.format.forced_prefix(name), parameters(f), suffix) for name, f in functions.items()]
+        grammar = tools.format.call_grammar(list(functions.items()), prefixed=True)
     else:
         return None
-    return Constraint(tagged_json_grammar(choices), "tools")
+    return Constraint(grammar, "tools")
 
 
 def parameters(function: dict) -> dict:

@@ -9,16 +9,17 @@ non-ASCII kept. The model calls a function by writing its name on the first line
 `<|observation|>`; a tool result is an `<|observation|>` item.
 
 A call's text for a grammar: `{name}\\n` + "```python\\ntool_call(key=value, ...)\\n```": the
-arguments are Python keyword arguments, not JSON.
+arguments are Python keyword arguments, not JSON (glm/tools/python_call_grammar.py).
 """
 
 import json
+from collections.abc import Sequence
 
 from glm.errors import ApiError
-from glm.tools import python_call
+from glm.tools import python_call, python_call_grammar
 from glm.tools.conversation import Call, Conversation
 from glm.tools.first_line import PythonCallReader
-from glm.tools.format import text_ids
+from glm.tools.format import Function, call_starts, text_ids
 from glm.tools.roles import ROLES, Item, RoleFormat
 
 PREAMBLE = "Answer the following questions as best as you can. You have access to the following tools:"
@@ -43,7 +44,6 @@ def reject(constant: str) -> None:
 
 
 class ChatGLM3Format(RoleFormat):
-    call_suffix = None
     name = "chatglm3"
     prefix = ("[gMASK]", "sop")
     reader_class = PythonCallReader
@@ -65,3 +65,9 @@ class ChatGLM3Format(RoleFormat):
 
     def item_ids(self, metadata: str, content: str) -> list[int]:
         return text_ids(self.tokenizer, f"{metadata}\n") + text_ids(self.tokenizer, content)
+
+    def call_grammar(self, functions: Sequence[Function], prefixed: bool) -> str:
+        try:
+            return python_call_grammar.grammar(call_starts(self, functions, prefixed))
+        except python_call_grammar.Unsupported as error:
+            raise ApiError(f"tools: ChatGLM3 cannot be forced to call {error}", "tools") from error

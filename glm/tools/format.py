@@ -3,22 +3,22 @@
 Where constrained decoding plugs in: a call in a family's format is the text `forced_prefix(name)`
 followed by the arguments (and, for some formats, a closing text); see each format's module. For a
 named `tool_choice` the prompt already ends with `forced_prefix(name)`, so a constraint has only
-the arguments left to shape.
+the arguments left to shape. Each format writes the grammar of its own calls (`call_grammar`).
 """
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from transformers import PreTrainedTokenizerBase
 
 from glm.tools.conversation import Conversation
 from glm.tools.events import Reader
 
+Function = tuple[str, dict[str, Any]]  # a function's name and its parameters schema
+
 
 class ToolFormat(Protocol):
     name: str
-    # What closes a call after its JSON arguments; None where the arguments are no JSON (ChatGLM3's
-    # Python call), which a grammar then leaves unconstrained.
-    call_suffix: str | None
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """The prompt, tools and tool history included, ending where the reply begins (after a
@@ -32,6 +32,20 @@ class ToolFormat(Protocol):
     def reader(self, conversation: Conversation) -> Reader:
         """The reader of one reply to `conversation`, already past the forced prefix."""
         ...
+
+    def call_grammar(self, functions: Sequence[Function], prefixed: bool) -> str:
+        """The grammar source (glm.constraint's Lark) of a reply that is one call of one of
+        `functions`, its arguments valid against the function's parameters, and nothing after it.
+        `prefixed`: the reply writes the call's prefix (tool_choice "required"); otherwise the
+        prompt already ends with it (a named tool_choice). An ApiError naming `tools` where the
+        format cannot hold a call to its schema."""
+        ...
+
+
+def call_starts(format: ToolFormat, functions: Sequence[Function], prefixed: bool) -> list[tuple[str, str, dict]]:
+    """Each function's call as a grammar starts it: (its name, the text before its arguments, its
+    parameters)."""
+    return [(name, format.forced_prefix(name) if prefixed else "", parameters) for name, parameters in functions]
 
 
 def reply_start(format: ToolFormat, conversation: Conversation) -> str:

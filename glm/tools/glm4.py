@@ -14,11 +14,13 @@ A call's text for a grammar: `{name}\\n{arguments JSON}` and nothing after it.
 """
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from glm.constraint import tagged_json_grammar
 from glm.tools.conversation import Conversation
 from glm.tools.first_line import JsonCallReader
-from glm.tools.format import text_ids
+from glm.tools.format import Function, call_starts, text_ids
 from glm.tools.roles import ROLES, Item, RoleFormat
 
 SYSTEM = (
@@ -55,3 +57,6 @@ class Glm4Format(RoleFormat):
 
     def item_ids(self, metadata: str, content: str) -> list[int]:
         return text_ids(self.tokenizer, f"{metadata}\n{content}")
+
+    def call_grammar(self, functions: Sequence[Function], prefixed: bool) -> str:
+        return tagged_json_grammar([(start, schema, "") for _, start, schema in call_starts(self, functions, prefixed)])

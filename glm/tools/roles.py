@@ -16,7 +16,6 @@ Item = tuple[str, str, str]  # role, metadata, content
 
 class RoleFormat:
     name: str
-    call_suffix: str | None = ""
     prefix: tuple[str, str]
     reader_class: type[FirstLineReader]
 

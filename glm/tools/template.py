@@ -6,15 +6,20 @@ A call's text for a grammar: `<tool_call>\\n{"name": "<name>", "arguments": ` + 
 """
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from glm.constraint import tagged_json_grammar
 from glm.prompt import encode_chat
 from glm.tools.conversation import Conversation, Message
 from glm.tools.events import Reader
-from glm.tools.format import reply_start, text_ids
+from glm.tools.format import Function, call_starts, reply_start, text_ids
 from glm.tools.tagged import TaggedCallReader
+
+# What closes a call after its arguments: the call object's brace, then the tag.
+CALL_END = "}\n</tool_call>"
 
 
 def arguments_value(arguments: str) -> Any:
@@ -45,7 +50,6 @@ def template_message(message: Message) -> dict[str, Any]:
 
 class TemplateFormat:
     name = "template"
-    call_suffix = "}\n</tool_call>"
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self._tokenizer = tokenizer
@@ -61,3 +65,7 @@ class TemplateFormat:
 
     def reader(self, conversation: Conversation) -> Reader:
         return TaggedCallReader(conversation.names, reply_start(self, conversation))
+
+    def call_grammar(self, functions: Sequence[Function], prefixed: bool) -> str:
+        starts = call_starts(self, functions, prefixed)
+        return tagged_json_grammar([(start, schema, CALL_END) for _, start, schema in starts])

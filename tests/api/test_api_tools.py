@@ -1,5 +1,6 @@
-"""Tool calling over a socket with the official `openai` client: a tiny checkpoint in GLM-4's
-original layout, `tiny` (which has GLM-4's chat template), and ChatGLM2, which has no tools."""
+"""Tool calling over a socket with the official `openai` client: tiny checkpoints in GLM-4's and
+ChatGLM3's original layouts, `tiny` (which has GLM-4's chat template), and ChatGLM2, which has no
+tools."""
 
 import json
 
@@ -12,7 +13,7 @@ from tests.conftest import start_server
 from tests.support.http_helpers import openai_client, post
 from tests.support.tool_references import CALL, FORCED, FUNCTION, GLM4_HISTORY, HISTORY, QUESTION, TOOLS, template_ids
 
-# Slow: two servers of its own, on ChatGLM checkpoints converted at start-up.
+# Slow: three servers of its own, on ChatGLM checkpoints converted at start-up.
 pytestmark = pytest.mark.slow
 
 
@@ -98,6 +99,62 @@ def test_a_forced_call_is_a_listed_function_with_schema_valid_arguments(tiny_ser
             assert call.function.name == tool_choice["function"]["name"]
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
         assert [c[2:] for c in streamed_calls(chunks)] == [[call.function.name, call.function.arguments]]
+
+
+@pytest.fixture(scope="module")
+def chatglm3_server(chatglm_folders, tmp_path_factory):
+    server = checkpoint_server("chatglm3-tools", chatglm_folders["chatglm3-6b"], tmp_path_factory.mktemp("cache"))
+    yield server
+    server.stop()
+
+
+# ChatGLM3 writes arguments as Python literals: True, None, lists and dicts among them. Small: the
+# tiny SentencePiece vocabulary spends many tokens on the tools' JSON in the prompt.
+LOOKUP = {
+    "name": "lookup",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 8},
+            "metric": {"type": "boolean"},
+            "days": {"type": "array", "items": {"enum": ["mon", None]}, "maxItems": 2},
+            "at": {"type": "object", "properties": {"lat": {"type": "integer", "minimum": -90, "maximum": 90}}},
+        },
+        "required": ["city", "metric"],
+    },
+}
+STOP = {
+    "name": "stop",
+    "parameters": {"type": "object", "properties": {"now": {"type": "boolean"}}, "required": ["now"]},
+}
+PYTHON_TOOLS = [{"type": "function", "function": f} for f in (LOOKUP, STOP)]
+PYTHON_SCHEMAS = {"lookup": LOOKUP["parameters"], "stop": STOP["parameters"]}
+
+
+@pytest.mark.parametrize(
+    "tool_choice", [{"type": "function", "function": {"name": n}} for n in ("lookup", "stop")] + ["required"]
+)
+def test_a_forced_chatglm3_call_is_a_python_call_read_back_valid_against_its_schema(chatglm3_server, tool_choice):
+    """Only the grammar makes the random tiny ChatGLM3 write "```python\ntool_call(...)\n```"."""
+    for seed in range(4):
+        whole, chunks = ask(
+            chatglm3_server, tools=PYTHON_TOOLS, tool_choice=tool_choice, temperature=1.0, seed=seed, max_tokens=400
+        )
+        [call] = whole.choices[0].message.tool_calls
+        assert whole.choices[0].finish_reason == "tool_calls"
+        if isinstance(tool_choice, dict):
+            assert call.function.name == tool_choice["function"]["name"]
+        jsonschema.validate(json.loads(call.function.arguments), PYTHON_SCHEMAS[call.function.name])
+        assert [c[2:] for c in streamed_calls(chunks)] == [[call.function.name, call.function.arguments]]
+
+
+def test_a_forced_chatglm3_call_the_grammar_cannot_hold_to_its_schema_is_a_400_naming_tools(chatglm3_server):
+    unique = {"name": "pick", "parameters": {"type": "object", "properties": {"ids": {"uniqueItems": True}}}}
+    body = {"messages": QUESTION, "tools": [{"type": "function", "function": unique}], "tool_choice": "required"}
+    response = post(chatglm3_server, "/v1/chat/completions", body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "tools" and "'uniqueItems' is not supported" in error["message"]
 
 
 def test_without_a_call_the_reply_is_text_streamed_and_not(tiny_server):
