@@ -187,8 +187,9 @@ def settled_engine(server) -> dict:
             {"messages": MESSAGES, "n": 8, "max_tokens": 4000, "logprobs": True, "top_logprobs": 20},
             "top_logprobs",
         ),
-        # 32 echoed prompts of 4,095 tokens, every one scored with 20 alternatives: about 80 MiB.
-        ("/v1/completions", {"prompt": [[65] * 4095] * 32, "echo": True, "logprobs": 20, "max_tokens": 1}, "logprobs"),
+        # 15 echoed prompts of 4,095 tokens (within the prompt tokens one request may queue), every
+        # one scored with 20 alternatives: about 40 MiB.
+        ("/v1/completions", {"prompt": [[65] * 4095] * 15, "echo": True, "logprobs": 20, "max_tokens": 1}, "logprobs"),
     ],
 )
 def test_a_reply_too_large_to_make_is_refused_before_generation(server, path, body, param):
