@@ -5,8 +5,9 @@ Run as a script, not imported: it needs llguidance and the standard library only
 fraction of a second. Its address space is capped at the size it is given; llguidance aborting on a
 refused allocation ends this process, which the parent reads as a grammar over its memory budget.
 
-Frames on stdin and stdout: a 4-byte big-endian length, then UTF-8. Each source read is answered
-with llguidance's verdict: "" for a grammar that compiles, or its error.
+Frames on stdin and stdout: a 4-byte big-endian length, then UTF-8. An empty frame first says the
+process is ready, so that its start-up is not counted against a compile's time; then each source
+read is answered with llguidance's verdict: "" for a grammar that compiles, or its error.
 """
 
 import resource
@@ -35,6 +36,7 @@ def main() -> None:
     memory_bytes = int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     limits = llguidance.LLParserLimits(verbose_errors=False)
+    write_frame(sys.stdout.buffer, "")
     while (source := read_frame(sys.stdin.buffer)) is not None:
         # No tokenizer: what can grow without end is compiling the grammar's own regular
         # expressions; work against a tokenizer is bounded by llguidance's limits.

@@ -17,6 +17,8 @@ from pathlib import Path
 from glm.constraint.vet_worker import HEADER
 
 WORKER = Path(__file__).with_name("vet_worker.py")
+# How long a new child may take to start (a Python and llguidance import), on a loaded machine.
+START_SECONDS = 60.0
 
 
 class OverBudget(Exception):
@@ -44,16 +46,24 @@ class Vetter:
             except BrokenPipeError:
                 self._stop()
                 raise OverBudget(self._memory_message()) from None
-            poller = select.poll()
-            poller.register(process.stdout, select.POLLIN)
-            if not poller.poll(self.seconds * 1000):
-                self._stop()
+            verdict = self._answer(self.seconds)
+            if verdict is None:
                 raise OverBudget(f"compiling it took longer than {self.seconds:g} s")
-            header = process.stdout.read(HEADER.size)
-            if len(header) < HEADER.size:  # the process ended: the memory cap, as vet_worker.py says
-                self._stop()
-                raise OverBudget(self._memory_message())
-            return process.stdout.read(HEADER.unpack(header)[0]).decode()
+            return verdict
+
+    def _answer(self, seconds: float) -> str | None:
+        """The child's next frame; None, with the child stopped, where none came within `seconds`.
+        Raises OverBudget where the child ended instead: the memory cap, as vet_worker.py says."""
+        poller = select.poll()
+        poller.register(self._process.stdout, select.POLLIN)
+        if not poller.poll(seconds * 1000):
+            self._stop()
+            return None
+        header = self._process.stdout.read(HEADER.size)
+        if len(header) < HEADER.size:
+            self._stop()
+            raise OverBudget(self._memory_message())
+        return self._process.stdout.read(HEADER.unpack(header)[0]).decode()
 
     def close(self) -> None:
         with self._lock:
@@ -67,6 +77,8 @@ class Vetter:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        if self._answer(START_SECONDS) is None:
+            raise OverBudget(f"the grammar compiler did not start within {START_SECONDS:g} s")
         return self._process
 
     def _stop(self) -> None:

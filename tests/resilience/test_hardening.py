@@ -141,7 +141,8 @@ def test_a_full_queue_answers_429_at_once_and_a_queued_request_can_be_cancelled(
     queued.close()  # the client goes away while its request still waits for the engine
     wait_for(lambda: engine(narrow)["queued"] == 0, what="the queued request dropped")
     assert engine(narrow)["active"] == 1
-    assert next(running_events).json()["choices"][0]["delta"]["content"] is not None
+    # Past any `: ping` (every 0.2 s here): a loaded machine may leave the stream quiet that long.
+    assert next(e for e in running_events if e.data).json()["choices"][0]["delta"]["content"] is not None
 
     running.close()  # and the running one goes away mid-reply
     wait_for(lambda: engine(narrow)["active"] == 0, what="the running request stopped")
@@ -184,7 +185,8 @@ def test_a_non_streaming_request_whose_client_leaves_stops_generating(narrow):
     sock = raw_request(narrow, "/v1/chat/completions", json.dumps({**LONG, "stream": False}).encode())
     wait_for(lambda: engine(narrow)["active"] == 1, what="generation under way")
     sock.close()
-    wait_for(lambda: engine(narrow)["active"] == 0, timeout=3, what="generation stopped")
+    # Bounded by tokens, not seconds: the request is seen gone within a second, at the engine's pace.
+    wait_for(lambda: engine(narrow)["active"] == 0, what="generation stopped")
     assert engine(narrow)["tokens_generated"] - before < 2500
     wait_for(lambda: "client went away" in narrow.log(), what="the request's log line")
 
