@@ -298,4 +298,6 @@ def with_ordinary_tokens(view: llguidance.LLTokenizer, ordinary: dict[int, str])
     GLM-4.5's `<tool_call>`, `<arg_key>` and `<think>`, and Qwen's `<tool_call>`, are ordinary: the
     model writes them as the text of its reply, so a grammar holding that text must let them through.
     """
-    return llguidance.LLTokenizer(llguidance.TokenizerWrapper(OrdinaryTokens(view, ordinary)), eos_token=view.eos_tokens)
+    return llguidance.LLTokenizer(
+        llguidance.TokenizerWrapper(OrdinaryTokens(view, ordinary)), eos_token=view.eos_tokens
+    )

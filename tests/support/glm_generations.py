@@ -9,7 +9,6 @@ may write. A Qwen-style folder (`<tool_call>{json}</tool_call>` calls, the same 
 added tokens) stands for the other tokenizers whose tags are added tokens.
 """
 
-import json
 from pathlib import Path
 
 import torch
@@ -169,7 +168,8 @@ GLM45_TEMPLATE = r"""[gMASK]<sop>
 # Qwen's shape: ChatML turns, tools in `<tools>`, a call as one JSON object in `<tool_call>` tags.
 QWEN_STYLE_TEMPLATE = r"""
 {%- if tools %}
-{{- '<|im_start|>system\n# Tools\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n' }}
+{{- '<|im_start|>system\n# Tools\n\n' }}
+{{- 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n' }}
 {%- for tool in tools %}{{ tool | tojson + '\n' }}{% endfor %}
 {{- '</tools>\n\nFor each function call, return a json object with function name and arguments within ' }}
 {{- '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n' }}

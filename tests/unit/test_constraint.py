@@ -1,7 +1,5 @@
 """glm.constraint on the tiny model's byte-level tokenizer (one token per byte), with the real llguidance."""
 
-import json
-
 import pytest
 import torch
 
@@ -16,7 +14,13 @@ from glm.constraint import (
     tagged_json_grammar,
 )
 from glm.constraint.vetting import OverBudget, Vetter
-from tests.support.glm_generations import GLM45_ADDED_TOKENS, GLM45_TEMPLATE, SPECIAL_TOKENS, STOP_TOKENS, build_tokenizer
+from tests.support.glm_generations import (
+    GLM45_ADDED_TOKENS,
+    GLM45_TEMPLATE,
+    SPECIAL_TOKENS,
+    STOP_TOKENS,
+    build_tokenizer,
+)
 
 
 def allowed(tiny, matcher, width=None):
