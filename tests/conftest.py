@@ -75,6 +75,17 @@ def chatglm_folders(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def glm_generation_folders(tmp_path_factory) -> dict[str, Path]:
+    """Tiny folders of the later GLM generations, by family name, and a Qwen-style one whose
+    `<tool_call>` tags are added tokens (see tests/support/glm_generations.py)."""
+    from tests.support.glm_generations import FAMILIES, build_generation, build_qwen_style
+
+    root = tmp_path_factory.mktemp("glm-generations")
+    folders = {family: build_generation(root / family, family) for family in FAMILIES}
+    return folders | {"qwen-style": build_qwen_style(root / "qwen-style")}
+
+
 @pytest.fixture(scope="module")
 def built():
     """The compiled kernels, built here if they are missing or stale (tests/engine/test_quant_kernel.py

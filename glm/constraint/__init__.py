@@ -257,5 +257,47 @@ def grammar_tokenizer(tokenizer: PreTrainedTokenizerBase, stop_token_ids: list[i
     if backend.padding is None and backend.truncation is None:
         # llguidance.hf.from_tokenizer copies the tokenizer to clear these two first, and copying a
         # large vocabulary's tokenizer takes seconds; with neither set, there is nothing to clear.
-        return llguidance.LLTokenizer(backend.to_str(), eos_token=stop_token_ids)
-    return llguidance.hf.from_tokenizer(tokenizer, eos_token=stop_token_ids)
+        view = llguidance.LLTokenizer(backend.to_str(), eos_token=stop_token_ids)
+    else:
+        view = llguidance.hf.from_tokenizer(tokenizer, eos_token=stop_token_ids)
+    ordinary = {
+        token_id: added.content
+        for token_id, added in backend.get_added_tokens_decoder().items()
+        if not added.special and view.is_special_token(token_id)
+    }
+    return with_ordinary_tokens(view, ordinary) if ordinary else view
+
+
+class OrdinaryTokens:
+    """The tokenizer llguidance's TokenizerWrapper reads: `view`'s token bytes and tokenization, with
+    `ordinary` (id: text) taken out of the special tokens and written as their text."""
+
+    def __init__(self, view: llguidance.LLTokenizer, ordinary: dict[int, str]) -> None:
+        self._view = view
+        self.eos_token_id = view.eos_token
+        self.bos_token_id = None
+        self.tokens = [
+            ordinary[token_id].encode() if token_id in ordinary else view.decode_bytes([token_id])
+            for token_id in range(view.vocab_size)
+        ]
+        self.special_token_ids = [
+            token_id
+            for token_id in range(view.vocab_size)
+            if token_id not in ordinary and view.is_special_token(token_id)
+        ]
+
+    def __call__(self, text: bytes) -> list[int]:
+        return self._view.tokenize_bytes(text)
+
+
+def with_ordinary_tokens(view: llguidance.LLTokenizer, ordinary: dict[int, str]) -> llguidance.LLTokenizer:
+    """`view` with the ordinary added tokens in `ordinary` as text a grammar writes and matches.
+
+    llguidance reads every added token of the form `<...>` as special, whatever its `special` flag
+    says; a special token is matched only where a grammar names it as a token, never as text. But
+    GLM-4.5's `<tool_call>`, `<arg_key>` and `<think>`, and Qwen's `<tool_call>`, are ordinary: the
+    model writes them as the text of its reply, so a grammar holding that text must let them through.
+    """
+    return llguidance.LLTokenizer(
+        llguidance.TokenizerWrapper(OrdinaryTokens(view, ordinary)), eos_token=view.eos_tokens
+    )

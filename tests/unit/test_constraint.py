@@ -8,11 +8,19 @@ from glm.constraint import (
     CACHE_ENTRIES,
     GrammarError,
     Grammars,
+    allowed_tokens,
     constrain,
     json_grammar,
     tagged_json_grammar,
 )
 from glm.constraint.vetting import OverBudget, Vetter
+from tests.support.glm_generations import (
+    GLM45_ADDED_TOKENS,
+    GLM45_TEMPLATE,
+    SPECIAL_TOKENS,
+    STOP_TOKENS,
+    build_tokenizer,
+)
 
 
 def allowed(tiny, matcher, width=None):
@@ -141,3 +149,47 @@ def test_a_compile_over_its_memory_is_stopped_and_the_next_one_works():
 def test_a_grammar_over_the_compile_budget_is_refused(tiny):
     with pytest.raises(GrammarError, match="too costly to compile"):
         Grammars(tiny.tokenizer, tiny.stop_token_ids).compile(json_grammar(patterns_schema(30)))
+
+
+@pytest.fixture(scope="module")
+def glm45_grammars():
+    """GLM-4.5's tokenizer: `<tool_call>`, `<arg_key>`, `<think>` and the like are ordinary added
+    tokens, GLM's role tokens special ones."""
+    tokenizer = build_tokenizer(GLM45_TEMPLATE, GLM45_ADDED_TOKENS)
+    stops = frozenset(tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)))
+    grammars = Grammars(tokenizer, stops)
+    yield tokenizer, grammars
+    grammars.close()
+
+
+def bits_allowed(matcher, vocab):
+    mask = torch.zeros(matcher.words, dtype=torch.int32)
+    matcher.fill_bitmask(mask)
+    return set(allowed_tokens(mask)[:vocab].nonzero().flatten().tolist())
+
+
+def test_a_grammar_writes_ordinary_added_tokens_as_their_text(glm45_grammars):
+    tokenizer, grammars = glm45_grammars
+    grammar = grammars.compile(tagged_json_grammar([("<tool_call>", {"type": "integer"}, "</tool_call>")]))
+    matcher = grammar.matcher()
+    open_tag, close_tag = tokenizer.convert_tokens_to_ids(["<tool_call>", "</tool_call>"])
+    assert open_tag in bits_allowed(matcher, len(tokenizer))
+    assert matcher.advance(open_tag) is False
+    for token in tokenizer.encode("12", add_special_tokens=False):
+        matcher.advance(token)
+    assert close_tag in bits_allowed(matcher, len(tokenizer))
+    matcher.advance(close_tag)
+    stops = set(tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)))
+    assert stops <= bits_allowed(matcher, len(tokenizer))
+
+
+def test_only_special_tokens_stay_out_of_a_grammars_text(glm45_grammars):
+    tokenizer, grammars = glm45_grammars
+    matcher = grammars.compile(json_grammar({"type": "string"})).matcher()
+    matcher.advance(ord('"'))
+    inside = bits_allowed(matcher, len(tokenizer))
+    assert set(tokenizer.convert_tokens_to_ids(list(GLM45_ADDED_TOKENS))) <= inside
+    assert not inside & set(tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)))
+    # Named as a token, unquoted, a special token is still the grammar's to write.
+    observation = tokenizer.convert_tokens_to_ids("<|observation|>")
+    assert bits_allowed(grammars.compile("start: <|observation|>").matcher(), len(tokenizer)) == {observation}

@@ -1,0 +1,71 @@
+"""The later GLM generations served from tiny folders in their own layouts (tests/support/
+glm_generations.py): each loads and chats; and a forced call on a template whose `<tool_call>` tags
+are ordinary added tokens is a call, not a 500."""
+
+import json
+
+import jsonschema
+import pytest
+from transformers import AutoTokenizer
+
+from tests.conftest import start_server
+from tests.support.http_helpers import openai_client
+
+# Slow: a server of its own for each family.
+pytestmark = pytest.mark.slow
+# Bounded arguments: the random model would otherwise fill a free string until max_tokens.
+TIME = {
+    "name": "get_time",
+    "parameters": {
+        "type": "object",
+        "properties": {"zone": {"enum": ["UTC", "CST"]}, "hours": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["zone", "hours"],
+        "additionalProperties": False,
+    },
+}
+MESSAGES = [{"role": "system", "content": "你是助手"}, {"role": "user", "content": "你好，today?"}]
+
+
+@pytest.fixture(scope="module")
+def served(request, glm_generation_folders, tmp_path_factory):
+    folder = glm_generation_folders[request.param]
+    server = start_server(
+        request.param,
+        *("--model", str(folder), "--device", "-1", "--embedding-model", "none"),
+        *("--cache-dir", str(tmp_path_factory.mktemp("cache"))),
+    )
+    yield request.param, folder, server
+    server.stop()
+
+
+@pytest.mark.parametrize("served", ["glm-4-0414", "glm-z1-0414", "glm-4.5", "qwen-style"], indirect=True)
+def test_each_generation_loads_and_answers_a_chat(served):
+    family, folder, server = served
+    reply = openai_client(server).chat.completions.create(model=family, messages=MESSAGES, temperature=0, max_tokens=8)
+    assert reply.model == family
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert isinstance(reply.choices[0].message.content, str)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert reply.usage.prompt_tokens == len(prompt)
+
+
+@pytest.mark.parametrize("served", ["qwen-style"], indirect=True)
+def test_a_forced_call_writes_tool_call_tags_that_are_added_tokens(served):
+    """Qwen's tags, as GLM-4.5's, are ordinary added tokens; only the grammar makes the random model
+    call, and it could not write them: `500 constrained generation failed`."""
+    family, _, server = served
+    completions = openai_client(server).chat.completions
+    for seed in range(3):
+        reply = completions.create(
+            model=family,
+            messages=MESSAGES,
+            tools=[{"type": "function", "function": TIME}],
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+            temperature=1.0,
+            seed=seed,
+            max_tokens=100,
+        )
+        [call] = reply.choices[0].message.tool_calls
+        assert (call.function.name, reply.choices[0].finish_reason) == ("get_time", "tool_calls")
+        jsonschema.validate(json.loads(call.function.arguments), TIME["parameters"])
