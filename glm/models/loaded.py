@@ -9,7 +9,7 @@ from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel, Pr
 
 from glm.constraint import Grammars
 from glm.models.weights import Weights
-from glm.prompt import encode_chat
+from glm.prompt import NO_OPTIONS, TemplateOptions, encode_chat
 from glm.tools.detect import from_template
 from glm.tools.format import ToolFormat
 
@@ -38,10 +38,11 @@ class ServedModel:
     # What a built-in model is good for, for the page to say; None for the user's own models.
     about: str | None = None
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+    def prompt_ids(self, messages: list[dict[str, str]], options: TemplateOptions = NO_OPTIONS) -> list[int]:
         """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
         if self.prompt_encoder is None:
-            return encode_chat(self.tokenizer, messages)
+            return encode_chat(self.tokenizer, messages, options=options)
+        options.without_template()
         return self.prompt_encoder(messages)
 
 

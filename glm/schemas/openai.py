@@ -1,6 +1,7 @@
 """Bodies of the OpenAI-compatible routes, with the fields the official clients send."""
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -15,7 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from glm.schemas.limits import MAX_MESSAGES, Choices, Seed, Text, TopLogprobs
+from glm.errors import ApiError
+from glm.prompt import RESERVED_VARIABLES, THINKING_SWITCH, TemplateOptions
+from glm.schemas.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES, Choices, Seed, Text, TopLogprobs
 from glm.schemas.response_format import ResponseFormat
 from glm.schemas.tools import ToolCalls, ToolChoice, Tools, check_answers, check_tools, conversation
 from glm.tools.conversation import Call, Conversation, Message
@@ -45,6 +48,32 @@ MAX_CACHE_SALT_CHARS = 128
 CacheSalt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CACHE_SALT_CHARS)]
 
 
+# OpenAI's reasoning efforts. GLM's thinking is on or off, with no levels between: "none" turns it
+# off where the template has the switch; the others would ask for a measure of thinking that no
+# model served here can be held to, so they are refused rather than taken and not honoured.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+# Characters of chat_template_kwargs as JSON: as much as one message may carry.
+MAX_TEMPLATE_KWARGS_CHARS = MAX_MESSAGE_CHARS
+
+
+def _template_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    reserved = sorted(RESERVED_VARIABLES.intersection(kwargs))
+    if reserved:
+        raise ValueError(
+            f"{', '.join(reserved)}: the chat template takes these from the request's own fields, the "
+            "tokenizer or transformers, not from chat_template_kwargs"
+        )
+    if THINKING_SWITCH in kwargs and not isinstance(kwargs[THINKING_SWITCH], bool):
+        raise ValueError(f"{THINKING_SWITCH} is true or false")
+    size = len(json.dumps(kwargs, ensure_ascii=False))
+    if size > MAX_TEMPLATE_KWARGS_CHARS:
+        raise ValueError(f"{size:,} characters as JSON; at most {MAX_TEMPLATE_KWARGS_CHARS:,}")
+    return kwargs
+
+
+TemplateKwargs = Annotated[dict[str, Any], AfterValidator(_template_kwargs)]
+
+
 class TextPart(BaseModel):
     type: Literal["text"]
     text: Text
@@ -56,13 +85,17 @@ class ChatMessage(BaseModel):
     name: str | None = None
     tool_calls: ToolCalls | None = None
     tool_call_id: Text | None = None
+    # An earlier reply's reasoning, as OpenAI-compatible servers return it, sent back in the history.
+    reasoning_content: Text | None = None
 
     @model_validator(mode="after")
     def _fits_its_role(self) -> "ChatMessage":
-        if self.content is None and not (self.role == "assistant" and self.tool_calls):
-            raise ValueError("content is required, except in an assistant message with tool_calls")
+        if self.content is None and not (self.role == "assistant" and (self.tool_calls or self.reasoning_content)):
+            raise ValueError("content is required, except in an assistant message with tool_calls or reasoning_content")
         if self.tool_calls and self.role != "assistant":
             raise ValueError("only assistant messages carry tool_calls")
+        if self.reasoning_content is not None and self.role != "assistant":
+            raise ValueError("only assistant messages carry reasoning_content")
         if self.role == "tool" and self.tool_call_id is None:
             raise ValueError("a tool message carries the tool_call_id of the call it answers")
         return self
@@ -78,12 +111,13 @@ class ChatMessage(BaseModel):
         return "system" if self.role == "developer" else self.role
 
     def as_template_message(self) -> dict[str, str]:
-        """The message as a chat template takes it."""
-        return {"role": self.template_role, "content": self.text}
+        """The message as a chat template takes it; `reasoning_content` is the name templates read."""
+        message = {"role": self.template_role, "content": self.text}
+        return message | {"reasoning_content": self.reasoning_content} if self.reasoning_content else message
 
     def as_tool_message(self) -> Message:
         calls = tuple(Call(c.function.name, c.function.arguments, c.id) for c in self.tool_calls or [])
-        return Message(self.template_role, self.text, calls, self.tool_call_id or "")
+        return Message(self.template_role, self.text, calls, self.tool_call_id or "", self.reasoning_content or "")
 
 
 class StreamOptions(BaseModel):
@@ -113,6 +147,9 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
     cache_salt: CacheSalt | None = None
+    # vLLM's and SGLang's extension: variables for the chat template, beside those it gets anyway.
+    chat_template_kwargs: TemplateKwargs | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
     @field_validator("top_logprobs")
     @classmethod
@@ -127,13 +164,35 @@ class ChatCompletionRequest(BaseModel):
         check_answers(self.messages)
         return self
 
+    @model_validator(mode="after")
+    def _thinking_agrees(self) -> "ChatCompletionRequest":
+        if self.reasoning_effort not in (None, "none"):
+            raise ApiError(
+                f"reasoning_effort: {self.reasoning_effort!r} asks for a measure of thinking, and the models served "
+                'here think or do not, with no levels between: send "none" to turn thinking off where the chat '
+                "template can, or leave reasoning_effort out",
+                "reasoning_effort",
+            )
+        switch = (self.chat_template_kwargs or {}).get(THINKING_SWITCH)
+        if self.reasoning_effort == "none" and switch is True:
+            raise ApiError(
+                f'reasoning_effort: "none" turns thinking off, and chat_template_kwargs.{THINKING_SWITCH} turns it on',
+                "reasoning_effort",
+            )
+        return self
+
+    @property
+    def template_options(self) -> TemplateOptions:
+        return TemplateOptions(self.chat_template_kwargs or {}, self.reasoning_effort == "none")
+
     @property
     def uses_tools(self) -> bool:
         """Tools offered, or calls in the history: the prompt is then the model's tool format."""
         return bool(self.tools) or any(m.role == "tool" or m.tool_calls for m in self.messages)
 
     def tool_conversation(self) -> Conversation:
-        return conversation(tuple(m.as_tool_message() for m in self.messages), self.tools or [], self.tool_choice)
+        messages = tuple(m.as_tool_message() for m in self.messages)
+        return conversation(messages, self.tools or [], self.tool_choice, self.template_options)
 
     @property
     def logprob_alternatives(self) -> int | None:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from glm.errors import ApiError
+from glm.prompt import TemplateOptions
 from glm.schemas.limits import MAX_TOOLS_CHARS, Text
 from glm.tools.conversation import Conversation, Message
 
@@ -122,7 +123,9 @@ def check_answers(messages: list[Any]) -> None:
             open_calls = {call.id for call in message.tool_calls or []}
 
 
-def conversation(messages: tuple[Message, ...], tools: list[Tool], choice: ToolChoice | None) -> Conversation:
+def conversation(
+    messages: tuple[Message, ...], tools: list[Tool], choice: ToolChoice | None, options: TemplateOptions
+) -> Conversation:
     """What the prompt lists and what the reply must do. As the official GLM-4 server does, a named
     tool_choice lists that function alone; "none" lists none."""
     functions = [tool.function for tool in tools] if choice != "none" else []
@@ -131,6 +134,5 @@ def conversation(messages: tuple[Message, ...], tools: list[Tool], choice: ToolC
         functions = [function for function in functions if function.name == forced]
     elif choice == "required" and len(functions) == 1:
         forced = functions[0].name
-    return Conversation(
-        messages, tuple(function.as_sent for function in functions), forced, choice == "required" and len(functions) > 1
-    )
+    listed = tuple(function.as_sent for function in functions)
+    return Conversation(messages, listed, forced, choice == "required" and len(functions) > 1, options)

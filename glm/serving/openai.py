@@ -9,6 +9,7 @@ them all. Each choice's reply is read on its own for tool calls.
 """
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from glm.encoders import openai as encode
@@ -34,7 +35,10 @@ def prepare(
 ) -> GenerationRequest:
     messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     sampling = SamplingParams(body.temperature, body.top_p, body.seed)
-    encode_prompt = tools.format.prompt_ids if tools else None
+    # A tool conversation carries the template options itself.
+    encode_prompt = (
+        tools.format.prompt_ids if tools else partial(service.loaded.prompt_ids, options=body.template_options)
+    )
     constraint = call_constraint(tools) or response_format_constraint(body.response_format)
     request = generation_request(
         service,

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from typing import Any
 
+from glm.prompt import NO_OPTIONS, TemplateOptions
+
 
 @dataclass(frozen=True)
 class Call:
@@ -17,6 +19,8 @@ class Message:
     content: str
     calls: tuple[Call, ...] = ()
     call_id: str = ""  # a tool message: the id of the call it answers
+    # An assistant message: the reasoning it came with (OpenAI-compatible servers' reasoning_content).
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Conversation:
     forced: str | None = None
     # tool_choice "required" with several tools: the prompt asks for a call.
     required: bool = False
+    options: TemplateOptions = NO_OPTIONS
 
     @property
     def names(self) -> frozenset[str]:

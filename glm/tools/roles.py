@@ -1,5 +1,9 @@
 """What GLM-4 and ChatGLM3 share: a prompt of `<|role|>` items after a two-token prefix, a call
-written with the function's name as the item's metadata line, and the reply read the same way."""
+written with the function's name as the item's metadata line, and the reply read the same way.
+
+These formats are written here, not rendered by a template: they take no template variables, and
+have no place for an assistant's reasoning (these models do not think), which they leave out as a
+template that does not read `reasoning_content` does."""
 
 from transformers import PreTrainedTokenizerBase
 
@@ -33,6 +37,7 @@ class RoleFormat:
         raise NotImplementedError
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
+        conversation.options.without_template()
         ids = list(self._prefix)
         for role, metadata, content in self.items(conversation):
             ids += [self._roles[role], *self.item_ids(metadata, content)]

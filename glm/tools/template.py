@@ -34,6 +34,9 @@ def arguments_value(arguments: str) -> Any:
 
 def template_message(message: Message) -> dict[str, Any]:
     rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.reasoning:
+        # The name GLM-4.5+ and Qwen3 templates read it by.
+        rendered["reasoning_content"] = message.reasoning
     if message.role == "tool":
         rendered["tool_call_id"] = message.call_id
     if message.calls:
@@ -57,7 +60,7 @@ class TemplateFormat:
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         messages = [template_message(message) for message in conversation.messages]
         tools = [{"type": "function", "function": function} for function in conversation.tools]
-        ids = encode_chat(self._tokenizer, messages, tools or None)
+        ids = encode_chat(self._tokenizer, messages, tools or None, conversation.options)
         return ids + text_ids(self._tokenizer, reply_start(self, conversation))
 
     def forced_prefix(self, name: str) -> str:
