@@ -51,7 +51,11 @@ CASES = [
     # Empty reasoning, and an answer's inner newlines and later tags kept.
     (plain(Start.BEFORE), "<think></think>\na\n\nb</think>", Reply("a\n\nb</think>")),
     # A call after the reasoning is read; one inside it is only reasoning.
-    (tagged(Start.BEFORE), f"<think>call?</think>\n{CALL}", Reply("", [Call("get_weather", '{"city": "北京"}')], "call?")),
+    (
+        tagged(Start.BEFORE),
+        f"<think>call?</think>\n{CALL}",
+        Reply("", [Call("get_weather", '{"city": "北京"}')], "call?"),
+    ),
     (tagged(Start.INSIDE), f"{CALL}</think>\nNo call.", Reply("No call.", reasoning=CALL)),
     (tagged(Start.INSIDE), CALL, Reply("", reasoning=CALL)),
 ]
