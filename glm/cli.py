@@ -123,9 +123,9 @@ def parser() -> argparse.ArgumentParser:
         "--reasoning",
         choices=["auto", "off"],
         default="auto",
-        help="auto: a model whose chat template thinks in <think>...</think> (GLM-Z1, GLM-4.5 and later) "
-        "has its thinking in reasoning_content (the legacy routes: reasoning), its answer alone in content; "
-        "off: all of the reply in content, tags included (default: %(default)s)",
+        help="auto: a model that thinks before it answers (its chat template writes think tags: GLM-Z1, "
+        "GLM-4.5 and later) has its thinking in reasoning_content (the legacy routes: reasoning) and its "
+        "answer alone in content; off: all of the reply in content, tags included (default: %(default)s)",
     )
     p.add_argument(
         "--cache-dir",
