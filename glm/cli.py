@@ -120,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
         "cannot serve it (default: detected)",
     )
     p.add_argument(
+        "--reasoning",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto: a model that thinks before it answers (its chat template writes think tags: GLM-Z1, "
+        "GLM-4.5 and later) has its thinking in reasoning_content (the legacy routes: reasoning) and its "
+        "answer alone in content; off: all of the reply in content, tags included (default: %(default)s)",
+    )
+    p.add_argument(
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE,
@@ -352,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         max_queue=args.max_queue,
         request_timeout=args.request_timeout,
         log_prompts=args.log_prompts,
+        reasoning=args.reasoning == "auto",
     )
     origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
     app = create_app(Service(engine, settings, embedder), origins, api_keys, args.prompt_cache_per_key)

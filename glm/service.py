@@ -21,6 +21,7 @@ class Settings:
     max_queue: int = 64  # requests that may wait beyond those the engine is running (also embeddings)
     request_timeout: float = 300.0  # wall-clock seconds one request may take, queueing included
     log_prompts: bool = False  # prompt and reply text in the log; off, as they may be private
+    reasoning: bool = True  # a thinking model's reasoning apart from its answer (--reasoning auto)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from typing import Any
 from glm import errors
 from glm.errors import ApiError
 from glm.stream.text import Finished
+from glm.tools.events import Reply
 
 
 def counts(finished: Finished) -> dict[str, int]:
@@ -15,13 +16,19 @@ def counts(finished: Finished) -> dict[str, int]:
     }
 
 
-def chat(query: str, history: list[list[str]], response: str, finished: Finished, model: str) -> dict[str, Any]:
+def reasoning(reply: Reply) -> dict[str, str]:
+    """A thinking model's reasoning so far, where it has any: never part of `response`."""
+    return {"reasoning": reply.reasoning} if reply.reasoning else {}
+
+
+def chat(query: str, history: list[list[str]], reply: Reply, finished: Finished, model: str) -> dict[str, Any]:
     """One object for both client families: query/response/history and prompt/content/usage."""
     return {
         "query": query,
-        "response": response,
-        "history": [*history, [query, response]],
-        "content": response,
+        "response": reply.content,
+        **reasoning(reply),
+        "history": [*history, [query, reply.content]],
+        "content": reply.content,
         "finish_reason": finished.reason,
         **counts(finished),
         "usage": counts(finished),
@@ -30,17 +37,20 @@ def chat(query: str, history: list[list[str]], response: str, finished: Finished
     }
 
 
-def delta(text: str, response: str) -> dict[str, Any]:
-    return {"delta": text, "response": response, "finished": False}
+def delta(text: str, reply: Reply, thought: str = "") -> dict[str, Any]:
+    """A piece of the answer (`text`), or of the reasoning (`thought`), and the reply so far."""
+    piece = {"reasoning_delta": thought} if thought else {}
+    return {"delta": text, **piece, "response": reply.content, **reasoning(reply), "finished": False}
 
 
-def final(query: str, history: list[list[str]], response: str, finished: Finished) -> dict[str, Any]:
+def final(query: str, history: list[list[str]], reply: Reply, finished: Finished) -> dict[str, Any]:
     return {
         "delta": "",
-        "response": response,
+        "response": reply.content,
+        **reasoning(reply),
         "finished": True,
         "query": query,
-        "history": [*history, [query, response]],
+        "history": [*history, [query, reply.content]],
         "finish_reason": finished.reason,
         "usage": counts(finished),
     }

@@ -11,7 +11,7 @@ from glm.encoders.pieces import Array
 from glm.engine.logprobs import Alternative, TokenLogprob
 from glm.errors import ApiError
 from glm.stream.text import Finished, Whole
-from glm.tools.events import CallArguments, CallStart, Event, Reply, Text
+from glm.tools.events import CallArguments, CallStart, Event, Reasoning, Reply, Text
 
 # Bytes one token's or alternative's log-probability takes in a reply, a little over what replies
 # measure: one with 20 alternatives a token takes 74 a token on English words, 68 to 83 on Chinese
@@ -48,14 +48,16 @@ def finish_reason(finished: Finished, called: bool) -> str:
 
 
 def message(reply: Reply) -> dict[str, Any]:
-    """The assistant's message: its text, and its calls if it made any (then null text if none)."""
+    """The assistant's message: its text, its reasoning if it had any, and its calls if it made any
+    (then null text if none)."""
+    reasoning = {"reasoning_content": reply.reasoning} if reply.reasoning else {}
     if not reply.calls:
-        return {"role": "assistant", "content": reply.content}
+        return {"role": "assistant", "content": reply.content, **reasoning}
     calls = [
         {"id": tool_call_id(), "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
         for call in reply.calls
     ]
-    return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
+    return {"role": "assistant", "content": reply.content or None, **reasoning, "tool_calls": calls}
 
 
 def alternative(token: Alternative) -> dict[str, Any]:
@@ -115,19 +117,12 @@ class ChunkWriter:
     def role(self, index: int = 0) -> dict[str, Any]:
         return self.delta({"role": "assistant", "content": ""}, index=index)
 
-    def content(self, text: str, index: int = 0) -> dict[str, Any]:
-        return self.delta({"content": text}, index=index)
-
     def events(self, events: list[Event], index: int = 0, tokens: Sequence[TokenLogprob] = ()) -> list[dict[str, Any]]:
-        """A chunk per event: text as content; a call as its id and name, then its arguments in
-        pieces. `tokens` are the log-probabilities of the tokens these events were read from."""
+        """A chunk per event: text as content; reasoning as reasoning_content; a call as its id and
+        name, then its arguments in pieces. `tokens` are the log-probabilities of the tokens these
+        events were read from."""
         self._unsent[index] += tokens
-        return [
-            self.content(event.text, index)
-            if isinstance(event, Text)
-            else self.delta(tool_call_delta(event), index=index)
-            for event in events
-        ]
+        return [self.delta(event_delta(event), index=index) for event in events]
 
     def finish(self, finished: Finished, called: bool = False) -> dict[str, Any]:
         return self.delta({}, finish_reason(finished, called), finished.index)
@@ -135,6 +130,14 @@ class ChunkWriter:
     def usage(self, finished: Sequence[Finished]) -> dict[str, Any]:
         """The usage of every choice of the one prompt."""
         return self._chunk([], usage=usage(finished, len(finished)))
+
+
+def event_delta(event: Event) -> dict[str, Any]:
+    if isinstance(event, Text):
+        return {"content": event.text}
+    if isinstance(event, Reasoning):
+        return {"reasoning_content": event.text}
+    return tool_call_delta(event)
 
 
 def tool_call_delta(event: CallStart | CallArguments) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from glm.models.weights import Weights
 from glm.prompt import NO_OPTIONS, TemplateOptions, encode_chat
 from glm.tools.detect import from_template
 from glm.tools.format import ToolFormat
+from glm.tools.reasoning import thinks
 
 # Messages -> prompt ids, for chat formats that a chat template cannot express.
 PromptEncoder = Callable[[list[dict[str, str]]], list[int]]
@@ -35,6 +36,8 @@ class ServedModel:
     prompt_encoder: PromptEncoder | None = None
     # None: the model has no tool calling; requests with tools get a 400.
     tool_format: ToolFormat | None = None
+    # The chat template writes `<think>`: replies may open with reasoning (glm/tools/reasoning.py).
+    thinks: bool = False
     # What a built-in model is good for, for the page to say; None for the user's own models.
     about: str | None = None
 
@@ -103,8 +106,9 @@ def describe(
 ) -> ServedModel:
     """What the routes need of a model, from its configuration and tokenizer.
 
-    A model prompted through its chat template has the tool format the template shows; one with a
-    prompt encoder of its own brings its `tool_format` along."""
+    A model prompted through its chat template has the tool format the template shows, and thinks
+    in tags if the template writes them; one with a prompt encoder of its own brings its
+    `tool_format` along, and does not think."""
     stops = stop_token_ids(generation, tokenizer)
     return ServedModel(
         name=name,
@@ -115,5 +119,6 @@ def describe(
         grammars=Grammars(tokenizer, stops),
         prompt_encoder=prompt_encoder,
         tool_format=from_template(tokenizer) if prompt_encoder is None else tool_format,
+        thinks=prompt_encoder is None and thinks(tokenizer.chat_template),
         about=about,
     )

@@ -17,6 +17,11 @@ from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS, MAX_REPLY_BYTES
 from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
 from glm.stream.lifecycle import Caller
+from glm.tools.events import Reader
+from glm.tools.reasoning import ReasoningReader, Start, start
+
+# The prompt's last tokens, enough to hold `<think>` and the whitespace after it a byte a token.
+PROMPT_END_TOKENS = 16
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,21 @@ def generation_request(
     return GenerationRequest(
         prompt_ids, budget, sampling, ignore_eos, grammar, logprobs, cache_salt=cache_salt(caller, salt)
     )
+
+
+def reasoning_start(service: Service, request: GenerationRequest) -> Start | None:
+    """Where the reply's reasoning begins, by how its prompt ends; None where no reasoning is split
+    out: --reasoning off, a model that does not think, or a reply that a grammar shapes
+    (response_format, a forced call), which is all answer."""
+    loaded = service.loaded
+    if not (service.settings.reasoning and loaded.thinks) or request.grammar is not None:
+        return None
+    return start(loaded.tokenizer.decode(request.prompt_ids[-PROMPT_END_TOKENS:], skip_special_tokens=False))
+
+
+def split_reasoning(answer: Reader, start: Start | None) -> Reader:
+    """`answer`, behind the reader that takes the reasoning out of the reply where there is some."""
+    return answer if start is None else ReasoningReader(answer, start)
 
 
 def cache_salt(caller: Caller, salt: str | None) -> str | None:

@@ -1,4 +1,8 @@
-"""/chat and the /stream, /chat-stream event streams."""
+"""/chat and the /stream, /chat-stream event streams.
+
+A thinking model's reasoning (glm/tools/reasoning.py) is kept out of `response` and `history`: it
+comes in a `reasoning` field of its own, and streamed as `reasoning_delta` pieces.
+"""
 
 import time
 from collections.abc import Iterable, Iterator
@@ -11,9 +15,10 @@ from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.legacy import LegacyChatRequest
 from glm.service import Service
-from glm.serving.common import generation_request, response_format_constraint
+from glm.serving.common import generation_request, reasoning_start, response_format_constraint, split_reasoning
 from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_text, whole_text
+from glm.tools.events import Event, PlainReader, Reader, Reasoning, Reply, Text, read_whole
 
 
 def prepare(service: Service, body: LegacyChatRequest, caller: Caller, deadline: float) -> GenerationRequest:
@@ -31,27 +36,43 @@ def prepare(service: Service, body: LegacyChatRequest, caller: Caller, deadline:
     )
 
 
+def reader(service: Service, request: GenerationRequest) -> Reader:
+    return split_reasoning(PlainReader(), reasoning_start(service, request))
+
+
 def chat(service: Service, caller: Caller, body: LegacyChatRequest) -> dict[str, Any]:
     with service.admission.admit(caller, streaming=False) as life:
-        reply = whole_text(service.engine, prepare(service, body, caller, life.deadline), [], life)
-    return encode.chat(body.text, body.history_pairs(), reply.text, reply.finished, service.loaded.name)
+        request = prepare(service, body, caller, life.deadline)
+        whole = whole_text(service.engine, request, [], life)
+    reply = read_whole(reader(service, request), whole.text)
+    return encode.chat(body.text, body.history_pairs(), reply, whole.finished, service.loaded.name)
 
 
 def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterable[bytes]:
     """`event: delta` for each piece of text, then one with `finished: true` and the history."""
     with service.admission.admit(caller, streaming=True) as life:
         request = prepare(service, body, caller, life.deadline)
+        read = reader(service, request)
+
+        def deltas(events: list[Event], reply: Reply) -> Iterator[bytes]:
+            for event in events:
+                if isinstance(event, Text):
+                    reply.content += event.text
+                    yield sse.event(encode.delta(event.text, reply), "delta")
+                elif isinstance(event, Reasoning):
+                    reply.reasoning += event.text
+                    yield sse.event(encode.delta("", reply, event.text), "delta")
 
         def chunks() -> Iterator[bytes]:
-            response = ""
+            reply = Reply()
             for piece in stream_text(service.engine, request, [], life, service.settings.keepalive_seconds):
                 if isinstance(piece, TextDelta):
-                    response += piece.text
-                    yield sse.event(encode.delta(piece.text, response), "delta")
+                    yield from deltas(read.push(piece.text), reply)
                 elif isinstance(piece, Idle):
                     yield sse.comment("ping")
                 elif isinstance(piece, Finished):
-                    yield sse.event(encode.final(body.text, body.history_pairs(), response, piece), "delta")
+                    yield from deltas(read.finish(), reply)
+                    yield sse.event(encode.final(body.text, body.history_pairs(), reply, piece), "delta")
 
         return life.stream(chunks(), error_events)
 

@@ -1,6 +1,6 @@
 """/v1/chat/completions: a whole completion, or its chunks in OpenAI's stream order.
 
-Stream order: the role chunk, content and tool-call chunks, a chunk with `finish_reason`, the
+Stream order: the role chunk, reasoning, content and tool-call chunks, a chunk with `finish_reason`, the
 usage chunk (`choices: []`) when `stream_options.include_usage` asks for it, then `data: [DONE]`.
 An error after the stream began is sent as one error event, still followed by `[DONE]`. With `n`
 choices, each chunk names its choice's `index`: the role chunks of all come first, then the
@@ -19,7 +19,13 @@ from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import bound_reply, check_queued_prompts, generation_request, response_format_constraint
+from glm.serving.common import (
+    bound_reply,
+    check_queued_prompts,
+    generation_request,
+    reasoning_start,
+    response_format_constraint,
+)
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -63,7 +69,8 @@ def completion(service: Service, caller: Caller, body: ChatCompletionRequest) ->
         requests = choices(prepare(service, body, caller, life.deadline, tools), body.n)
         bound_reply(requests, encode.LOGPROB_BYTES, "top_logprobs" if body.top_logprobs else "logprobs", FEWER)
         replies = whole_choices(service.engine, requests, body.stop, life)
-    read = [(read_whole(reader(tools), whole.text), whole) for whole in replies]
+    start = reasoning_start(service, requests[0])
+    read = [(read_whole(reader(tools, start), whole.text), whole) for whole in replies]
     return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)
 
 
@@ -72,7 +79,8 @@ def chunks(service: Service, caller: Caller, body: ChatCompletionRequest) -> Ite
     with service.admission.admit(caller, streaming=True, places=body.n) as life:
         requests = choices(prepare(service, body, caller, life.deadline, tools), body.n)
         writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
-        readers = [reader(tools) for _ in range(body.n)]
+        start = reasoning_start(service, requests[0])
+        readers = [reader(tools, start) for _ in range(body.n)]
 
         def generate() -> Iterator[bytes]:
             for index in range(body.n):

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from glm.errors import ApiError
 from glm.models.loaded import ServedModel
 from glm.schemas.openai import ChatCompletionRequest
-from glm.serving.common import Constraint
+from glm.serving.common import Constraint, split_reasoning
 from glm.tools.conversation import Conversation
 from glm.tools.events import PlainReader, Reader
 from glm.tools.format import ToolFormat
+from glm.tools.reasoning import Start
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,12 @@ def tool_use(loaded: ServedModel, body: ChatCompletionRequest) -> ToolUse | None
     return ToolUse(loaded.tool_format, body.tool_conversation())
 
 
-def reader(tools: ToolUse | None) -> Reader:
-    """The reader of the reply: plain text unless some function is offered."""
+def reader(tools: ToolUse | None, start: Start | None) -> Reader:
+    """The reader of the reply: its reasoning, if it starts at `start`, then plain text unless some
+    function is offered."""
     if tools is None or not tools.conversation.tools:
-        return PlainReader()
-    return tools.format.reader(tools.conversation)
+        return split_reasoning(PlainReader(), start)
+    return split_reasoning(tools.format.reader(tools.conversation), start)
 
 
 def call_constraint(tools: ToolUse | None) -> Constraint | None:

@@ -1,4 +1,5 @@
-"""What a reply reader makes of the text as it streams: text, and calls with their arguments in pieces.
+"""What a reply reader makes of the text as it streams: text, calls with their arguments in pieces,
+and the model's reasoning before its answer.
 
 A reader sees the reply's text in whatever pieces it arrives and must decide the same way however
 it is cut, so that a streamed reply and a whole one give the same calls: `read_whole` is the
@@ -28,7 +29,14 @@ class CallArguments:
     text: str
 
 
-Event = Text | CallStart | CallArguments
+@dataclass(frozen=True)
+class Reasoning:
+    """The model's thinking before its answer (glm/tools/reasoning.py), never text nor a call."""
+
+    text: str
+
+
+Event = Text | CallStart | CallArguments | Reasoning
 
 
 def encodable(arguments: str) -> str:
@@ -65,12 +73,15 @@ class PlainReader:
 class Reply:
     content: str = ""
     calls: list[Call] = field(default_factory=list)
+    reasoning: str = ""
 
 
 def collect(events: list[Event], reply: Reply) -> Reply:
     for event in events:
         if isinstance(event, Text):
             reply.content += event.text
+        elif isinstance(event, Reasoning):
+            reply.reasoning += event.text
         elif isinstance(event, CallStart):
             reply.calls.append(Call(event.name, ""))
         else:
