@@ -2,8 +2,9 @@
 
 A decode step of a small model on the CPU is bound by the operations around its products as much
 as by the products: every layer passes through transformers' attention interface, cache object,
-mask and keyword plumbing, and each small operation costs microseconds of dispatch. For Llama and
-GLM layers this step calls the same projections and MLP and does the rest in fewer operations:
+mask and keyword plumbing, and each small operation costs microseconds of dispatch. For Llama, GLM
+and GLM-4-0414 layers this step calls the same projections and MLP and does the rest in fewer
+operations:
 - the mask is built once per step, not once per layer;
 - the rotary embedding is derived once per step from the model family's own rotary function, as
   a per-dimension scale, a fixed pairing of dimensions and a signed scale for the partner
@@ -15,7 +16,8 @@ GLM layers this step calls the same projections and MLP and does the rest in few
 - keys and values are appended through the cache layer (in place, see glm.engine.growing_cache).
 With float32 activations on the CPU and the compiled kernels built, the norms (each fused with the
 residual addition before it) and the attention with its rotary embedding and cache write are one
-call each (glm/quant/kernels/decode.cpp), which leaves five calls per layer besides the products.
+call each (glm/quant/kernels/decode.cpp), which leaves five calls per layer besides the products
+(seven where GLM-4-0414 norms the attention's and the MLP's outputs).
 Other architectures take transformers' forward.
 """
 
@@ -34,8 +36,9 @@ from glm.engine.growing_cache import GrowingLayer
 from glm.quant.kernels import decode_ops
 
 # Architectures whose decoder layers are exactly: input RMSNorm, attention (q/k/v/o projections
-# with a rotary embedding), residual, post-attention RMSNorm, MLP, residual.
-KNOWN = frozenset({"LlamaForCausalLM", "GlmForCausalLM"})
+# with a rotary embedding), residual, post-attention RMSNorm, MLP, residual. GLM-4-0414's
+# (Glm4ForCausalLM) also norm the attention's and the MLP's outputs before each residual addition.
+KNOWN = frozenset({"LlamaForCausalLM", "GlmForCausalLM", "Glm4ForCausalLM"})
 
 Rotary = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -73,15 +76,27 @@ def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x)
 
 
+def output_norm(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """A sublayer's output as its residual addition takes it: normed where the layer norms it."""
+    return x if norm is None else rms_norm(norm, x)
+
+
 @dataclass(frozen=True)
 class Block:
     """One decoder layer as the compiled step runs it: `after` is the norm that follows the layer
-    (the next layer's input norm, or the model's final norm)."""
+    (the next layer's input norm, or the model's final norm); `attention_out` and `mlp_out` norm
+    those sublayers' outputs (GLM-4-0414's post_self_attn_layernorm and post_mlp_layernorm), None
+    where the layer adds them as they are."""
 
     attention: nn.Module
     mlp: nn.Module
     middle: nn.Module
     after: nn.Module
+    attention_out: nn.Module | None
+    mlp_out: nn.Module | None
+
+    def norms(self) -> list[nn.Module]:
+        return [norm for norm in (self.middle, self.after, self.attention_out, self.mlp_out) if norm is not None]
 
 
 class LeanDecoder:
@@ -99,11 +114,18 @@ class LeanDecoder:
         layers = list(body.layers)
         afters = [layer.input_layernorm for layer in layers[1:]] + [body.norm]
         self.blocks = [
-            Block(layer.self_attn, layer.mlp, layer.post_attention_layernorm, after)
+            Block(
+                layer.self_attn,
+                layer.mlp,
+                layer.post_attention_layernorm,
+                after,
+                getattr(layer, "post_self_attn_layernorm", None),
+                getattr(layer, "post_mlp_layernorm", None),
+            )
             for layer, after in zip(layers, afters, strict=True)
         ]
         self.first_norm = layers[0].input_layernorm
-        norms = [self.first_norm, *(norm for b in self.blocks for norm in (b.middle, b.after))]
+        norms = [self.first_norm, *(norm for block in self.blocks for norm in block.norms())]
         self.ops = decode_ops() if compilable(model, norms, self.head_dim) else None
         self.run_layers = self._torch_layers if self.ops is None else self._compiled_layers
 
@@ -125,9 +147,10 @@ class LeanDecoder:
         """The final norm's output after every layer, in torch operations."""
         body = self.model.model
         bias = bias[:, None, None, :]
-        for layer, stored in zip(body.layers, cache.layers, strict=True):
-            x = x + self._attend(layer.self_attn, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
-            x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
+        for layer, block, stored in zip(body.layers, self.blocks, cache.layers, strict=True):
+            attended = self._attend(block.attention, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
+            x = x + output_norm(block.attention_out, attended)
+            x = x + output_norm(block.mlp_out, block.mlp(rms_norm(block.middle, x)))
         return rms_norm(body.norm, x)
 
     def _compiled_layers(
@@ -143,11 +166,14 @@ class LeanDecoder:
             attention = block.attention
             query, key, value = attention.q_proj(normed), attention.k_proj(normed), attention.v_proj(normed)
             attended = self._attend_compiled(stored, query, key, value, scale, signed, bias, attention.scaling)
-            normed = ops.add_rms_norm_(
-                x, attention.o_proj(attended), block.middle.weight, block.middle.variance_epsilon
-            )
-            normed = ops.add_rms_norm_(x, block.mlp(normed), block.after.weight, block.after.variance_epsilon)
+            out = self._compiled_out(block.attention_out, attention.o_proj(attended))
+            normed = ops.add_rms_norm_(x, out, block.middle.weight, block.middle.variance_epsilon)
+            out = self._compiled_out(block.mlp_out, block.mlp(normed))
+            normed = ops.add_rms_norm_(x, out, block.after.weight, block.after.variance_epsilon)
         return normed
+
+    def _compiled_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+        return x if norm is None else self.ops.rms_norm(x, norm.weight, norm.variance_epsilon)
 
     def _attend_compiled(
         self,

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from glm.engine.batch import DecodeBatch
 from glm.engine.decoder import LeanDecoder, lean_decoder
@@ -49,16 +49,26 @@ def small_llama() -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+def model_of(family, tiny, folders):
+    if family == "glm":
+        return tiny.model
+    if family == "llama":
+        return small_llama()
+    # GLM-4-0414's layers, with their norms of the attention's and the MLP's outputs.
+    return AutoModelForCausalLM.from_pretrained(folders["glm-4-0414"], dtype=torch.float32).eval()
+
+
 def runners(lean: LeanDecoder) -> dict[str, object]:
     """The decoder's layer runners: torch's operations, and decode.cpp's where the kernels are built."""
     return {"torch": lean._torch_layers, "compiled": lean._compiled_layers if lean.ops else None}
 
 
 @pytest.mark.parametrize("runner", ["torch", "compiled"])
-@pytest.mark.parametrize("family", ["glm", "llama"])
+@pytest.mark.parametrize("family", ["glm", "llama", "glm-4-0414"])
 @torch.no_grad()
-def test_lean_steps_match_transformers_forward(tiny, family, runner):
-    model = tiny.model if family == "glm" else small_llama()
+def test_lean_steps_match_transformers_forward(tiny, glm_generation_folders, family, runner):
+    model = model_of(family, tiny, glm_generation_folders)
+    assert lean_decoder(model) is not None
     lean = LeanDecoder(model)
     lean.run_layers = runners(lean)[runner]
     if lean.run_layers is None:
