@@ -18,10 +18,7 @@ from glm.schemas.response_format import ResponseFormat
 from glm.service import Service
 from glm.stream.lifecycle import Caller
 from glm.tools.events import Reader
-from glm.tools.reasoning import ReasoningReader, Start, start
-
-# The prompt's last tokens, enough to hold `<think>` and the whitespace after it a byte a token.
-PROMPT_END_TOKENS = 16
+from glm.tools.reasoning import ReasoningReader, Start, prompt_start
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +78,7 @@ def reasoning_start(service: Service, request: GenerationRequest) -> Start | Non
     loaded = service.loaded
     if not (service.settings.reasoning and loaded.thinks) or request.grammar is not None:
         return None
-    return start(loaded.tokenizer.decode(request.prompt_ids[-PROMPT_END_TOKENS:], skip_special_tokens=False))
+    return prompt_start(loaded.tokenizer, request.prompt_ids)
 
 
 def split_reasoning(answer: Reader, start: Start | None) -> Reader:

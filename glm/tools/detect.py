@@ -12,7 +12,8 @@ from transformers import PreTrainedTokenizerBase
 
 from glm.tools.chatglm3 import ChatGLM3Format
 from glm.tools.format import ToolFormat
-from glm.tools.glm4 import Glm4Format
+from glm.tools.glm4 import SYSTEM, Glm4Format
+from glm.tools.glm4_template import Glm4TemplateFormat
 from glm.tools.tagged import OPEN
 from glm.tools.template import TemplateFormat
 
@@ -24,6 +25,8 @@ CONVERSATION = [
     {"role": "user", "content": "d"},
 ]
 GLM4_RENDERING = "[gMASK]<sop><|system|>\na<|user|>\nb<|assistant|>\nc<|user|>\nd<|assistant|>"
+# GLM-Z1's templates open the reply inside its reasoning.
+GLM4_RENDERINGS = (GLM4_RENDERING, GLM4_RENDERING + "\n<think>")
 GLM4_TOKENS = ("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>")
 PROBE = "probe_function_7f3a"
 PROBE_TOOLS = [{"type": "function", "function": {"name": PROBE, "description": "", "parameters": {"type": "object"}}}]
@@ -41,11 +44,19 @@ def from_template(tokenizer: PreTrainedTokenizerBase) -> ToolFormat | None:
     if tokenizer.chat_template is None:
         return None
     glm4_tokens = set(GLM4_TOKENS) <= set(tokenizer.get_added_vocab())
-    if glm4_tokens and render(tokenizer, CONVERSATION) == GLM4_RENDERING:
-        return Glm4Format(tokenizer)
+    if glm4_tokens and render(tokenizer, CONVERSATION) in GLM4_RENDERINGS:
+        return glm4_format(tokenizer)
     if PROBE in render(tokenizer, CONVERSATION[1:2], PROBE_TOOLS) and OPEN in str(tokenizer.chat_template):
         return TemplateFormat(tokenizer)
     return None
+
+
+def glm4_format(tokenizer: PreTrainedTokenizerBase) -> ToolFormat:
+    """GLM-4-0414's and GLM-Z1's templates render the tools without GLM-4-9B-chat's preamble, and
+    so write the prompt themselves; 9B-chat's prompt is written here, as is that of a GLM-4 template
+    that renders no tools."""
+    tools = render(tokenizer, CONVERSATION[1:2], PROBE_TOOLS)
+    return Glm4TemplateFormat(tokenizer) if PROBE in tools and SYSTEM not in tools else Glm4Format(tokenizer)
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], tools: Any = None) -> str:

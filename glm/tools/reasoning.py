@@ -12,11 +12,16 @@ the answer, and a `<think>` inside an answer is text. Where the prompt already o
 reasoning. The newlines the format writes after `</think>` are not part of the answer.
 """
 
+from collections.abc import Sequence
 from enum import Enum
+
+from transformers import PreTrainedTokenizerBase
 
 from glm.tools.events import Event, Reader, Reasoning
 
 OPEN, CLOSE = "<think>", "</think>"
+# The prompt's last tokens, enough to hold `<think>` and the whitespace after it a byte a token.
+PROMPT_END_TOKENS = 16
 
 
 class Start(Enum):
@@ -40,6 +45,18 @@ def start(prompt_end: str) -> Start:
     if end.endswith(CLOSE):
         return Start.AFTER
     return Start.BEFORE
+
+
+def prompt_start(tokenizer: PreTrainedTokenizerBase, prompt_ids: Sequence[int]) -> Start:
+    """Where the reply to `prompt_ids` begins."""
+    return start(tokenizer.decode(prompt_ids[-PROMPT_END_TOKENS:], skip_special_tokens=False))
+
+
+def closing(tokenizer: PreTrainedTokenizerBase, prompt_ids: Sequence[int]) -> str:
+    """What a reply that must be all answer (one a grammar shapes) starts with after `prompt_ids`:
+    the close of the reasoning block the prompt opened, empty, as a template that switches thinking
+    off writes it; nothing where the prompt opened none."""
+    return f"{CLOSE}\n" if prompt_start(tokenizer, prompt_ids) is Start.INSIDE else ""
 
 
 class _State(Enum):

@@ -1,6 +1,10 @@
 """Models whose own chat template renders `tools`: the template writes the prompt, tool history
 included, and calls come back in `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks.
 
+A forced call (named or "required") is the answer: where the template opens the reply inside a
+`<think>` block (GLM-Z1), the prompt closes it empty before the call, as a template that switches
+thinking off does, rather than have a grammar write the call as reasoning.
+
 A call's text for a grammar: `<tool_call>\\n{"name": "<name>", "arguments": ` + the arguments JSON +
 `}\\n</tool_call>`.
 """
@@ -16,6 +20,7 @@ from glm.prompt import encode_chat
 from glm.tools.conversation import Conversation, Message
 from glm.tools.events import Reader
 from glm.tools.format import Function, call_starts, reply_start, text_ids
+from glm.tools.reasoning import closing
 from glm.tools.tagged import TaggedCallReader
 
 # What closes a call after its arguments: the call object's brace, then the tag.
@@ -61,7 +66,10 @@ class TemplateFormat:
         messages = [template_message(message) for message in conversation.messages]
         tools = [{"type": "function", "function": function} for function in conversation.tools]
         ids = encode_chat(self._tokenizer, messages, tools or None, conversation.options)
-        return ids + text_ids(self._tokenizer, reply_start(self, conversation))
+        # A forced call is all answer: a grammar shapes it, and no reasoning is split from it.
+        forced = conversation.forced is not None or conversation.required
+        opening = closing(self._tokenizer, ids) if forced else ""
+        return ids + text_ids(self._tokenizer, opening + reply_start(self, conversation))
 
     def forced_prefix(self, name: str) -> str:
         return f'<tool_call>\n{{"name": {json.dumps(name)}, "arguments": '
