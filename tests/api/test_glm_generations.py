@@ -1,6 +1,7 @@
 """The later GLM generations served from tiny folders in their own layouts (tests/support/
-glm_generations.py): each loads and chats; and a forced call on a template whose `<tool_call>` tags
-are ordinary added tokens is a call, not a 500."""
+glm_generations.py): each loads and chats; a forced call on a template whose `<tool_call>` tags
+are ordinary added tokens is a call, not a 500; GLM-4-0414 and GLM-Z1 call in GLM-4's shape from
+their own templates' prompts."""
 
 import json
 
@@ -69,3 +70,66 @@ def test_a_forced_call_writes_tool_call_tags_that_are_added_tokens(served):
         [call] = reply.choices[0].message.tool_calls
         assert (call.function.name, reply.choices[0].finish_reason) == ("get_time", "tool_calls")
         jsonschema.validate(json.loads(call.function.arguments), TIME["parameters"])
+
+
+# A second bounded function, for "required" to choose between.
+SCALE = {
+    "name": "to_celsius",
+    "parameters": {
+        "type": "object",
+        "properties": {"fahrenheit": {"type": "integer", "minimum": -40, "maximum": 200}},
+        "required": ["fahrenheit"],
+        "additionalProperties": False,
+    },
+}
+SCHEMAS = {function["name"]: function["parameters"] for function in (TIME, SCALE)}
+
+
+def streamed_call(chunks):
+    """A stream's one call and finish: (name, arguments joined, finish_reason)."""
+    name, arguments, finish = None, "", None
+    for chunk in chunks:
+        choice = chunk.choices[0]
+        for delta in choice.delta.tool_calls or []:
+            assert delta.index == 0
+            name = name or delta.function.name
+            arguments += delta.function.arguments or ""
+        finish = choice.finish_reason or finish
+    return name, arguments, finish
+
+
+@pytest.mark.parametrize("served", ["glm-4-0414", "glm-z1-0414"], indirect=True)
+@pytest.mark.parametrize("tool_choice", [{"type": "function", "function": {"name": "get_time"}}, "required"])
+def test_forced_calls_in_glm4s_shape_are_valid_and_streamed_alike(served, tool_choice):
+    """Rendered by the folder's own template, written as `name\\n{json}` under GLM-4's grammar; Z1's
+    reasoning closed before the call. Before, 0414 got 9B-chat's prompt and Z1 a 400."""
+    family, folder, server = served
+    completions = openai_client(server).chat.completions
+    tools = [{"type": "function", "function": function} for function in (TIME, SCALE)]
+    named = tool_choice != "required"
+    # A named call lists its function alone and the prompt holds its name line.
+    listed, opening = (tools[:1], "get_time\n") if named else (tools, "")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template(MESSAGES, tools=listed, add_generation_prompt=True, tokenize=False)
+    opening = ("</think>\n" if family == "glm-z1-0414" else "") + opening
+    prompt_tokens = len(tokenizer.encode(prompt + opening, add_special_tokens=False))
+    for seed in range(3):
+        request = dict(model=family, messages=MESSAGES, tools=tools, tool_choice=tool_choice, seed=seed)
+        request |= {"temperature": 1.0, "max_tokens": 100}
+        reply = completions.create(**request)
+        [call] = reply.choices[0].message.tool_calls
+        assert (reply.choices[0].finish_reason, reply.usage.prompt_tokens) == ("tool_calls", prompt_tokens)
+        assert call.function.name == "get_time" or not named
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+        streamed = streamed_call(completions.create(stream=True, **request))
+        assert streamed == (call.function.name, call.function.arguments, "tool_calls")
+
+
+@pytest.mark.parametrize("served", ["glm-z1-0414"], indirect=True)
+def test_glm_z1_takes_tools(served):
+    family, _, server = served
+    tools = [{"type": "function", "function": TIME}]
+    reply = openai_client(server).chat.completions.create(
+        model=family, messages=MESSAGES, tools=tools, temperature=0, max_tokens=8
+    )
+    assert reply.choices[0].finish_reason in ("stop", "length", "tool_calls")
