@@ -1,7 +1,8 @@
 """Which tool format a model has: its ChatGLM family's, or the one its chat template shows.
 
 A template shows it by what it renders, not by its name: GLM-4's own rendering of a plain
-conversation (`tiny`, GLM-4 checkpoints in Hugging Face's layout), or tools rendered and
+conversation (`tiny`, GLM-4 checkpoints in Hugging Face's layout, and GLM-4-0414 and GLM-Z1, whose
+templates also render their tools), or tools rendered and
 `<tool_call>` in its text (Qwen, Hermes and the like). A model that shows neither has no tool
 support, and a request with `tools` gets a 400.
 """
