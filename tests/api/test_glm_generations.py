@@ -69,3 +69,69 @@ def test_a_forced_call_writes_tool_call_tags_that_are_added_tokens(served):
         [call] = reply.choices[0].message.tool_calls
         assert (call.function.name, reply.choices[0].finish_reason) == ("get_time", "tool_calls")
         jsonschema.validate(json.loads(call.function.arguments), TIME["parameters"])
+
+
+WEATHER = {
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 6},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "metric": {"type": "boolean"},
+        },
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    },
+}
+
+
+@pytest.mark.parametrize("served", ["glm-4.5"], indirect=True)
+def test_glm45_forced_calls_are_schema_valid_and_streamed_as_whole(served):
+    """GLM-4.5's `<arg_key>` calls: today taken for JSON `<tool_call>` blocks, so a forced call was
+    text; now each is read typed by the schema, streamed equal to whole."""
+    family, _, server = served
+    completions = openai_client(server).chat.completions
+    tools = [{"type": "function", "function": function} for function in (TIME, WEATHER)]
+    for seed, choice in enumerate(["required", {"type": "function", "function": {"name": "get_weather"}}] * 2):
+        asked = dict(model=family, messages=MESSAGES, tools=tools, tool_choice=choice, temperature=1.0, seed=seed)
+        reply = completions.create(**asked, max_tokens=200)
+        [call] = reply.choices[0].message.tool_calls
+        assert reply.choices[0].finish_reason == "tool_calls"
+        schema = {"get_time": TIME, "get_weather": WEATHER}[call.function.name]["parameters"]
+        jsonschema.validate(json.loads(call.function.arguments), schema)
+        chunks = list(completions.create(**asked, max_tokens=200, stream=True))
+        deltas = [d for chunk in chunks for d in chunk.choices[0].delta.tool_calls or []]
+        assert deltas[0].function.name == call.function.name
+        assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("served", ["glm-4.5"], indirect=True)
+def test_glm45_round_trip_and_parallel_tool_calls_false(served):
+    family, _, server = served
+    history = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "北京", "days": 2}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "晴"},
+    ]
+    reply = openai_client(server).chat.completions.create(
+        model=family,
+        messages=history,
+        tools=[{"type": "function", "function": WEATHER}],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=200,
+    )
+    assert len(reply.choices[0].message.tool_calls) == 1

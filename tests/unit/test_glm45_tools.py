@@ -20,6 +20,7 @@ from glm.tools.conversation import Call, Conversation, Message
 from glm.tools.detect import from_template
 from glm.tools.events import Reply, read_whole
 from glm.tools.glm45 import Glm45Format
+from glm.tools.tagged import TaggedCallReader
 from tests.support.bounded_schemas import schemas
 from tests.support.glm_generations import GLM45_ADDED_TOKENS, GLM45_TEMPLATE, STOP_TOKENS, build_tokenizer
 from tests.unit.test_tool_readers import in_pieces
@@ -231,3 +232,10 @@ def test_what_the_grammar_cannot_hold_a_call_to_is_a_400_naming_tools(tokenizer,
     with pytest.raises(ApiError) as raised:
         Glm45Format(tokenizer).call_grammar([("f", parameters)], prefixed=False)
     assert raised.value.param == "tools" and reason in str(raised.value)
+
+
+def test_parallel_tool_calls_false_reads_one_json_tagged_call_too():
+    block = '<tool_call>{"name": "search", "arguments": {"q": "%s"}}</tool_call>'
+    text = block % "a" + "\n" + block % "b"
+    assert len(read_whole(TaggedCallReader(frozenset({"search"})), text).calls) == 2
+    assert calls(read_whole(TaggedCallReader(frozenset({"search"}), parallel=False), text)) == [("search", {"q": "a"})]
