@@ -90,7 +90,7 @@ WEATHER = {
 def test_glm45_forced_calls_are_schema_valid_and_streamed_as_whole(served):
     """GLM-4.5's `<arg_key>` calls: today taken for JSON `<tool_call>` blocks, so a forced call was
     text; now each is read typed by the schema, streamed equal to whole."""
-    family, _, server = served
+    family, folder, server = served
     completions = openai_client(server).chat.completions
     tools = [{"type": "function", "function": function} for function in (TIME, WEATHER)]
     for seed, choice in enumerate(["required", {"type": "function", "function": {"name": "get_weather"}}] * 2):
@@ -99,6 +99,7 @@ def test_glm45_forced_calls_are_schema_valid_and_streamed_as_whole(served):
         [call] = reply.choices[0].message.tool_calls
         assert reply.choices[0].finish_reason == "tool_calls"
         schema = {"get_time": TIME, "get_weather": WEATHER}[call.function.name]["parameters"]
+        assert reply.usage.prompt_tokens == len(prompt_ids(folder, tools, choice))
         jsonschema.validate(json.loads(call.function.arguments), schema)
         chunks = list(completions.create(**asked, max_tokens=200, stream=True))
         deltas = [d for chunk in chunks for d in chunk.choices[0].delta.tool_calls or []]
@@ -109,7 +110,7 @@ def test_glm45_forced_calls_are_schema_valid_and_streamed_as_whole(served):
 
 @pytest.mark.parametrize("served", ["glm-4.5"], indirect=True)
 def test_glm45_round_trip_and_parallel_tool_calls_false(served):
-    family, _, server = served
+    family, folder, server = served
     history = [
         *MESSAGES,
         {
@@ -134,4 +135,40 @@ def test_glm45_round_trip_and_parallel_tool_calls_false(served):
         temperature=0,
         max_tokens=200,
     )
-    assert len(reply.choices[0].message.tool_calls) == 1
+    [call] = reply.choices[0].message.tool_calls
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER["parameters"])
+    # The history call's arguments reach the template as an object; "required" with one tool forces it.
+    rendered = [
+        *history[:-2],
+        {
+            **history[-2],
+            "tool_calls": [
+                {
+                    **history[-2]["tool_calls"][0],
+                    "function": {"name": "get_weather", "arguments": {"city": "北京", "days": 2}},
+                }
+            ],
+        },
+        history[-1],
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    text = tokenizer.apply_chat_template(
+        rendered, tools=[{"type": "function", "function": WEATHER}], add_generation_prompt=True, tokenize=False
+    )
+    assert "<arg_value>北京</arg_value>" in text
+    assert reply.usage.prompt_tokens == len(tokenizer.encode(text + "<tool_call>get_weather", add_special_tokens=False))
+
+
+def prompt_ids(folder, tools, choice):
+    """The template's own rendering, then (for a named choice, which lists that function alone) the
+    start of GLM-4.5's call: `<tool_call>{name}`, not a JSON call object."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if choice == "required":
+        rendered = tokenizer.apply_chat_template(MESSAGES, tools=tools, add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(rendered, add_special_tokens=False)
+    name = choice["function"]["name"]
+    listed = [tool for tool in tools if tool["function"]["name"] == name]
+    rendered = tokenizer.apply_chat_template(MESSAGES, tools=listed, add_generation_prompt=True, tokenize=False)
+    return tokenizer.encode(rendered, add_special_tokens=False) + tokenizer.encode(
+        f"<tool_call>{name}", add_special_tokens=False
+    )
