@@ -76,6 +76,7 @@ class ArgCallReader:
         self._held = ""  # in text: a possible start of OPEN; in a block: the block so far
         self._space = ""  # whitespace after the text sent: sent only if more text follows
         self._in_block = False
+        self._searched = 0  # in a block: where to look for a CLOSE not yet seen
         self._calls = 0
         self._pending: list[Event] = []
         self._pending = self.push(prefix)
@@ -94,7 +95,7 @@ class ArgCallReader:
             if at < 0:
                 break
             events += self._text(self._held[:at])
-            self._held, self._in_block = self._held[at + len(OPEN) :], True
+            self._held, self._in_block, self._searched = self._held[at + len(OPEN) :], True, 0
         keep = partial_tag(self._held)
         events += self._text(self._held[: len(self._held) - keep])
         self._held = self._held[len(self._held) - keep :]
@@ -113,10 +114,17 @@ class ArgCallReader:
         return events
 
     def _block(self) -> list[Event] | None:
-        """The events of the block held, and the held text past it; None until it is decided."""
+        """The events of the block held, and the held text past it; None until it is decided.
+
+        Decided only once a CLOSE is held (a call ends with one, and what is no call is text up
+        to one), so the block is parsed again only when a new CLOSE arrives."""
+        if self._held.find(CLOSE, self._searched) < 0:
+            self._searched = max(len(self._held) - len(CLOSE) + 1, 0)
+            return None
         try:
             call = read_call(self._held, self._text_keys)
         except Incomplete:
+            self._searched = max(len(self._held) - len(CLOSE) + 1, 0)
             return None
         if call is None:
             end = self._held.find(CLOSE)
