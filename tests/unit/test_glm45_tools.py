@@ -239,3 +239,37 @@ def test_parallel_tool_calls_false_reads_one_json_tagged_call_too():
     text = block % "a" + "\n" + block % "b"
     assert len(read_whole(TaggedCallReader(frozenset({"search"})), text).calls) == 2
     assert calls(read_whole(TaggedCallReader(frozenset({"search"}), parallel=False), text)) == [("search", {"q": "a"})]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+RAW_TEXT = st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(
+    texts=st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), RAW_TEXT, max_size=3),
+    values=st.dictionaries(st.from_regex(r"[A-Z]{1,6}", fullmatch=True), JSON_VALUES, max_size=3),
+)
+def test_a_call_as_the_template_writes_it_reads_back_as_its_arguments(tokenizer, texts, values):
+    """The folder's own template writes history calls exactly as the model writes them: each reads
+    back through the reader, a string property's value as text, any other as JSON."""
+    properties = {key: {"type": "string"} for key in texts} | {key: {} for key in values}
+    function = {"name": "f", "parameters": {"type": "object", "properties": properties}}
+    arguments = texts | values
+    messages = [
+        {"role": "user", "content": "x"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": arguments}}],
+        },
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    block = rendered[rendered.index("<tool_call>") :]
+    reply = read_whole(ArgCallReader(text_keys((function,))), block)
+    [found] = reply.calls
+    assert json.loads(found.arguments) == arguments
