@@ -1,6 +1,7 @@
 """Bodies of the OpenAI-compatible routes, with the fields the official clients send."""
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -145,6 +146,7 @@ class ChatCompletionRequest(BaseModel):
     ignore_eos: bool = False
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     cache_salt: CacheSalt | None = None
     # vLLM's and SGLang's extension: variables for the chat template, beside those it gets anyway.
@@ -192,7 +194,8 @@ class ChatCompletionRequest(BaseModel):
 
     def tool_conversation(self) -> Conversation:
         messages = tuple(m.as_tool_message() for m in self.messages)
-        return conversation(messages, self.tools or [], self.tool_choice, self.template_options)
+        listed = conversation(messages, self.tools or [], self.tool_choice, self.template_options)
+        return replace(listed, parallel=self.parallel_tool_calls)
 
     @property
     def logprob_alternatives(self) -> int | None:

@@ -33,6 +33,8 @@ class Conversation:
     # tool_choice "required" with several tools: the prompt asks for a call.
     required: bool = False
     options: TemplateOptions = NO_OPTIONS
+    # parallel_tool_calls: false reads at most one call (formats that read several).
+    parallel: bool = True
 
     @property
     def names(self) -> frozenset[str]:

@@ -3,7 +3,8 @@
 
 Text is sent on as it comes, less what may be the start of an opening tag. A block is held whole:
 it is a call when it holds a listed name and an arguments object, and text as written otherwise.
-Whitespace between text and calls is not content.
+Whitespace between text and calls is not content. With `parallel` false (parallel_tool_calls)
+only the first call is read, and later ones are dropped.
 """
 
 import json
@@ -14,9 +15,10 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
 class TaggedCallReader:
-    def __init__(self, names: frozenset[str], prefix: str = "") -> None:
+    def __init__(self, names: frozenset[str], prefix: str = "", parallel: bool = True) -> None:
         self.called = False
         self._names = names
+        self._parallel = parallel
         self._held = ""  # in text: a possible start of OPEN; in a block: the block so far
         self._space = ""  # whitespace after the text sent: sent only if more text follows
         self._in_block = False
@@ -60,6 +62,9 @@ class TaggedCallReader:
         call = read_block(block, self._names)
         if call is None:
             return self._text(OPEN + block + (CLOSE if closed else ""))
+        if self.called and not self._parallel:
+            self._space = ""
+            return []
         index, self._calls, self._space, self.called = self._calls, self._calls + 1, "", True
         return [CallStart(index, call[0]), CallArguments(index, call[1])]
 

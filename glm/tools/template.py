@@ -75,7 +75,7 @@ class TemplateFormat:
         return f'<tool_call>\n{{"name": {json.dumps(name)}, "arguments": '
 
     def reader(self, conversation: Conversation) -> Reader:
-        return TaggedCallReader(conversation.names, reply_start(self, conversation))
+        return TaggedCallReader(conversation.names, reply_start(self, conversation), conversation.parallel)
 
     def call_grammar(self, functions: Sequence[Function], prefixed: bool) -> str:
         starts = call_starts(self, functions, prefixed)

@@ -133,3 +133,106 @@ def test_glm_z1_takes_tools(served):
         model=family, messages=MESSAGES, tools=tools, temperature=0, max_tokens=8
     )
     assert reply.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+WEATHER = {
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 6},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "metric": {"type": "boolean"},
+        },
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    },
+}
+
+
+@pytest.mark.parametrize("served", ["glm-4.5"], indirect=True)
+def test_glm45_forced_calls_are_schema_valid_and_streamed_as_whole(served):
+    """GLM-4.5's `<arg_key>` calls: today taken for JSON `<tool_call>` blocks, so a forced call was
+    text; now each is read typed by the schema, streamed equal to whole."""
+    family, folder, server = served
+    completions = openai_client(server).chat.completions
+    tools = [{"type": "function", "function": function} for function in (TIME, WEATHER)]
+    for seed, choice in enumerate(["required", {"type": "function", "function": {"name": "get_weather"}}] * 2):
+        asked = dict(model=family, messages=MESSAGES, tools=tools, tool_choice=choice, temperature=1.0, seed=seed)
+        reply = completions.create(**asked, max_tokens=200)
+        [call] = reply.choices[0].message.tool_calls
+        assert reply.choices[0].finish_reason == "tool_calls"
+        schema = {"get_time": TIME, "get_weather": WEATHER}[call.function.name]["parameters"]
+        assert reply.usage.prompt_tokens == len(prompt_ids(folder, tools, choice))
+        jsonschema.validate(json.loads(call.function.arguments), schema)
+        chunks = list(completions.create(**asked, max_tokens=200, stream=True))
+        deltas = [d for chunk in chunks for d in chunk.choices[0].delta.tool_calls or []]
+        assert deltas[0].function.name == call.function.name
+        assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("served", ["glm-4.5"], indirect=True)
+def test_glm45_round_trip_and_parallel_tool_calls_false(served):
+    family, folder, server = served
+    history = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "北京", "days": 2}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "晴"},
+    ]
+    reply = openai_client(server).chat.completions.create(
+        model=family,
+        messages=history,
+        tools=[{"type": "function", "function": WEATHER}],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=200,
+    )
+    [call] = reply.choices[0].message.tool_calls
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER["parameters"])
+    # The history call's arguments reach the template as an object; "required" with one tool forces it.
+    rendered = [
+        *history[:-2],
+        {
+            **history[-2],
+            "tool_calls": [
+                {
+                    **history[-2]["tool_calls"][0],
+                    "function": {"name": "get_weather", "arguments": {"city": "北京", "days": 2}},
+                }
+            ],
+        },
+        history[-1],
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    text = tokenizer.apply_chat_template(
+        rendered, tools=[{"type": "function", "function": WEATHER}], add_generation_prompt=True, tokenize=False
+    )
+    assert "<arg_value>北京</arg_value>" in text
+    assert reply.usage.prompt_tokens == len(tokenizer.encode(text + "<tool_call>get_weather", add_special_tokens=False))
+
+
+def prompt_ids(folder, tools, choice):
+    """The template's own rendering, then (for a named choice, which lists that function alone) the
+    start of GLM-4.5's call: `<tool_call>{name}`, not a JSON call object."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if choice == "required":
+        rendered = tokenizer.apply_chat_template(MESSAGES, tools=tools, add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(rendered, add_special_tokens=False)
+    name = choice["function"]["name"]
+    listed = [tool for tool in tools if tool["function"]["name"] == name]
+    rendered = tokenizer.apply_chat_template(MESSAGES, tools=listed, add_generation_prompt=True, tokenize=False)
+    return tokenizer.encode(rendered, add_special_tokens=False) + tokenizer.encode(
+        f"<tool_call>{name}", add_special_tokens=False
+    )
