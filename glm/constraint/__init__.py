@@ -54,6 +54,9 @@ COMPILE_SECONDS = 5.0
 COMPILE_MEMORY_BYTES = 1 << 30
 # Where in our own Lark source an error was found: nothing a client could use.
 SOURCE_POSITION = re.compile(r"^at \d+\(\d+\): ")
+# What of our Lark sources may hold a quote: a quoted literal, a regular expression (read as Lark
+# reads one) and a `%json` directive, whose JSON follows.
+LARK_PIECE = re.compile(r'"(?:[^"\\]|\\.)*"|/(?!/)(?:\\.|[^/\\\n])*/[imslux]*|%json\s*')
 
 
 class GrammarError(ValueError):
@@ -180,17 +183,19 @@ class Grammars:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_token_ids: frozenset[int]) -> None:
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._unavailable = ""
+        self._token_ids: dict[str, int] = {}  # the ordinary added tokens `<...>`, text: id
         self._cache: OrderedDict[str, Grammar] = OrderedDict()
         self.cached_bytes = 0
         self._lock = threading.Lock()
         self._vetter = Vetter(COMPILE_SECONDS, COMPILE_MEMORY_BYTES)
         started = time.perf_counter()
         try:
-            self._tokenizer = grammar_tokenizer(tokenizer, sorted(stop_token_ids) or None)
+            self._tokenizer, ordinary = grammar_tokenizer(tokenizer, sorted(stop_token_ids) or None)
         except Exception as error:  # a tokenizer llguidance cannot read: structured output is off, not the server
             self._unavailable = f"{type(error).__name__}: {error}"
             log.warning("structured output is unavailable for this tokenizer (%s)", self._unavailable)
             return
+        self._token_ids = {text: token_id for token_id, text in ordinary.items()}
         log.info("grammar tokenizer built in %.2f s", time.perf_counter() - started)
 
     def compile(self, source: str) -> Grammar:
@@ -229,6 +234,7 @@ class Grammars:
         self._vetter.close()
 
     def _compile(self, source: str) -> Grammar:
+        source = with_token_ids(source, self._token_ids)
         try:
             verdict = self._vetter.vet(source)
         except OverBudget as error:
@@ -249,8 +255,11 @@ def first_line(error: str) -> str:
     return SOURCE_POSITION.sub("", error.partition("\n")[0])[:500]
 
 
-def grammar_tokenizer(tokenizer: PreTrainedTokenizerBase, stop_token_ids: list[int] | None) -> llguidance.LLTokenizer:
-    """llguidance's view of `tokenizer`, whose end-of-sequence tokens are all of the model's stop tokens."""
+def grammar_tokenizer(
+    tokenizer: PreTrainedTokenizerBase, stop_token_ids: list[int] | None
+) -> tuple[llguidance.LLTokenizer, dict[int, str]]:
+    """llguidance's view of `tokenizer`, whose end-of-sequence tokens are all of the model's stop
+    tokens, and the ordinary added tokens (id: text) that llguidance's own view takes for special."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise GrammarError("only fast (Rust) tokenizers are supported")
@@ -265,7 +274,7 @@ def grammar_tokenizer(tokenizer: PreTrainedTokenizerBase, stop_token_ids: list[i
         for token_id, added in backend.get_added_tokens_decoder().items()
         if not added.special and view.is_special_token(token_id)
     }
-    return with_ordinary_tokens(view, ordinary) if ordinary else view
+    return (with_ordinary_tokens(view, ordinary) if ordinary else view), ordinary
 
 
 class OrdinaryTokens:
@@ -301,3 +310,40 @@ def with_ordinary_tokens(view: llguidance.LLTokenizer, ordinary: dict[int, str])
     return llguidance.LLTokenizer(
         llguidance.TokenizerWrapper(OrdinaryTokens(view, ordinary)), eos_token=view.eos_tokens
     )
+
+
+def with_token_ids(source: str, tokens: dict[str, int]) -> str:
+    """`source` with each of `tokens` (text: id) that its quoted literals hold written as that token,
+    `<[id]>`; the JSON of its `%json` directives and its regular expressions as they are.
+
+    An engine that builds llguidance's own view of the tokenizer (vLLM's `guidance` backend does, in
+    its engine process) takes an ordinary added token `<...>` for a special one, which a grammar can
+    write only by naming it as a token; every view lets a grammar name any token. So one source holds
+    a forced call to GLM-4.5's `<tool_call>` on either engine, written as the one token the model
+    itself writes there."""
+    if not tokens:
+        return source
+    tag = re.compile("|".join(map(re.escape, sorted(tokens, key=len, reverse=True))))
+    pieces, at = [], 0
+    while (found := LARK_PIECE.search(source, at)) is not None:
+        pieces.append(source[at : found.start()])
+        piece, at = found.group(), found.end()
+        if piece.startswith("%json"):
+            _, at = json.JSONDecoder().raw_decode(source, at)
+            piece = source[found.start() : at]
+        elif piece.startswith('"') and tag.search(piece):
+            piece = token_literal(json.loads(piece), tag, tokens)
+        pieces.append(piece)
+    pieces.append(source[at:])
+    return "".join(pieces)
+
+
+def token_literal(text: str, tag: re.Pattern, tokens: dict[str, int]) -> str:
+    """The Lark for `text`, each match of `tag` in it the token of that text, in parentheses: it
+    stands where one quoted literal stood, a `?` or `|` beside it."""
+    parts, at = [], 0
+    for found in tag.finditer(text):
+        parts += [literal(text[at : found.start()]), f"<[{tokens[found.group()]}]>"]
+        at = found.end()
+    parts.append(literal(text[at:]))
+    return "(" + " ".join(part for part in parts if part) + ")"

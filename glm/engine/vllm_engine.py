@@ -9,6 +9,8 @@ engine runs, and tokens come back as ids for our detokenizer; vLLM's own detoken
 
 A grammar is handed to vLLM's structured outputs as the Lark source we compiled it from, for
 llguidance there too (the `guidance` backend): the same grammar and the same guarantee as ours.
+vLLM builds llguidance's own view of the tokenizer, where an ordinary added token `<...>` counts as
+special; our sources name such tokens by id (glm.constraint.with_token_ids), which that view takes.
 A prompt's cached tokens are vLLM's automatic prefix caching's, partitioned by the request's cache
 salt, which vLLM mixes into the hash of the prompt's first block.
 

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.conftest import start_server
-from tests.support.http_helpers import openai_client
+from tests.support.http_helpers import TIMEOUT, openai_client
 
 # Slow: a server of its own for each family.
 pytestmark = pytest.mark.slow
@@ -236,3 +236,24 @@ def prompt_ids(folder, tools, choice):
     return tokenizer.encode(rendered, add_special_tokens=False) + tokenizer.encode(
         f"<tool_call>{name}", add_special_tokens=False
     )
+
+
+@pytest.mark.parametrize("served", ["glm-4.5"], indirect=True)
+def test_langchain_binds_tools_and_gets_structured_output_from_glm45(served):
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Person(BaseModel):
+        # No other keys: a random model would otherwise write extra ones without end.
+        model_config = ConfigDict(extra="forbid")
+        name: str = Field(max_length=12)
+        age: int = Field(ge=0, le=120)
+
+    family, _, server = served
+    llm = ChatOpenAI(base_url=server.url("/v1"), api_key="unused", model=family, max_tokens=300, timeout=TIMEOUT)
+    [call] = llm.bind_tools([Person], tool_choice="Person").invoke("Who are you?").tool_calls
+    assert call["name"] == "Person" and Person.model_validate(call["args"])
+    [call] = llm.bind_tools([TIME, WEATHER], tool_choice="any").invoke("What time is it?").tool_calls
+    jsonschema.validate(call["args"], {"get_time": TIME, "get_weather": WEATHER}[call["name"]]["parameters"])
+    for method in ("function_calling", "json_schema"):
+        assert isinstance(llm.with_structured_output(Person, method=method).invoke("Who are you?"), Person)

@@ -62,6 +62,8 @@ SHAPE = {
     "num_hidden_layers": 2,
     "max_position_embeddings": 4096,
 }
+# vLLM's CPU attention takes heads of 64 only.
+VLLM_SHAPE = {"hidden_size": 256, "intermediate_size": 512, "head_dim": 64}
 # Layer 0 dense, layer 1 a mixture of two routed experts and one shared, as GLM-4.5's layers after
 # its first dense ones.
 MOE_SHAPE = {
@@ -228,12 +230,13 @@ def randomize(model: PreTrainedModel) -> PreTrainedModel:
     return model.eval()
 
 
-def build_model(family: str, vocab: int, stops: list[int], pad: int) -> PreTrainedModel:
+def build_model(family: str, vocab: int, stops: list[int], pad: int, wide: bool = False) -> PreTrainedModel:
     ids = {"vocab_size": vocab, "eos_token_id": stops, "pad_token_id": pad}
+    shape = SHAPE | (VLLM_SHAPE if wide else {})
     if family == "glm-4.5":
-        config = Glm4MoeConfig(**SHAPE, **MOE_SHAPE, **ids, partial_rotary_factor=0.5)
+        config = Glm4MoeConfig(**shape, **MOE_SHAPE, **ids, partial_rotary_factor=0.5)
         return randomize(Glm4MoeForCausalLM(config))
-    return randomize(Glm4ForCausalLM(Glm4Config(**SHAPE, **ids)))
+    return randomize(Glm4ForCausalLM(Glm4Config(**shape, **ids)))
 
 
 def write_folder(folder: Path, tokenizer: PreTrainedTokenizerFast, model: PreTrainedModel) -> Path:
@@ -245,12 +248,14 @@ def write_folder(folder: Path, tokenizer: PreTrainedTokenizerFast, model: PreTra
     return folder
 
 
-def build_generation(folder: Path, family: str) -> Path:
-    """A tiny `family` folder ("glm-4-0414", "glm-z1-0414" or "glm-4.5") in `folder`."""
+def build_generation(folder: Path, family: str, wide: bool = False) -> Path:
+    """A tiny `family` folder ("glm-4-0414", "glm-z1-0414" or "glm-4.5") in `folder`; `wide`: with
+    heads of 64, which vLLM's CPU attention needs."""
     template, added = FAMILIES[family]
     tokenizer = build_tokenizer(template, added)
     stops = tokenizer.convert_tokens_to_ids(list(STOP_TOKENS))
-    return write_folder(folder, tokenizer, build_model(family, len(tokenizer), stops, tokenizer.pad_token_id))
+    model = build_model(family, len(tokenizer), stops, tokenizer.pad_token_id, wide)
+    return write_folder(folder, tokenizer, model)
 
 
 def build_qwen_style(folder: Path) -> Path:

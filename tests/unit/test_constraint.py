@@ -1,5 +1,7 @@
 """glm.constraint on the tiny model's byte-level tokenizer (one token per byte), with the real llguidance."""
 
+import llguidance
+import llguidance.hf
 import pytest
 import torch
 
@@ -12,8 +14,10 @@ from glm.constraint import (
     constrain,
     json_grammar,
     tagged_json_grammar,
+    with_token_ids,
 )
 from glm.constraint.vetting import OverBudget, Vetter
+from glm.tools import arg_call_grammar
 from tests.support.glm_generations import (
     GLM45_ADDED_TOKENS,
     GLM45_TEMPLATE,
@@ -193,3 +197,38 @@ def test_only_special_tokens_stay_out_of_a_grammars_text(glm45_grammars):
     # Named as a token, unquoted, a special token is still the grammar's to write.
     observation = tokenizer.convert_tokens_to_ids("<|observation|>")
     assert bits_allowed(grammars.compile("start: <|observation|>").matcher(), len(tokenizer)) == {observation}
+
+
+def test_a_grammars_source_names_ordinary_added_tokens_for_llguidances_own_view(glm45_grammars):
+    """vLLM's `guidance` backend compiles our source against llguidance's own view of the tokenizer,
+    where GLM-4.5's ordinary `<tool_call>` counts as special: quoted, the call's tags could not be
+    written there (`doesn't satisfy the grammar`); named as tokens, they are, on both views."""
+    tokenizer, grammars = glm45_grammars
+    schema = {
+        "type": "object",
+        "properties": {"zone": {"enum": ["UTC", "CST"]}, "hours": {"type": "integer"}},
+        "required": ["zone", "hours"],
+    }
+    ours = arg_call_grammar.grammar([("get_time", "<tool_call>get_time", schema)])
+    grammar = grammars.compile(ours)
+    open_tag = tokenizer.convert_tokens_to_ids("<tool_call>")
+    assert f"(<[{open_tag}]> " in grammar.source
+    reply = "<tool_call>get_time\n<arg_key>zone</arg_key>\n<arg_value>CST</arg_value>"
+    reply += "\n<arg_key>hours</arg_key>\n<arg_value>12</arg_value>\n</tool_call>"
+    ids = tokenizer.encode(reply, add_special_tokens=False)
+    assert open_tag in ids
+    vllms_view = llguidance.hf.from_tokenizer(tokenizer, len(tokenizer))
+    assert not llguidance.LLMatcher(vllms_view, ours, log_level=0).consume_tokens(ids)
+    matcher = llguidance.LLMatcher(vllms_view, grammar.source, log_level=0)
+    assert matcher.consume_tokens(ids) and matcher.is_accepting()
+    on_ours = grammar.matcher()
+    assert [on_ours.advance(token) for token in ids][-1] is True  # complete, on our view too
+
+
+def test_token_ids_leave_regular_expressions_and_plain_literals_alone():
+    tokens = {"<a>": 7, "</a>": 8}
+    source = 'start: "x<a>y" /[^<"]{0,3}/ "</a>"? | "plain" %json {"const": "<a>"}'
+    assert with_token_ids(source, tokens) == (
+        'start: ("x" <[7]> "y") /[^<"]{0,3}/ (<[8]>)? | "plain" %json {"const": "<a>"}'
+    )
+    assert with_token_ids(source, {}) == source
