@@ -4,15 +4,13 @@ calls compiled by the real llguidance on the GLM-4.5 fixture's tokenizer (whose 
 tokens), walked by a random "model": whatever it writes reads back valid against the schema."""
 
 import json
-import random
 
 import jsonschema
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glm.constraint import Grammars, allowed_tokens
+from glm.constraint import Grammars
 from glm.errors import ApiError
 from glm.prompt import TemplateOptions
 from glm.tools.arg_call import ArgCallReader, text_keys
@@ -23,9 +21,9 @@ from glm.tools.glm45 import Glm45Format
 from glm.tools.tagged import TaggedCallReader
 from tests.support.bounded_schemas import schemas
 from tests.support.glm_generations import GLM45_ADDED_TOKENS, GLM45_TEMPLATE, STOP_TOKENS, build_tokenizer
+from tests.support.grammar_walk import random_tokens
 from tests.unit.test_tool_readers import in_pieces
 
-STEPS = 4000
 WEATHER = {
     "name": "get_weather",
     "parameters": {
@@ -178,15 +176,7 @@ def grammars(tokenizer):
 
 
 def random_reply(tokenizer, compiled, seed):
-    rng, matcher = random.Random(seed), compiled.matcher()
-    mask, written = torch.empty(compiled.words, dtype=torch.int32), []
-    for _ in range(STEPS):
-        matcher.fill_bitmask(mask)
-        token = rng.choice(allowed_tokens(mask).nonzero().flatten().tolist())
-        written.append(token)
-        if matcher.advance(token):
-            return tokenizer.decode(written)
-    raise AssertionError(f"no end after {STEPS} tokens: {tokenizer.decode(written)[:200]!r}")
+    return tokenizer.decode(random_tokens(compiled, seed))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -5,21 +5,18 @@ glm/tools/python_call.py, as arguments valid against the schema."""
 
 import json
 import keyword
-import random
 import re
 
 import jsonschema
 import pytest
-import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from glm.constraint import GrammarError, allowed_tokens
+from glm.constraint import GrammarError
 from glm.tools import python_call
 from glm.tools.python_call_grammar import Unsupported, grammar
 from tests.support.bounded_schemas import schemas
-
-STEPS = 4000  # bytes of the longest walk: far past any call of a bounded schema
+from tests.support.grammar_walk import random_tokens
 
 
 def compile_call(tiny, parameters, before=""):
@@ -32,16 +29,8 @@ def walk(matcher, text):
 
 
 def random_call(tiny, compiled, seed):
-    """What a model that picks uniformly among the allowed tokens writes, up to the grammar's end."""
-    rng, matcher = random.Random(seed), compiled.matcher()
-    mask, written = torch.empty(compiled.words, dtype=torch.int32), []
-    for _ in range(STEPS):
-        matcher.fill_bitmask(mask)
-        token = rng.choice([t for t in allowed_tokens(mask).nonzero().flatten().tolist() if t < 256])
-        written.append(token)
-        if matcher.advance(token):
-            return bytes(written).decode()
-    raise AssertionError(f"no end after {STEPS} bytes: {bytes(written)[:200]!r}")
+    """What a model that picks uniformly among the allowed bytes writes, up to the grammar's end."""
+    return bytes(random_tokens(compiled, seed, keep=lambda token: token < 256)).decode()
 
 
 def arguments(block):
