@@ -14,8 +14,8 @@ blocks are dropped.
 import json
 from typing import Any
 
-from glm.tools.events import CallArguments, CallStart, Event, Text, encodable
-from glm.tools.tagged import CLOSE, OPEN, partial_tag
+from glm.tools.events import Event, encodable
+from glm.tools.tagged import CLOSE, OPEN, BlockCalls, partial_tag
 
 KEY_OPEN, KEY_CLOSE = "<arg_key>", "</arg_key>"
 VALUE_OPEN, VALUE_CLOSE = "<arg_value>", "</arg_value>"
@@ -68,16 +68,13 @@ def no_constant(constant: str) -> None:
 DECODER = json.JSONDecoder(parse_float=finite, parse_constant=no_constant)
 
 
-class ArgCallReader:
+class ArgCallReader(BlockCalls):
     def __init__(self, text_keys: dict[str, frozenset[str]], prefix: str = "", parallel: bool = True) -> None:
-        self.called = False
+        super().__init__(parallel)
         self._text_keys = text_keys
-        self._parallel = parallel
         self._held = ""  # in text: a possible start of OPEN; in a block: the block so far
-        self._space = ""  # whitespace after the text sent: sent only if more text follows
         self._in_block = False
         self._searched = 0  # in a block: where to look for a CLOSE not yet seen
-        self._calls = 0
         self._pending: list[Event] = []
         self._pending = self.push(prefix)
 
@@ -108,10 +105,7 @@ class ArgCallReader:
         else:
             events += self._text(self._held)
         self._held, self._in_block = "", False
-        if self._space and not self.called:
-            events.append(Text(self._space))
-        self._space = ""
-        return events
+        return events + self._last_space()
 
     def _block(self) -> list[Event] | None:
         """The events of the block held, and the held text past it; None until it is decided.
@@ -134,17 +128,8 @@ class ArgCallReader:
             self._in_block = False
             return self._text(OPEN + block)
         name, arguments, end = call
-        self._held, self._in_block, self._space = self._held[end:], False, ""
-        if self.called and not self._parallel:
-            return []
-        index, self._calls, self.called = self._calls, self._calls + 1, True
-        return [CallStart(index, name), CallArguments(index, encodable(json.dumps(arguments, ensure_ascii=False)))]
-
-    def _text(self, text: str) -> list[Event]:
-        whole = self._space + text
-        sent = whole.rstrip()
-        self._space = whole[len(sent) :]
-        return [Text(sent)] if sent else []
+        self._held, self._in_block = self._held[end:], False
+        return self._call(name, encodable(json.dumps(arguments, ensure_ascii=False)))
 
 
 def read_call(block: str, text_keys: dict[str, frozenset[str]]) -> tuple[str, dict[str, Any], int] | None:

@@ -14,15 +14,42 @@ from glm.tools.events import CallArguments, CallStart, Event, Text, encodable
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
-class TaggedCallReader:
-    def __init__(self, names: frozenset[str], prefix: str = "", parallel: bool = True) -> None:
+class BlockCalls:
+    """What the readers of `<tool_call>` blocks share: text is sent less its trailing whitespace,
+    which goes out only if more text follows (or no call came); calls are numbered in order, and
+    with `parallel` false only the first is kept."""
+
+    def __init__(self, parallel: bool) -> None:
         self.called = False
-        self._names = names
         self._parallel = parallel
-        self._held = ""  # in text: a possible start of OPEN; in a block: the block so far
         self._space = ""  # whitespace after the text sent: sent only if more text follows
-        self._in_block = False
         self._calls = 0
+
+    def _text(self, text: str) -> list[Event]:
+        whole = self._space + text
+        sent = whole.rstrip()
+        self._space = whole[len(sent) :]
+        return [Text(sent)] if sent else []
+
+    def _call(self, name: str, arguments: str) -> list[Event]:
+        self._space = ""
+        if self.called and not self._parallel:
+            return []
+        index, self._calls, self.called = self._calls, self._calls + 1, True
+        return [CallStart(index, name), CallArguments(index, arguments)]
+
+    def _last_space(self) -> list[Event]:
+        """At the reply's end: the whitespace held back, where no call came after it."""
+        space, self._space = self._space, ""
+        return [Text(space)] if space and not self.called else []
+
+
+class TaggedCallReader(BlockCalls):
+    def __init__(self, names: frozenset[str], prefix: str = "", parallel: bool = True) -> None:
+        super().__init__(parallel)
+        self._names = names
+        self._held = ""  # in text: a possible start of OPEN; in a block: the block so far
+        self._in_block = False
         self._pending: list[Event] = []
         self._pending = self.push(prefix)
 
@@ -47,26 +74,13 @@ class TaggedCallReader:
         events, self._pending = self._pending, []
         events += self._block(self._held, closed=False) if self._in_block else self._text(self._held)
         self._held = ""
-        if self._space and not self.called:
-            events.append(Text(self._space))
-        self._space = ""
-        return events
-
-    def _text(self, text: str) -> list[Event]:
-        whole = self._space + text
-        sent = whole.rstrip()
-        self._space = whole[len(sent) :]
-        return [Text(sent)] if sent else []
+        return events + self._last_space()
 
     def _block(self, block: str, closed: bool) -> list[Event]:
         call = read_block(block, self._names)
         if call is None:
             return self._text(OPEN + block + (CLOSE if closed else ""))
-        if self.called and not self._parallel:
-            self._space = ""
-            return []
-        index, self._calls, self._space, self.called = self._calls, self._calls + 1, "", True
-        return [CallStart(index, call[0]), CallArguments(index, call[1])]
+        return self._call(*call)
 
 
 def partial_tag(text: str) -> int:
