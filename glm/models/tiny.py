@@ -8,7 +8,7 @@ right.
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import GlmConfig, GlmForCausalLM, PreTrainedTokenizerFast
+from transformers import GlmConfig, GlmForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from glm import chat_templates
 from glm.models.bytelevel import byte_alphabet
@@ -72,8 +72,12 @@ def build_model(tokenizer: PreTrainedTokenizerFast, shape: dict[str, int] = SHAP
         eos_token_id=tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)),
         **shape,
     )
-    model = GlmForCausalLM(config)
-    generator = torch.Generator().manual_seed(SEED)
+    return randomize(GlmForCausalLM(config), SEED)
+
+
+def randomize(model: PreTrainedModel, seed: int) -> PreTrainedModel:
+    """Random weights from a fixed seed, norms at one: the same model on every machine and every run."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in sorted(model.named_parameters()):
             if name.endswith("norm.weight"):

@@ -11,7 +11,6 @@ added tokens) stands for the other tokenizers whose tags are added tokens.
 
 from pathlib import Path
 
-import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     GenerationConfig,
@@ -24,19 +23,11 @@ from transformers import (
 )
 
 from glm.models.bytelevel import byte_alphabet
+from glm.models.chatglm.layout import GLM4
+from glm.models.tiny import randomize
 
-SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "[MASK]",
-    "[gMASK]",
-    "[sMASK]",
-    "<sop>",
-    "<eop>",
-    "<|system|>",
-    "<|user|>",
-    "<|assistant|>",
-    "<|observation|>",
-)
+# GLM-4's own, in its order (the image and video tokens left out: these models have none).
+SPECIAL_TOKENS = GLM4.special_tokens[:10]
 GLM45_ADDED_TOKENS = (
     "<tool_call>",
     "</tool_call>",
@@ -51,8 +42,6 @@ GLM45_ADDED_TOKENS = (
 )
 STOP_TOKENS = ("<|endoftext|>", "<|user|>", "<|observation|>")
 SEED = 20250414
-# Wider than the usual 0.02, as glm/models/tiny.py draws it: greedy decoding then wanders.
-INIT_STD = 0.5
 SHAPE = {
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -218,25 +207,13 @@ def build_tokenizer(
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=eos, pad_token=eos, chat_template=template)
 
 
-def randomize(model: PreTrainedModel) -> PreTrainedModel:
-    """Random weights from a fixed seed: the same folder on every machine and every run."""
-    generator = torch.Generator().manual_seed(SEED)
-    with torch.no_grad():
-        for name, param in sorted(model.named_parameters()):
-            if name.endswith("norm.weight"):
-                param.fill_(1.0)
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * INIT_STD)
-    return model.eval()
-
-
 def build_model(family: str, vocab: int, stops: list[int], pad: int, wide: bool = False) -> PreTrainedModel:
     ids = {"vocab_size": vocab, "eos_token_id": stops, "pad_token_id": pad}
     shape = SHAPE | (VLLM_SHAPE if wide else {})
     if family == "glm-4.5":
         config = Glm4MoeConfig(**shape, **MOE_SHAPE, **ids, partial_rotary_factor=0.5)
-        return randomize(Glm4MoeForCausalLM(config))
-    return randomize(Glm4ForCausalLM(Glm4Config(**shape, **ids)))
+        return randomize(Glm4MoeForCausalLM(config), SEED)
+    return randomize(Glm4ForCausalLM(Glm4Config(**shape, **ids)), SEED)
 
 
 def write_folder(folder: Path, tokenizer: PreTrainedTokenizerFast, model: PreTrainedModel) -> Path:
