@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
     from glm.embeddings import Embedder
     from glm.engine.api import GenerationEngine
+    from glm.models.loaded import ServedModel
+    from glm.models.sampling_defaults import SamplingDefaults
     from glm.models.source import ModelSource
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
@@ -126,6 +129,14 @@ def parser() -> argparse.ArgumentParser:
         help="auto: a model that thinks before it answers (its chat template writes think tags: GLM-Z1, "
         "GLM-4.5 and later) has its thinking in reasoning_content (the legacy routes: reasoning) and its "
         "answer alone in content; off: all of the reply in content, tags included (default: %(default)s)",
+    )
+    p.add_argument(
+        "--generation-config",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto: a request that leaves a sampling field out (temperature, top_p, top_k, min_p, "
+        "repetition_penalty) gets the model's recommended value: its folder's generation_config.json, its "
+        "GGUF metadata, or a built-in model's own; none: the API's defaults (default: %(default)s)",
     )
     p.add_argument(
         "--cache-dir",
@@ -267,11 +278,13 @@ VLLM_ONLY = (*VLLM_OPTIONS, "kv_cache_gib")
 
 def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["GenerationEngine", str]:
     """The engine `--engine` names, with its flags, and what it runs, for the start-up log."""
+    from glm.models.sampling_defaults import NONE
     from glm.models.source import model_source
 
     source = model_source(args.model, args.chat_format)
+    defaults = source.sampling_defaults() if args.generation_config == "auto" else NONE
     if args.engine == "vllm":
-        return vllm_engine(args, source, device)
+        return vllm_engine(args, source, device, defaults)
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
     if given:
         raise StartupError(f"{', '.join(given)}: only with --engine vllm")
@@ -284,14 +297,16 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
     given = {"max_batch": args.max_batch, "prompt_cache_bytes": args.prompt_cache_mb}
     config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
     engine = Engine(
-        lambda: load_model(source, device, dtype, args.cache_dir, args.trust_remote_code, bits),
+        lambda: replace(
+            load_model(source, device, dtype, args.cache_dir, args.trust_remote_code, bits), sampling_defaults=defaults
+        ),
         config,
     )
     return engine, f"--engine torch, --dtype {str(dtype).removeprefix('torch.')}, --quantize {bits}"
 
 
 def vllm_engine(
-    args: argparse.Namespace, source: "ModelSource", device: "torch.device"
+    args: argparse.Namespace, source: "ModelSource", device: "torch.device", defaults: "SamplingDefaults"
 ) -> tuple["GenerationEngine", str]:
     from glm.engine.vllm_engine import VllmEngine, VllmOptions, kv_cache_bytes, quantization
     from glm.models.vllm_folder import served_folder
@@ -317,7 +332,12 @@ def vllm_engine(
         kv_cache_bytes=kv_cache_bytes(args.kv_cache_gib, device.type == "cpu"),
         **given,
     )
-    engine = VllmEngine(lambda: served_folder(source, device, args.cache_dir, args.trust_remote_code), options)
+
+    def load() -> tuple[Path, "ServedModel"]:
+        folder, served = served_folder(source, device, args.cache_dir, args.trust_remote_code)
+        return folder, replace(served, sampling_defaults=defaults)
+
+    engine = VllmEngine(load, options)
     return engine, f"--engine vllm, --dtype {dtype}, vLLM quantization {options.quantization or 'none'}"
 
 
@@ -351,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     loaded = engine.loaded
     logging.getLogger("glm").info(
         "model %s on %s (%s), context %d tokens", loaded.name, loaded.device, runs, loaded.context_length
+    )
+    logging.getLogger("glm").info(
+        "sampling defaults for requests that leave them out: %s",
+        ", ".join(f"{name} {value}" for name, value in loaded.sampling_defaults.as_dict().items()) or "the API's",
     )
     if embedder is not None:
         embedder.start_loading()

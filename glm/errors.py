@@ -117,12 +117,16 @@ class HttpError(ApiError):
         self.type = name.lower().replace(" ", "_")
 
 
+# Pydantic's sentences that say less than they should to a client.
+MESSAGES = {"extra_forbidden": "not a field of this route (docs/api.md#request-fields lists them)"}
+
+
 def describe(error: ValidationError, data: Any) -> ApiError:
     """The first problem found validating `data`, as a sentence naming the dotted path of the field
     at fault."""
     first = error.errors(include_url=False)[0]
     param = ".".join(field_path(first["loc"], first["type"], data)) or None
-    message = first["msg"].removeprefix("Value error, ")
+    message = MESSAGES.get(first["type"], first["msg"].removeprefix("Value error, "))
     return ApiError(f"{param}: {message}" if param else message, param)
 
 

@@ -126,6 +126,23 @@ def test_log_probabilities_agree_between_engines(servers):
         assert theirs.logprob == pytest.approx(ours.logprob, abs=1e-3)
 
 
+SAMPLING = [
+    {"logit_bias": {"42": 100}},
+    {"logit_bias": {"42": -100}, "presence_penalty": 1.5, "frequency_penalty": 0.5},
+    {"extra_body": {"repetition_penalty": 1.5}},
+    {"temperature": 1.0, "extra_body": {"top_k": 1}},
+    {"extra_body": {"min_tokens": 30, "ignore_eos": False}},
+]
+
+
+@pytest.mark.parametrize("fields", SAMPLING, ids=["bias", "penalties", "repetition", "top_k", "min_tokens"])
+def test_sampling_fields_act_alike_on_both_engines(servers, fields):
+    messages = [{"role": "user", "content": PROMPTS[2]}]
+    replies = [chat(s, messages=messages, max_tokens=32, **fields) for s in servers.values()]
+    torch_reply, vllm_reply = ((r.choices[0].message.content, r.usage.completion_tokens) for r in replies)
+    assert vllm_reply == torch_reply
+
+
 def test_an_echoed_prompt_is_scored_alike_on_both_engines(servers):
     def scored(server):
         body = {"model": "any", "prompt": PROMPTS[2], "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 2}

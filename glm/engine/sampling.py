@@ -1,4 +1,11 @@
-"""Choosing the next token from a step's logits, per request."""
+"""Choosing the next token from a step's logits, per request.
+
+A request's `Sampler` first adjusts its row of logits (logit bias, penalties, stop tokens held back),
+before the grammar masks it; then it draws, at its temperature, from what top-k, top-p and min-p
+leave. The order is vLLM's. Log-probabilities are read before any of it, from the model's own
+logits, as vLLM reports them by default. A request that asks for none of the adjustments costs
+nothing beyond its draw.
+"""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +20,18 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    top_k: int = 0  # the k likeliest tokens only; 0: all
+    min_p: float = 0.0  # tokens at least this fraction of the likeliest one's probability only
+    # Divides a positive logit (multiplies a negative one) of every token the prompt or the reply
+    # holds; 1: none. The CTRL paper's penalty, as transformers and vLLM apply it.
+    repetition_penalty: float = 1.0
+    # OpenAI's: subtracted from the logit of each token the reply holds, once (presence) or once
+    # per time it occurs (frequency).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+    min_tokens: int = 0  # stop tokens are held back until the reply has this many tokens
+    stop_token_ids: frozenset[int] = frozenset()  # these end the reply too, besides the model's own
 
     @property
     def greedy(self) -> bool:
@@ -49,17 +68,84 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if not torch.isfinite(scaled.max()):
         return int(torch.argmax(logits))
     probs = torch.softmax(scaled, dim=-1)
+    if params.min_p > 0.0:
+        probs = torch.where(probs < params.min_p * probs.max(), 0.0, probs)
+    if 0 < params.top_k < probs.shape[-1]:
+        probs = torch.where(probs < torch.topk(probs, params.top_k).values[-1], 0.0, probs)
     if params.top_p < 1.0:
         probs = nucleus(probs, params.top_p)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def sample_rows(
-    logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator]
-) -> list[int]:
+class Sampler:
+    """One request's sampling: its parameters, its random generator, and what its penalties count."""
+
+    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], stop_token_ids: frozenset[int]) -> None:
+        self.params = params
+        self.generator = make_generator(params)
+        self._prompt_ids = prompt_ids
+        # Held back until min_tokens: the model's stop tokens and the request's own.
+        self._held = sorted(stop_token_ids | params.stop_token_ids) if params.min_tokens else []
+        self._penalizes = bool(params.repetition_penalty != 1.0 or params.presence_penalty or params.frequency_penalty)
+        self.adjusts = bool(params.logit_bias or self._held or self._penalizes)
+        self._generated = 0
+        self._chosen: list[int] = []  # tokens the penalties have not counted yet
+        self._width = 0  # the logits' width, once the first row is seen; tensors below are made then
+        self._bias_ids: list[int] = []
+        self._bias: torch.Tensor
+        self._counts: torch.Tensor | None = None  # the reply's tokens, counted per vocabulary id
+        self._seen: torch.Tensor | None = None  # tokens of the prompt or the reply
+
+    def adjust(self, logits: torch.Tensor) -> None:
+        """Apply the request's bias, penalties and held-back stop tokens to its row [vocab], in place."""
+        params = self.params
+        self._count(logits)
+        if self._bias_ids:
+            logits[self._bias_ids] += self._bias
+        if self._seen is not None:
+            penalized = torch.where(logits > 0, logits / params.repetition_penalty, logits * params.repetition_penalty)
+            logits.copy_(torch.where(self._seen, penalized, logits))
+        if self._counts is not None:
+            logits -= params.frequency_penalty * self._counts + params.presence_penalty * (self._counts > 0)
+        if self._generated < params.min_tokens:
+            logits[self._held] = float("-inf")
+
+    def _count(self, logits: torch.Tensor) -> None:
+        """Bring the penalties' counts up to the tokens chosen so far. The first call makes what
+        the row's width and device decide; an id past the model's logits (a tokenizer larger than
+        its embedding) is one the model can never produce, so nothing is done for it."""
+        if not self._width:
+            params, width, device = self.params, logits.shape[-1], logits.device
+            self._width = width
+            kept = [(token, bias) for token, bias in params.logit_bias if token < width]
+            self._bias_ids = [token for token, _ in kept]
+            self._bias = torch.tensor([bias for _, bias in kept], dtype=logits.dtype, device=device)
+            self._held = [token for token in self._held if token < width]
+            if params.repetition_penalty != 1.0:
+                self._seen = torch.zeros(width, dtype=torch.bool, device=device)
+                self._seen[list(self._prompt_ids)] = True
+            if params.presence_penalty or params.frequency_penalty:
+                self._counts = torch.zeros(width, dtype=logits.dtype, device=device)
+        if self._chosen:
+            chosen = torch.tensor(self._chosen, device=logits.device)
+            if self._seen is not None:
+                self._seen[chosen] = True
+            if self._counts is not None:
+                self._counts.index_add_(0, chosen, torch.ones_like(chosen, dtype=logits.dtype))
+            self._chosen.clear()
+
+    def chose(self, token: int) -> None:
+        self._generated += 1
+        if self._penalizes:
+            self._chosen.append(token)
+
+
+def sample_rows(logits: torch.Tensor, samplers: Sequence[Sampler]) -> list[int]:
     """One token per row of logits [batch, vocab]; greedy rows share one argmax."""
     greedy = torch.argmax(logits, dim=-1).tolist()
-    return [
-        greedy[row] if p.greedy else sample(logits[row], p, g)
-        for row, (p, g) in enumerate(zip(params, generators, strict=True))
+    tokens = [
+        greedy[row] if s.params.greedy else sample(logits[row], s.params, s.generator) for row, s in enumerate(samplers)
     ]
+    for sampler, token in zip(samplers, tokens, strict=True):
+        sampler.chose(token)
+    return tokens

@@ -52,7 +52,7 @@ from glm.engine.generation import decode_step, new_cache, prefill_chunk, prefill
 from glm.engine.growing_cache import GrowingLayer
 from glm.engine.logprobs import StepLogprobs
 from glm.engine.prompt_cache import PromptCache
-from glm.engine.sampling import make_generator, sample_rows
+from glm.engine.sampling import Sampler, sample_rows
 from glm.models.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class _Slot:
     request: GenerationRequest
     sink: Sink
     handle: RequestHandle
-    generator: torch.Generator
+    sampler: Sampler
     matcher: Matcher | None  # the request's place in its grammar, if it has one
     cache: DynamicCache | None = None  # the request's own cache while its prompt is read
     prefilled: int = 0  # prompt tokens already in the cache
@@ -137,7 +137,9 @@ class Engine:
         handle = RequestHandle()
         matcher = request.grammar.matcher() if request.grammar is not None else None
         solo = request.prompt_logprobs is not None
-        self._post(_Slot(request, sink, handle, make_generator(request.sampling), matcher, solo=solo))
+        stops = frozenset() if request.ignore_eos else self.loaded.stop_token_ids
+        sampler = Sampler(request.sampling, request.prompt_ids, stops)
+        self._post(_Slot(request, sink, handle, sampler, matcher, solo=solo))
         return handle
 
     def clear_memory(self, reply: Callable[[object], None]) -> None:
@@ -400,8 +402,11 @@ class Engine:
         """One token per row of logits [rows, vocab], each within its request's grammar if it has
         one, with its log-probabilities if its request wants them."""
         logprobs = StepLogprobs(logits, [slot.request.logprobs for slot in slots])
+        for row, slot in enumerate(slots):
+            if slot.sampler.adjusts:
+                slot.sampler.adjust(logits[row])
         constrain(logits, [(row, slot.matcher) for row, slot in enumerate(slots) if slot.matcher is not None])
-        tokens = sample_rows(logits, [s.request.sampling for s in slots], [s.generator for s in slots])
+        tokens = sample_rows(logits, [slot.sampler for slot in slots])
         return [TokenEvent(token, logprobs.of(row, token)) for row, token in enumerate(tokens)]
 
     def _emit(self, slot: _Slot, event: TokenEvent) -> bool:
@@ -410,7 +415,7 @@ class Engine:
         slot.output.append(token)
         self._tokens_generated += 1
         request = slot.request
-        if token in self.loaded.stop_token_ids and not request.ignore_eos:
+        if token in request.sampling.stop_token_ids or (token in self.loaded.stop_token_ids and not request.ignore_eos):
             self._finish(slot, FinishEvent("stop"))
             return False
         try:

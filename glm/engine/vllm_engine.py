@@ -291,7 +291,9 @@ class VllmEngine:
             sink(FinishEvent(reason) if reason in ("stop", "length") else ErrorEvent(f"generation ended: {reason}"))
 
     def _is_stop(self, request: GenerationRequest, token: int) -> bool:
-        return token in self.loaded.stop_token_ids and not request.ignore_eos
+        return token in request.sampling.stop_token_ids or (
+            token in self.loaded.stop_token_ids and not request.ignore_eos
+        )
 
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams
@@ -299,12 +301,20 @@ class VllmEngine:
 
         sampling = request.sampling
         grammar = request.grammar
+        stops = sampling.stop_token_ids if request.ignore_eos else sampling.stop_token_ids | self.loaded.stop_token_ids
         return SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            min_p=sampling.min_p,
+            repetition_penalty=sampling.repetition_penalty,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            logit_bias=dict(sampling.logit_bias) or None,
+            min_tokens=sampling.min_tokens,
             seed=sampling.seed,
             max_tokens=request.max_new_tokens,
-            stop_token_ids=[] if request.ignore_eos else sorted(self.loaded.stop_token_ids),
+            stop_token_ids=sorted(stops),
             ignore_eos=request.ignore_eos,
             logprobs=request.logprobs,
             prompt_logprobs=request.prompt_logprobs,

@@ -11,6 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from gguf import GGUFReader
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.models.weights import Weights
@@ -90,3 +91,9 @@ def dequantized_folder(path: Path, cache_dir: Path) -> Path:
 def load_gguf(path: Path, cache_dir: Path, weights: Weights) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     model = gguf_weights(path, cache_dir, weights)
     return model, AutoTokenizer.from_pretrained(tokenizer_folder(path, cache_dir), local_files_only=True)
+
+
+def metadata(path: Path, prefix: str) -> dict[str, object]:
+    """The file's metadata values whose keys start with `prefix`."""
+    fields = GGUFReader(str(path)).fields
+    return {key: field.contents() for key, field in fields.items() if key.startswith(prefix)}

@@ -8,6 +8,7 @@ import torch
 from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.constraint import Grammars
+from glm.models.sampling_defaults import NONE, SamplingDefaults
 from glm.models.weights import Weights
 from glm.prompt import NO_OPTIONS, TemplateOptions, encode_chat
 from glm.tools.detect import from_template
@@ -40,6 +41,8 @@ class ServedModel:
     thinks: bool = False
     # What a built-in model is good for, for the page to say; None for the user's own models.
     about: str | None = None
+    # What a request that leaves a sampling field out gets (--generation-config).
+    sampling_defaults: SamplingDefaults = NONE
 
     def prompt_ids(self, messages: list[dict[str, str]], options: TemplateOptions = NO_OPTIONS) -> list[int]:
         """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""

@@ -15,8 +15,9 @@ from transformers import PreTrainedTokenizerBase
 
 from glm import chat_templates
 from glm.models.chatglm import check_chat_format, is_original_chatglm_folder
-from glm.models.gguf import own_blocks_bits
+from glm.models.gguf import metadata, own_blocks_bits
 from glm.models.packaged import ABOUT, demo_gguf, gemma_gguf
+from glm.models.sampling_defaults import NONE, SMOLLM2, SamplingDefaults, from_folder, from_gguf
 from glm.startup import StartupError
 
 
@@ -37,6 +38,16 @@ class ModelSource:
     chat_template: str | None = None
     about: str | None = None  # what the chat page says of a built-in model
     chat_format: str | None = None  # --chat-format: an original ChatGLM folder's family, if overridden
+    # A built-in model's recommended sampling, where its file does not say it.
+    own_sampling: SamplingDefaults | None = None
+
+    def sampling_defaults(self) -> SamplingDefaults:
+        """The sampling the model recommends, for the fields a request leaves out."""
+        if self.own_sampling is not None:
+            return self.own_sampling
+        if self.kind is Kind.GGUF:
+            return from_gguf(metadata(self.path, "general.sampling."), str(self.path))
+        return NONE if self.path is None else from_folder(self.path)
 
     def default_quantize(self, device: torch.device, cache_dir: Path) -> int:
         """`--quantize` when none is given: on the CPU, a GGUF's own blocks (glm.models.gguf), where
@@ -61,7 +72,7 @@ def model_source(spec: str, chat_format: str | None = None) -> ModelSource:
     if spec == "tiny":
         return ModelSource(spec, Kind.TINY, "tiny")
     if spec == "demo":
-        return ModelSource(spec, Kind.GGUF, "demo", demo_gguf(), about=ABOUT["demo"])
+        return ModelSource(spec, Kind.GGUF, "demo", demo_gguf(), about=ABOUT["demo"], own_sampling=SMOLLM2)
     if spec == "gemma":
         return ModelSource(spec, Kind.GGUF, "gemma", gemma_gguf(), chat_template="gemma", about=ABOUT["gemma"])
     path = Path(spec).expanduser()

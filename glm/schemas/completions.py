@@ -3,8 +3,6 @@
 from typing import Annotated
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveInt,
     StringConstraints,
@@ -14,8 +12,10 @@ from pydantic import (
     field_validator,
 )
 
-from glm.schemas.limits import MAX_MESSAGE_CHARS, Choices, Seed, TopLogprobs
+from glm.schemas.body import OpenAIBody
+from glm.schemas.limits import MAX_MESSAGE_CHARS, Choices, TopLogprobs
 from glm.schemas.openai import CacheSalt, StopSequences, StreamOptions
+from glm.schemas.sampling import SamplingFields
 
 # Choices in one request, a batch's prompts times `n`: each is an engine request of its own.
 MAX_CHOICES_PER_REQUEST = 32
@@ -29,18 +29,13 @@ PROMPT_SHAPES = (
 )
 
 
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class CompletionRequest(OpenAIBody, SamplingFields):
     model: str | None = None
     # One prompt (a text or token ids) or a batch of them (a list of either).
     prompt: PromptText | TokenIds | Annotated[list[PromptText], Batch] | Annotated[list[TokenIds], Batch]
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: Seed | None = None
     stop: StopSequences = Field(default_factory=list)
     n: Choices = 1
     best_of: PositiveInt | None = None

@@ -2,7 +2,9 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from glm.schemas.body import Body, OpenAIBody, refused
 
 MAX_INPUTS = 256
 
@@ -13,9 +15,7 @@ def non_empty_texts(texts: list[str]) -> list[str]:
     return texts
 
 
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class EmbeddingRequest(Body):
     prompt: list[str] = Field(min_length=1, max_length=MAX_INPUTS)
 
     @field_validator("prompt", mode="before")
@@ -26,13 +26,12 @@ class EmbeddingRequest(BaseModel):
     _texts = field_validator("prompt")(non_empty_texts)
 
 
-class OpenAIEmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class OpenAIEmbeddingRequest(OpenAIBody):
     input: list[str] = Field(min_length=1, max_length=MAX_INPUTS)
     model: str | None = None
     # The official Python client asks for base64 unless told otherwise.
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: refused("vectors come at the embedding model's own size here; leave dimensions out") = None
 
     @field_validator("input", mode="before")
     @classmethod

@@ -2,11 +2,16 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 
-from glm.schemas.limits import MAX_MESSAGES, Seed, Text
+from glm.models.sampling_defaults import SamplingDefaults
+from glm.schemas.body import Body
+from glm.schemas.limits import MAX_MESSAGES, Text
 from glm.schemas.response_format import ResponseFormat
+from glm.schemas.sampling import SamplingFields
 
+# ChatGLM's own api.py samples at these where the model recommends nothing.
+CHATGLM_SAMPLING = SamplingDefaults(temperature=0.95, top_p=0.7)
 # The fields GET /stream takes as JSON text in its query string.
 QUERY_JSON_FIELDS = ("history", "response_format")
 
@@ -16,24 +21,18 @@ class HistoryMessage(BaseModel):
     content: Text
 
 
-class LegacyChatRequest(BaseModel):
+class LegacyChatRequest(Body, SamplingFields):
     """`query` and `prompt` are the same thing under the two names client families use.
 
     `history` takes ChatGLM's `[[query, response], ...]` pairs or role messages.
     `max_length` counts prompt and reply together (ChatGLM's meaning); `max_tokens` the reply only.
     """
 
-    model_config = ConfigDict(extra="ignore")
-
     query: Text | None = None
     prompt: Text | None = None
     history: list[tuple[Text, Text] | HistoryMessage] = Field(default_factory=list, max_length=MAX_MESSAGES)
     max_length: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
-    # ChatGLM's own defaults.
-    top_p: float = Field(0.7, gt=0.0, le=1.0)
-    temperature: float = Field(0.95, ge=0.0, le=2.0)
-    seed: Seed | None = None
     # As on /v1/chat/completions: JSON, or JSON valid against a schema.
     response_format: ResponseFormat | None = None
 
@@ -70,8 +69,6 @@ class LegacyChatRequest(BaseModel):
         return [*messages, {"role": "user", "content": self.text}]
 
 
-class TokenizeRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class TokenizeRequest(Body):
     prompt: Annotated[Text, Field(min_length=1)]
     max_length: PositiveInt | None = None

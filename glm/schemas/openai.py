@@ -8,7 +8,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PositiveInt,
     StringConstraints,
@@ -19,8 +18,10 @@ from pydantic import (
 
 from glm.errors import ApiError
 from glm.prompt import RESERVED_VARIABLES, THINKING_SWITCH, TemplateOptions
-from glm.schemas.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES, Choices, Seed, Text, TopLogprobs
+from glm.schemas.body import Informational, OpenAIBody, refused
+from glm.schemas.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES, Choices, Text, TopLogprobs
 from glm.schemas.response_format import ResponseFormat
+from glm.schemas.sampling import SamplingFields
 from glm.schemas.tools import ToolCalls, ToolChoice, Tools, check_answers, check_tools, conversation
 from glm.tools.conversation import Call, Conversation, Message
 
@@ -125,9 +126,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ChatCompletionRequest(OpenAIBody, SamplingFields):
     # Any name is accepted: one model is served, and clients such as LangChain send their own default.
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -135,9 +134,6 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
     max_completion_tokens: PositiveInt | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: Seed | None = None
     stop: StopSequences = Field(default_factory=list)
     n: Choices = 1
     logprobs: bool = False
@@ -152,6 +148,21 @@ class ChatCompletionRequest(BaseModel):
     # vLLM's and SGLang's extension: variables for the chat template, beside those it gets anyway.
     chat_template_kwargs: TemplateKwargs | None = None
     reasoning_effort: ReasoningEffort | None = None
+    # OpenAI's fields that ask nothing of the reply. The same key routes OpenAI's requests to one
+    # cache; this server has one cache.
+    safety_identifier: Informational | None = None
+    prompt_cache_key: Informational | None = None
+    metadata: Annotated[dict[str, Informational], Field(max_length=16)] | None = None
+    service_tier: refused("there is one service tier here: send auto or default", (None, "auto", "default")) = None
+    store: refused("completions are not stored here, so none could be retrieved: send false or leave it out") = None
+    # OpenAI's fields that ask for what these models cannot do.
+    audio: refused("audio replies are not supported: the models served here write text") = None
+    modalities: refused('the models served here write text alone: send ["text"]', (None, ["text"])) = None
+    prediction: refused("predicted outputs are not supported; leave prediction out") = None
+    web_search_options: refused("there is no web search here; leave web_search_options out") = None
+    functions: refused("functions is OpenAI's retired form of tools: send tools") = None
+    function_call: refused("function_call is OpenAI's retired form of tool_choice: send tool_choice") = None
+    verbosity: refused("no model served here can be held to a verbosity; leave verbosity out") = None
 
     @field_validator("top_logprobs")
     @classmethod

@@ -12,9 +12,11 @@ from glm.constraint import Grammar, GrammarError, json_grammar
 from glm.engine.api import GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
+from glm.models.sampling_defaults import SamplingDefaults
 from glm.prompt import reply_budget
 from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS, MAX_REPLY_BYTES
 from glm.schemas.response_format import ResponseFormat
+from glm.schemas.sampling import SamplingFields
 from glm.service import Service
 from glm.stream.lifecycle import Caller
 from glm.tools.events import Reader
@@ -66,9 +68,33 @@ def generation_request(
     )
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", caller.request_id, messages)
-    return GenerationRequest(
-        prompt_ids, budget, sampling, ignore_eos, grammar, logprobs, cache_salt=cache_salt(caller, salt)
+    return checked(
+        GenerationRequest(
+            prompt_ids, budget, sampling, ignore_eos, grammar, logprobs, cache_salt=cache_salt(caller, salt)
+        )
     )
+
+
+def sampling(service: Service, fields: SamplingFields, route: SamplingDefaults | None = None) -> SamplingParams:
+    """The request's sampling, the model's defaults filling what it leaves out; a token id outside
+    the vocabulary is a 400 naming its field."""
+    vocabulary = len(service.loaded.tokenizer)
+    for name, ids in fields.token_ids():
+        outside = [token for token in ids if token >= vocabulary]
+        if outside:
+            raise ApiError(f"{name}: token id {outside[0]} is not in the vocabulary (0 to {vocabulary - 1})", name)
+    return fields.sampling(service.loaded.sampling_defaults, route)
+
+
+def checked(request: GenerationRequest) -> GenerationRequest:
+    """`request`, once its sampling is found to fit its reply budget."""
+    if request.sampling.min_tokens > request.max_new_tokens:
+        raise ApiError(
+            f"min_tokens: {request.sampling.min_tokens} tokens, more than the {request.max_new_tokens} the reply "
+            "may have (max_tokens, or what the context leaves)",
+            "min_tokens",
+        )
+    return request
 
 
 def reasoning_start(service: Service, request: GenerationRequest) -> Start | None:

@@ -18,11 +18,10 @@ from transformers import PreTrainedTokenizerBase
 from glm.encoders import completions as encode
 from glm.encoders import sse
 from glm.engine.api import GenerationRequest
-from glm.engine.sampling import SamplingParams
 from glm.prompt import encode_raw, reply_budget
 from glm.schemas.completions import CompletionRequest
 from glm.service import Service
-from glm.serving.common import bound_reply, cache_salt, check_queued_prompts
+from glm.serving.common import bound_reply, cache_salt, check_queued_prompts, checked, sampling
 from glm.serving.openai import DONE, error_events
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -70,7 +69,7 @@ def prepare(
     check_queued_prompts(service, sum(len(prompt.ids) for prompt in prompts) * body.n, "prompt")
     if service.settings.log_prompts:
         log.info("request %s prompt: %r", caller.request_id, body.prompt)
-    sampling = SamplingParams(body.temperature, body.top_p, body.seed)
+    chosen = sampling(service, body)
     salt = cache_salt(caller, body.cache_salt)
     requests: list[GenerationRequest] = []
     for prompt in prompts:
@@ -81,14 +80,16 @@ def prepare(
             body.max_tokens,
             prompt_param="prompt",
         )
-        request = GenerationRequest(
-            prompt.ids,
-            budget,
-            sampling,
-            body.ignore_eos,
-            logprobs=body.logprobs,
-            prompt_logprobs=body.logprobs if body.scores_prompt else None,
-            cache_salt=salt,
+        request = checked(
+            GenerationRequest(
+                prompt.ids,
+                budget,
+                chosen,
+                body.ignore_eos,
+                logprobs=body.logprobs,
+                prompt_logprobs=body.logprobs if body.scores_prompt else None,
+                cache_salt=salt,
+            )
         )
         requests += choices(request, body.n)
     return prompts, requests

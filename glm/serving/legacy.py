@@ -11,25 +11,29 @@ from typing import Any
 from glm.encoders import legacy as encode
 from glm.encoders import sse
 from glm.engine.api import GenerationRequest
-from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
-from glm.schemas.legacy import LegacyChatRequest
+from glm.schemas.legacy import CHATGLM_SAMPLING, LegacyChatRequest
 from glm.service import Service
-from glm.serving.common import generation_request, reasoning_start, response_format_constraint, split_reasoning
+from glm.serving.common import (
+    generation_request,
+    reasoning_start,
+    response_format_constraint,
+    sampling,
+    split_reasoning,
+)
 from glm.stream.lifecycle import Caller
 from glm.stream.text import Finished, Idle, TextDelta, stream_text, whole_text
 from glm.tools.events import Event, PlainReader, Reader, Reasoning, Reply, Text, read_whole
 
 
 def prepare(service: Service, body: LegacyChatRequest, caller: Caller, deadline: float) -> GenerationRequest:
-    sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     constraint = response_format_constraint(body.response_format)
     return generation_request(
         service,
         caller,
         deadline,
         body.messages(),
-        sampling,
+        sampling(service, body, CHATGLM_SAMPLING),
         body.max_tokens,
         body.max_length,
         constraint=constraint,

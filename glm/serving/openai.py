@@ -15,7 +15,6 @@ from typing import Any
 from glm.encoders import openai as encode
 from glm.encoders import sse
 from glm.engine.api import GenerationRequest
-from glm.engine.sampling import SamplingParams
 from glm.errors import ApiError
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
@@ -25,6 +24,7 @@ from glm.serving.common import (
     generation_request,
     reasoning_start,
     response_format_constraint,
+    sampling,
 )
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.stream.choices import choices
@@ -40,7 +40,6 @@ def prepare(
     service: Service, body: ChatCompletionRequest, caller: Caller, deadline: float, tools: ToolUse | None
 ) -> GenerationRequest:
     messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
-    sampling = SamplingParams(body.temperature, body.top_p, body.seed)
     # A tool conversation carries the template options itself.
     encode_prompt = (
         tools.format.prompt_ids if tools else partial(service.loaded.prompt_ids, options=body.template_options)
@@ -51,7 +50,7 @@ def prepare(
         caller,
         deadline,
         messages,
-        sampling,
+        sampling(service, body),
         body.reply_limit,
         ignore_eos=body.ignore_eos,
         encode=encode_prompt,
