@@ -100,6 +100,15 @@ class TimeLimitExceeded(ApiError):
         super().__init__(f"the request ran past this server's time limit of {seconds:g} s", code="timeout")
 
 
+class ModelNotFound(ApiError):
+    """An id that names no model served here: OpenAI's 404."""
+
+    status = 404
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist.", "model", "model_not_found")
+
+
 class Internal(ApiError):
     status = 500
     type = "server_error"

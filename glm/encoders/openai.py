@@ -157,8 +157,10 @@ def error(error: ApiError) -> dict[str, Any]:
     return errors.body(error, errors.Family.OPENAI)
 
 
+def model(name: str, created: int) -> dict[str, Any]:
+    """The served model as /v1/models lists it and /v1/models/{id} shows it."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "chatglm-service"}
+
+
 def models(name: str, created: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": name, "object": "model", "created": created, "owned_by": "chatglm-service"}],
-    }
+    return {"object": "list", "data": [model(name, created)]}

@@ -41,6 +41,10 @@ class GenerationRequest:
 class TokenEvent:
     token_id: int
     logprobs: Logprobs | None = None  # when the request asks for them
+    # The stop token that ends the reply (a FinishEvent("stop") follows): counted and scored, as
+    # vLLM's OpenAI server counts and lists it, so that a client scoring the generated token
+    # (lm-eval) reads that one; never shown as text.
+    ends: bool = False
 
 
 @dataclass(frozen=True)

@@ -416,6 +416,7 @@ class Engine:
         self._tokens_generated += 1
         request = slot.request
         if token in request.sampling.stop_token_ids or (token in self.loaded.stop_token_ids and not request.ignore_eos):
+            slot.sink(dataclasses.replace(event, ends=True))
             self._finish(slot, FinishEvent("stop"))
             return False
         try:

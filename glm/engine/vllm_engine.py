@@ -277,15 +277,15 @@ class VllmEngine:
             sink(PromptEvent(tuple(logprobs(step, token, request.prompt_logprobs) for step, token in scored)))
 
     def _tokens(self, request: GenerationRequest, completion: Any, sink: Sink) -> None:
-        """The tokens a step produced, and the request's end if it came; a stop token is never sent."""
+        """The tokens a step produced, and the request's end if it came; the stop token that ends
+        the reply is sent marked as its end."""
         steps = completion.logprobs or [None] * len(completion.token_ids)
         finished = completion.finish_reason is not None
         for index, (token, step) in enumerate(zip(completion.token_ids, steps, strict=True)):
             last = finished and index == len(completion.token_ids) - 1
-            if last and completion.finish_reason == "stop" and self._is_stop(request, token):
-                break
+            ends = last and completion.finish_reason == "stop" and self._is_stop(request, token)
             self._stats.tokens_generated += 1
-            sink(TokenEvent(token, logprobs(step, token, request.logprobs)))
+            sink(TokenEvent(token, logprobs(step, token, request.logprobs), ends))
         if finished:
             reason = completion.finish_reason
             sink(FinishEvent(reason) if reason in ("stop", "length") else ErrorEvent(f"generation ended: {reason}"))

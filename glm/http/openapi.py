@@ -26,6 +26,20 @@ JSON_BODY = {"application/json": {"schema": {"type": "object"}}}
 EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
+def model_operation() -> dict[str, Any]:
+    """/v1/models/{model}: the served model by its id, or a 404 for any other."""
+    op = operation(
+        "The model served, by its id",
+        "openai",
+        parameters=[{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+    )
+    op["responses"]["404"] = {
+        "description": "no model of that id is served here",
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="OpenAIError")}}},
+    }
+    return op
+
+
 def body(model: type[BaseModel]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}
 
@@ -165,6 +179,7 @@ def document(title: str, version: str) -> dict[str, Any]:
                 )
             },
             "/v1/models": {"get": operation("The one model served", "openai")},
+            "/v1/models/{model}": {"get": model_operation()},
             "/v1/embeddings": {
                 "post": operation("OpenAI's embeddings endpoint", "openai", body(OpenAIEmbeddingRequest))
             },

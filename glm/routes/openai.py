@@ -5,6 +5,7 @@ import time
 from flask import Blueprint, Response, jsonify
 
 from glm.encoders import openai as encode
+from glm.errors import ModelNotFound
 from glm.http.context import caller, current
 from glm.routes import event_stream, json_reply, parse_body
 from glm.schemas.completions import CompletionRequest
@@ -37,3 +38,14 @@ def text_completions() -> Response:
 def models() -> Response:
     """The one model this server serves."""
     return jsonify(encode.models(current().loaded.name, STARTED))
+
+
+# `path`: an id with slashes ("org/name", as hub ids are) gets OpenAI's unknown-model 404 too,
+# not the router's.
+@bp.get("/models/<path:model>")
+def model_by_id(model: str) -> Response:
+    """The model this server serves, by its id; any other id is OpenAI's 404."""
+    name = current().loaded.name
+    if model != name:
+        raise ModelNotFound(model)
+    return jsonify(encode.model(name, STARTED))

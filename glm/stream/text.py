@@ -94,6 +94,8 @@ class _Choice:
             life.token(self.index)
             if event.logprobs is not None:
                 self.logprobs.append(describe(self.tokenizer, event.token_id, event.logprobs))
+            if event.ends:  # no text of its own: the finish that follows carries its log-probabilities
+                return
             piece, stopped = self.stops.push(self.detokenizer.push(event.token_id))
             reason = "stop" if stopped else None
         else:

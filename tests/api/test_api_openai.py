@@ -1,5 +1,6 @@
 """The /v1 API through the official `openai` client, over a socket, on `tiny`."""
 
+import openai
 import pytest
 import requests
 
@@ -71,6 +72,19 @@ def test_seed_makes_sampling_repeatable(client):
 
 def test_models_lists_the_served_model(client):
     assert [m.id for m in client.models.list()] == ["tiny"]
+
+
+def test_a_model_is_retrieved_by_its_id_and_any_other_id_is_openais_404(client):
+    listed = client.models.list().data[0]
+    model = client.models.retrieve("tiny")
+    assert model.model_dump() == listed.model_dump()
+    assert (model.id, model.object, model.owned_by, type(model.created)) == ("tiny", "model", "chatglm-service", int)
+    for unknown in ("gpt-4o", "org/tiny"):
+        with pytest.raises(openai.NotFoundError) as raised:
+            client.models.retrieve(unknown)
+        error = raised.value.body
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "model", "model_not_found")
+        assert unknown in error["message"]
 
 
 def test_stream_ends_with_done(tiny_server):

@@ -6,6 +6,7 @@ import math
 import threading
 import time
 
+import huggingface_hub.constants
 import pytest
 import torch
 
@@ -149,6 +150,73 @@ def test_an_echoed_prompt_is_scored_token_by_token(client, tiny):
     assert len(logprobs.tokens) == 601 and reply.choices[0].text.startswith(tiny.tokenizer.decode(ids))
     scored = expected[torch.arange(599), torch.tensor(ids[1:])]
     assert torch.allclose(torch.tensor(logprobs.token_logprobs[1:600]), scored, atol=1e-4)
+
+
+def next_token_logprobs(tiny, ids: list[int]) -> torch.Tensor:
+    """One forward pass: row i holds the log-probabilities of the token after ids[: i + 1]."""
+    with torch.no_grad():
+        return torch.log_softmax(tiny.model(torch.tensor([ids])).logits[0].float(), dim=-1)
+
+
+def followed_by_a_stop_token(tiny, text: str) -> str:
+    """`text` and the first printable character after which the model's greedy next token is a
+    stop token (on `tiny`, a few of the 95 after any text)."""
+    for character in map(chr, range(32, 127)):
+        ids = tiny.tokenizer(text + character)["input_ids"]
+        if int(next_token_logprobs(tiny, ids)[-1].argmax()) in tiny.stop_token_ids:
+            return text + character
+    raise AssertionError(f"no character after {text!r} is followed by a stop token")
+
+
+def test_a_stop_token_generated_is_scored_and_counted_but_not_shown(client, tiny):
+    """lm-eval's request (echo, logprobs 1, max_tokens 1) reads the last entry as the generated
+    token's: when that token is a stop token it must be listed, as vLLM lists it, or the
+    continuation's own last token is taken for it."""
+    text = followed_by_a_stop_token(tiny, PROMPT)
+    ids = tiny.tokenizer(text)["input_ids"]
+    expected = next_token_logprobs(tiny, ids)
+    stop = int(expected[-1].argmax())
+    name = token_text(tiny.tokenizer, stop)[0]
+    options = {"model": "tiny", "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 1}
+    echoed = client.completions.create(echo=True, **options)
+    choice = echoed.choices[0]
+    assert (choice.text, choice.finish_reason, echoed.usage.completion_tokens) == (text, "stop", 1)
+    assert len(choice.logprobs.tokens) == len(ids) + 1 and choice.logprobs.tokens[-1] == name
+    assert math.isclose(choice.logprobs.token_logprobs[-1], expected[-1, stop].item(), abs_tol=1e-4)
+    scored = expected[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    assert torch.allclose(torch.tensor(choice.logprobs.token_logprobs[1:-1]), scored, atol=1e-4)
+    whole = client.completions.create(**options)
+    assert (whole.choices[0].text, whole.choices[0].logprobs.tokens, whole.usage.completion_tokens) == ("", [name], 1)
+    chunks = list(client.completions.create(stream=True, stream_options={"include_usage": True}, **options))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == ""
+    assert [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.tokens] == [name]
+    assert chunks[-1].usage.completion_tokens == 1
+
+
+def test_lm_evals_own_client_scores_as_one_forward_pass(server, tiny, tmp_path, monkeypatch):
+    """lm-eval's `local-completions` model against the server, its tokenizer read from a folder
+    (nothing downloads): each continuation's log-likelihood and greediness are those one forward
+    pass gives, a continuation followed by a stop token included."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    tiny.tokenizer.save_pretrained(tmp_path)
+    lm = LocalCompletionsAPI(
+        model="tiny", base_url=server.url("/v1/completions"), tokenizer=str(tmp_path), tokenizer_backend="huggingface"
+    )
+    question = "Question: What is 2+2?\nAnswer:"
+    pairs = [(question, " 4"), (question, followed_by_a_stop_token(tiny, question + " 4")[len(question) :])]
+    pairs.append((PROMPT, followed_by_a_stop_token(tiny, PROMPT)[len(PROMPT) :]))
+    requests = [Instance("loglikelihood", {}, pair, index) for index, pair in enumerate(pairs)]
+    for (context, continuation), (logprob, greedy) in zip(pairs, lm.loglikelihood(requests), strict=True):
+        start = len(tiny.tokenizer(context)["input_ids"])
+        ids = tiny.tokenizer(context + continuation)["input_ids"]
+        scores = next_token_logprobs(tiny, ids)[start - 1 : -1]
+        following = torch.tensor(ids[start:])
+        assert math.isclose(logprob, scores[torch.arange(len(following)), following].sum().item(), abs_tol=1e-3)
+        assert greedy == bool((scores.argmax(dim=-1) == following).all())
 
 
 @pytest.mark.parametrize(

@@ -47,15 +47,15 @@ def prompt(tiny, text="你好"):
 
 
 def reference_greedy(tiny, ids, max_new_tokens):
-    """transformers' generate, stopping on the same stop ids, without them in the output."""
-    out = tiny.model.generate(
+    """transformers' generate, stopping on the same stop ids, the stop token last as the engine
+    sends it."""
+    return tiny.model.generate(
         torch.tensor([ids]),
         max_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=sorted(tiny.stop_token_ids),
         pad_token_id=tiny.tokenizer.pad_token_id,
     )[0, len(ids) :].tolist()
-    return [t for t in out if t not in tiny.stop_token_ids]
 
 
 @pytest.mark.parametrize("text", ["你好", "hello there", "写一首诗 🌸"])
@@ -74,11 +74,14 @@ def test_length_finish_after_max_new_tokens(tiny, engine):
     assert len(sink.tokens()) == 5
 
 
-def test_stop_token_ends_with_stop_and_is_not_emitted(tiny, engine):
+def test_a_stop_token_is_sent_marked_as_the_end_then_the_finish(tiny, engine):
     sink = Collector()
-    engine.submit(GenerationRequest(prompt(tiny), 400, SamplingParams(temperature=1.0, seed=3)), sink)
+    request = GenerationRequest(prompt(tiny), 400, SamplingParams(temperature=1.0, seed=3), logprobs=0)
+    engine.submit(request, sink)
     assert sink.wait() == FinishEvent("stop")
-    assert not set(sink.tokens()) & tiny.stop_token_ids
+    *reply, last = [event for event in sink.events if isinstance(event, TokenEvent)]
+    assert last.ends and last.token_id in tiny.stop_token_ids and last.logprobs is not None
+    assert not any(event.ends or event.token_id in tiny.stop_token_ids for event in reply)
 
 
 def test_cancel_stops_generation_within_a_few_tokens(tiny, engine):
