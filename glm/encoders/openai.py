@@ -157,10 +157,17 @@ def error(error: ApiError) -> dict[str, Any]:
     return errors.body(error, errors.Family.OPENAI)
 
 
-def model(name: str, created: int) -> dict[str, Any]:
-    """The served model as /v1/models lists it and /v1/models/{id} shows it."""
-    return {"id": name, "object": "model", "created": created, "owned_by": "chatglm-service"}
+def model(name: str, created: int, sampling_defaults: dict[str, float]) -> dict[str, Any]:
+    """The served model as /v1/models lists it and /v1/models/{id} shows it, with the sampling a
+    request that leaves those fields out gets (an extension: OpenAI's model object has no such field)."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "chatglm-service",
+        "sampling_defaults": sampling_defaults,
+    }
 
 
-def models(name: str, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [model(name, created)]}
+def models(name: str, created: int, sampling_defaults: dict[str, float]) -> dict[str, Any]:
+    return {"object": "list", "data": [model(name, created, sampling_defaults)]}

@@ -37,7 +37,8 @@ def text_completions() -> Response:
 @bp.get("/models")
 def models() -> Response:
     """The one model this server serves."""
-    return jsonify(encode.models(current().loaded.name, STARTED))
+    loaded = current().loaded
+    return jsonify(encode.models(loaded.name, STARTED, loaded.sampling_defaults.as_dict()))
 
 
 # `path`: an id with slashes ("org/name", as hub ids are) gets OpenAI's unknown-model 404 too,
@@ -45,7 +46,7 @@ def models() -> Response:
 @bp.get("/models/<path:model>")
 def model_by_id(model: str) -> Response:
     """The model this server serves, by its id; any other id is OpenAI's 404."""
-    name = current().loaded.name
-    if model != name:
+    loaded = current().loaded
+    if model != loaded.name:
         raise ModelNotFound(model)
-    return jsonify(encode.model(name, STARTED))
+    return jsonify(encode.model(loaded.name, STARTED, loaded.sampling_defaults.as_dict()))

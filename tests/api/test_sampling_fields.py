@@ -198,6 +198,7 @@ def test_a_folders_generation_config_supplies_the_defaults(greedy_folder):
     server = start_server("sampling-defaults", "--model", str(greedy_folder), "--device", "-1", "--dtype", "float32")
     try:
         client = openai_client(server)
+        assert client.models.retrieve("glm-4-0414").sampling_defaults == {"temperature": 0.0, "top_k": 7}
         body = {"model": "m", "messages": MESSAGES, "max_tokens": 16, "extra_body": {"ignore_eos": True}}
         said_nothing = {client.chat.completions.create(**body).choices[0].message.content for _ in range(3)}
         greedy = client.chat.completions.create(**body, temperature=0).choices[0].message.content
