@@ -32,6 +32,7 @@ import llguidance.hf
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from glm.constraint.closed import closed
 from glm.constraint.vetting import OverBudget, Vetter
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,11 @@ class GrammarError(ValueError):
 
 
 def json_rule(schema: dict[str, Any]) -> str:
-    """The Lark expression for JSON text valid against `schema`, in the one layout allowed."""
+    """The Lark expression for JSON text valid against `schema`, its objects closed where it does
+    not say otherwise (closed.py), in the one layout allowed."""
     own = schema.get("x-guidance")
     options = {**(own if isinstance(own, dict) else {}), **JSON_LAYOUT}
-    return "%json " + json.dumps({**schema, "x-guidance": options}, ensure_ascii=False)
+    return "%json " + json.dumps({**closed(schema), "x-guidance": options}, ensure_ascii=False)
 
 
 def json_grammar(schema: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ object of anything, say) lets llguidance write a number past a float's range, wh
 JSON cannot carry it, takes back as text.
 
 Where the schema allows more than the grammar writes, the grammar writes less, and the call stays
-valid: properties come in the schema's order, required ones always, and no others. What the grammar
+valid: properties come in the schema's order, required ones always, and no others; a JSON value's
+objects are closed as glm/constraint/closed.py closes every schema. What the grammar
 cannot hold a call to is refused (Unsupported, a 400 naming `tools` from the format), not loosened:
 a string property's `pattern` or `format` (raw text has no regex for them here), parameters that are
 no plain object schema, keywords that bind the parameters as a whole (python_call_grammar's
@@ -23,6 +24,7 @@ from typing import Any
 
 from glm.constraint import json_rule
 from glm.constraint import literal as text
+from glm.constraint.closed import closed
 from glm.tools.arg_call import ANNOTATIONS, KEY_CLOSE, KEY_OPEN, VALUE_CLOSE, VALUE_OPEN, is_text
 from glm.tools.python_call_grammar import TOP_UNSUPPORTED, Unsupported, check
 from glm.tools.tagged import CLOSE
@@ -46,6 +48,7 @@ def grammar(calls: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
 
 
 def call(before: str, parameters: dict[str, Any]) -> str:
+    parameters = closed(parameters)
     check(parameters)
     if parameters.get("type", "object") != "object" or any(word in parameters for word in TOP_UNSUPPORTED):
         raise Unsupported(f"the parameters must be an object schema without {', '.join(TOP_UNSUPPORTED)}")

@@ -15,6 +15,8 @@ that allows anything is any JSON value nested at most ANY_DEPTH deep.
 Where the schema allows more than the grammar writes, the grammar writes less, and the call stays
 valid: properties come in the schema's order, required ones always, and no others (not even where
 additionalProperties allows them); a property whose name cannot be a keyword argument is left out.
+An object naming no keys is a map where additionalProperties allows one: the parameters are first
+closed as glm/constraint/closed.py closes every schema, so `{"properties": {}}` is `{}`.
 What the grammar cannot hold a call to is refused with a 400 naming `tools`, not loosened: a forced
 call promises arguments valid against the schema (as GLM-4's does), and a caller would rather learn
 at once that a schema is beyond it than get arguments that break it. Refused: keywords in
@@ -32,6 +34,7 @@ from typing import Any
 
 from glm.constraint import json_rule
 from glm.constraint import literal as text
+from glm.constraint.closed import closed
 from glm.tools.python_call import FENCE, literal
 
 ANY_DEPTH = 3
@@ -145,6 +148,7 @@ class Rules:
         self._root: dict[str, Any] = {}
 
     def call(self, before: str, parameters: dict[str, Any]) -> str:
+        parameters = closed(parameters)
         self._root, self._refs = parameters, {}
         check(parameters)
         if parameters.get("type", "object") != "object" or any(word in parameters for word in TOP_UNSUPPORTED):

@@ -1,7 +1,8 @@
 """Hypothesis strategies for JSON schemas whose every valid document is short.
 
 Each schema bounds its output (strings have a maxLength, integers both bounds, arrays a maxItems,
-objects no extra properties), so a grammar can always complete it: with `longest` below a
+objects no extra properties: `"additionalProperties": false`, which `opened` takes out for
+glm/constraint/closed.py to put back), so a grammar can always complete it: with `longest` below a
 request's max_tokens on a one-token-per-byte model, a reply that ends on `length` is a bug.
 """
 
@@ -56,6 +57,15 @@ def schemas() -> st.SearchStrategy[dict[str, Any]]:
         max_leaves=6,
     )
     return objects(nested)
+
+
+def opened(schema: Any) -> Any:
+    """`schema` with no object saying `additionalProperties`: the same schema once the server closes it."""
+    if isinstance(schema, dict):
+        return {key: opened(value) for key, value in schema.items() if key != "additionalProperties"}
+    if isinstance(schema, list):
+        return [opened(value) for value in schema]
+    return schema
 
 
 def longest(schema: dict[str, Any]) -> int:

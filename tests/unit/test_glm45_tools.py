@@ -19,7 +19,7 @@ from glm.tools.detect import from_template
 from glm.tools.events import Reply, read_whole
 from glm.tools.glm45 import Glm45Format
 from glm.tools.tagged import TaggedCallReader
-from tests.support.bounded_schemas import schemas
+from tests.support.bounded_schemas import opened, schemas
 from tests.support.glm_generations import GLM45_ADDED_TOKENS, GLM45_TEMPLATE, STOP_TOKENS, build_tokenizer
 from tests.support.grammar_walk import random_tokens
 from tests.unit.test_tool_readers import in_pieces
@@ -180,11 +180,14 @@ def random_reply(tokenizer, compiled, seed):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(parameters=schemas(), seed=st.integers(0, 2**16))
-def test_any_forced_call_the_grammar_allows_reads_back_valid_against_its_schema(tokenizer, grammars, parameters, seed):
+@given(parameters=schemas(), said=st.booleans(), seed=st.integers(0, 2**16))
+def test_any_forced_call_the_grammar_allows_reads_back_valid_against_its_schema(
+    tokenizer, grammars, parameters, said, seed
+):
+    """Its objects closed whether they say `additionalProperties: false` or nothing."""
     tool_format = Glm45Format(tokenizer)
     function = {"name": "f", "parameters": parameters}
-    source = tool_format.call_grammar([("f", parameters)], prefixed=False)
+    source = tool_format.call_grammar([("f", parameters if said else opened(parameters))], prefixed=False)
     text = random_reply(tokenizer, grammars.compile(source), seed)
     conversation = Conversation((Message("user", "x"),), (function,), forced="f")
     reply = read_whole(tool_format.reader(conversation), text)

@@ -18,7 +18,7 @@ from glm.tools.events import Reply, read_whole
 from glm.tools.glm4 import SYSTEM
 from glm.tools.glm4_template import Glm4TemplateFormat
 from glm.tools.reasoning import ReasoningReader, Start
-from tests.support.bounded_schemas import schemas
+from tests.support.bounded_schemas import opened, schemas
 from tests.support.glm_generations import STOP_TOKENS
 from tests.support.grammar_walk import random_tokens
 from tests.support.tool_references import CALL, FORCED, FUNCTION_JSON, HISTORY, QUESTION, TOOLS
@@ -110,16 +110,16 @@ def grammars(tokenizers):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(parameters=schemas(), seed=st.integers(0, 2**16), family=st.sampled_from(FAMILIES))
+@given(parameters=schemas(), said=st.booleans(), seed=st.integers(0, 2**16), family=st.sampled_from(FAMILIES))
 def test_any_forced_call_the_grammar_allows_reads_back_valid_against_its_schema(
-    tokenizers, grammars, parameters, seed, family
+    tokenizers, grammars, parameters, said, seed, family
 ):
     """A named call's grammar, walked by a random model on the 0414 tokenizer, through either
     family's format: the reply after the prompt's name line reads back as arguments valid against
-    the schema."""
+    the schema, its objects closed whether they say `additionalProperties: false` or nothing."""
     tokenizer = tokenizers["glm-4-0414"]
     tool_format = from_template(tokenizers[family])
-    source = tool_format.call_grammar([("f", parameters)], prefixed=False)
+    source = tool_format.call_grammar([("f", parameters if said else opened(parameters))], prefixed=False)
     text = tokenizer.decode(random_tokens(grammars.compile(source), seed))
     conversation = Conversation((Message("user", "x"),), ({"name": "f", "parameters": parameters},), forced="f")
     [found] = read_whole(tool_format.reader(conversation), text).calls

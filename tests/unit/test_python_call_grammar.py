@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from glm.constraint import GrammarError
 from glm.tools import python_call
 from glm.tools.python_call_grammar import Unsupported, grammar
-from tests.support.bounded_schemas import schemas
+from tests.support.bounded_schemas import opened, schemas
 from tests.support.grammar_walk import random_tokens
 
 
@@ -40,10 +40,11 @@ def arguments(block):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(parameters=schemas(), seed=st.integers(0, 2**16))
-def test_any_call_the_grammar_allows_reads_back_valid_against_its_schema(tiny, parameters, seed):
+@given(parameters=schemas(), said=st.booleans(), seed=st.integers(0, 2**16))
+def test_any_call_the_grammar_allows_reads_back_valid_against_its_schema(tiny, parameters, said, seed):
+    """Its objects closed whether they say `additionalProperties: false` or nothing."""
     assume(not any(keyword.iskeyword(name) for name in parameters["required"]))
-    block = random_call(tiny, compile_call(tiny, parameters), seed)
+    block = random_call(tiny, compile_call(tiny, parameters if said else opened(parameters)), seed)
     jsonschema.validate(arguments(block), parameters)
 
 
@@ -122,6 +123,15 @@ def test_a_schema_that_allows_anything_gets_any_value_nested_a_bounded_depth(tin
         walk(compiled.matcher(), "```python\ntool_call(x=[[[[[")
     for seed in range(8):
         arguments(random_call(tiny, compiled, seed))
+
+
+def test_an_object_of_no_properties_is_empty_and_one_naming_no_keys_a_map(tiny):
+    no_keys, any_keys = {"type": "object", "properties": {}}, {"type": "object"}
+    parameters = {"type": "object", "properties": {"none": no_keys, "map": any_keys}}
+    compiled = compile_call(tiny, parameters)
+    assert walk(compiled.matcher(), '```python\ntool_call(none={}, map={"k": 1})\n```') is True
+    with pytest.raises(GrammarError):
+        walk(compiled.matcher(), '```python\ntool_call(none={"')
 
 
 def test_an_optional_property_that_cannot_be_a_keyword_argument_is_left_out(tiny):
