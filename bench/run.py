@@ -22,8 +22,8 @@ from pathlib import Path
 import requests
 import torch
 
+from bench import sampling, structured
 from bench import steps as bench_steps
-from bench import structured
 from bench.figures import Figures
 from bench.load import StreamTiming, one_stream
 from bench.quiet import LIMIT, PATIENCE_S
@@ -251,6 +251,8 @@ def main() -> None:
     print("structured output", flush=True)
     vocabulary, built, compile_ms = structured.compile_times(20)
     rates = structured.stream_rates(ours("demo"), OUT / "structured.log", args.repeats, args.max_tokens)
+    print("sampling fields", flush=True)
+    sampled = sampling.stream_rates(args.repeats, args.max_tokens)
     if not args.skip_naive:
         print("naive baseline", flush=True)
         peers.append(measure_naive(few_many, args.max_tokens))
@@ -295,6 +297,7 @@ def main() -> None:
         f"- A {length}-token prompt read while 3 streams decode: their longest gap {worst_gap:.0f} ms, "
         f"{worst_gap / usual_gap:.1f}x their median gap before it ({usual_gap:.0f} ms).",
         *structured.report(vocabulary, built, compile_ms, rates, args.max_tokens),
+        *sampling.report(sampled, args.max_tokens),
         "",
         "Decode step of the demo model by weight dtype and linear path (best of 2, interleaved):",
         "",

@@ -6,11 +6,10 @@
 
 import argparse
 import statistics
-import threading
 import time
 from pathlib import Path
 
-from bench.load import StreamTiming, one_stream
+from bench.mixed import line, mixed_rates
 from bench.rows import OUT
 from bench.servers import Server, ours
 from glm.cli import DEFAULT_CACHE
@@ -72,51 +71,17 @@ def body(constrained: bool, max_tokens: int) -> dict:
     }
 
 
-def run(base_url: str, constrained: list[bool], max_tokens: int) -> list[StreamTiming]:
-    """One stream per entry, started together; each held to VILLAGE where its entry is True."""
-    url = f"{base_url}/v1/chat/completions"
-    timings = [StreamTiming(time.perf_counter()) for _ in constrained]
-    threads = [
-        threading.Thread(target=one_stream, args=(url, body(c, max_tokens), t, 600))
-        for c, t in zip(constrained, timings, strict=True)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(600)
-    return timings
-
-
 def stream_rates(server: Server, log: Path, repeats: int, max_tokens: int) -> dict[str, float]:
     """Median tokens/s per stream: 8 free streams; and, 4 free beside 4 constrained, each half's."""
-    server.start(log)
-    try:
-        run(server.base_url, [False, True], 4)  # warm-up
-        free, mixed_free, mixed_constrained = [], [], []
-        for _ in range(repeats):  # interleaved, so that the machine's drift touches both alike
-            free += [t.decode_rate for t in run(server.base_url, [False] * 8, max_tokens)]
-            timings = run(server.base_url, [False, True] * 4, max_tokens)
-            mixed_free += [t.decode_rate for t in timings[0::2]]
-            mixed_constrained += [t.decode_rate for t in timings[1::2]]
-        return {
-            "free": statistics.median(free),
-            "mixed_free": statistics.median(mixed_free),
-            "mixed_constrained": statistics.median(mixed_constrained),
-        }
-    finally:
-        server.stop()
+    return mixed_rates(server, log, repeats, body(False, max_tokens), body(True, max_tokens))
 
 
 def report(vocabulary: int, built: float, compile_ms: float, rates: dict[str, float], max_tokens: int) -> list[str]:
-    free = rates["free"]
     return [
         f"- Structured output: building the grammar tokenizer of the {vocabulary:,}-token vocabulary took "
         f"{built:.1f} s (once, at start-up); compiling a typical JSON schema (5 fields, nested) "
         f"{compile_ms:.2f} ms.",
-        f"- 8 streams of {max_tokens} greedy tokens, half of them held to a JSON schema: the free ones "
-        f"{rates['mixed_free']:.1f} tok/s each, the constrained ones {rates['mixed_constrained']:.1f} "
-        f"({rates['mixed_constrained'] / free - 1:+.1%}), against {free:.1f} for 8 free streams "
-        f"({rates['mixed_free'] / free - 1:+.1%} for the free ones).",
+        line("held to a JSON schema", rates, max_tokens),
     ]
 
 

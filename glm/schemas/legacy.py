@@ -33,6 +33,8 @@ class LegacyChatRequest(Body, SamplingFields):
     history: list[tuple[Text, Text] | HistoryMessage] = Field(default_factory=list, max_length=MAX_MESSAGES)
     max_length: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
+    # Clients that speak both APIs send it; the route decides, and a value that contradicts it is a 400.
+    stream: bool | None = None
     # As on /v1/chat/completions: JSON, or JSON valid against a schema.
     response_format: ResponseFormat | None = None
 

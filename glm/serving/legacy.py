@@ -26,7 +26,15 @@ from glm.stream.text import Finished, Idle, TextDelta, stream_text, whole_text
 from glm.tools.events import Event, PlainReader, Reader, Reasoning, Reply, Text, read_whole
 
 
-def prepare(service: Service, body: LegacyChatRequest, caller: Caller, deadline: float) -> GenerationRequest:
+def prepare(
+    service: Service, body: LegacyChatRequest, caller: Caller, deadline: float, streaming: bool
+) -> GenerationRequest:
+    if body.stream is not None and body.stream != streaming:
+        raise ApiError(
+            "stream: /stream and /chat-stream stream the reply and /chat answers it whole; send the body to the "
+            "route that does what stream asks, or leave stream out",
+            "stream",
+        )
     constraint = response_format_constraint(body.response_format)
     return generation_request(
         service,
@@ -46,7 +54,7 @@ def reader(service: Service, request: GenerationRequest) -> Reader:
 
 def chat(service: Service, caller: Caller, body: LegacyChatRequest) -> dict[str, Any]:
     with service.admission.admit(caller, streaming=False) as life:
-        request = prepare(service, body, caller, life.deadline)
+        request = prepare(service, body, caller, life.deadline, streaming=False)
         whole = whole_text(service.engine, request, [], life)
     reply = read_whole(reader(service, request), whole.text)
     return encode.chat(body.text, body.history_pairs(), reply, whole.finished, service.loaded.name)
@@ -55,7 +63,7 @@ def chat(service: Service, caller: Caller, body: LegacyChatRequest) -> dict[str,
 def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterable[bytes]:
     """`event: delta` for each piece of text, then one with `finished: true` and the history."""
     with service.admission.admit(caller, streaming=True) as life:
-        request = prepare(service, body, caller, life.deadline)
+        request = prepare(service, body, caller, life.deadline, streaming=True)
         read = reader(service, request)
 
         def deltas(events: list[Event], reply: Reply) -> Iterator[bytes]:
@@ -83,7 +91,7 @@ def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterabl
 
 def check(service: Service, caller: Caller, body: LegacyChatRequest) -> None:
     """What HEAD does: the checks GET makes before its 200 (the prompt fits), without generating."""
-    prepare(service, body, caller, time.monotonic() + service.settings.request_timeout)
+    prepare(service, body, caller, time.monotonic() + service.settings.request_timeout, streaming=True)
 
 
 def error_events(error: ApiError) -> Iterator[bytes]:

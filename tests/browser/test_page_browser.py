@@ -23,22 +23,40 @@ def browser():
         yield browser
 
 
-@pytest.fixture
-def chat(browser, tiny_server):
-    """A fresh browser context per test; a script error, a request to any other host, or anything
-    the Content-Security-Policy refused, fails it."""
+def open_chat(browser, server):
+    """A fresh browser context on `server`; a script error, a request to any other host, or
+    anything the Content-Security-Policy refused, fails the test."""
     context = browser.new_context()
     page = context.new_page()
     errors, foreign = [], []
     page.on("pageerror", lambda error: errors.append(error))
-    page.on("request", lambda r: r.url.startswith(tiny_server.base_url) or foreign.append(r.url))
-    chat = ChatPage(page, tiny_server)
+    page.on("request", lambda r: r.url.startswith(server.base_url) or foreign.append(r.url))
+    chat = ChatPage(page, server)
     yield chat
     violations = chat.csp_violations()
     context.close()
     assert not violations, violations
     assert not errors, errors
     assert not foreign, foreign
+
+
+@pytest.fixture
+def chat(browser, tiny_server):
+    yield from open_chat(browser, tiny_server)
+
+
+@pytest.fixture
+def demo_chat(browser, demo_server):
+    yield from open_chat(browser, demo_server)
+
+
+def test_with_its_default_settings_the_page_answers_a_simple_question_on_demo(demo_chat):
+    """The page sends no temperature or top_p of its own, so the model's recommended sampling
+    applies (SmolLM2's, on demo), and the newcomer's first question gets a sensible answer."""
+    demo_chat.send("What is the capital of France? Answer in one word.")
+    demo_chat.wait_done()
+    assert not {"temperature", "top_p"} & set(demo_chat.sent[0])
+    assert "Paris" in demo_chat.last("assistant").text_content()
 
 
 def record_reply_lengths(chat: ChatPage) -> None:
