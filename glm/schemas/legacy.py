@@ -13,7 +13,7 @@ from glm.schemas.sampling import SamplingFields
 # ChatGLM's own api.py samples at these where the model recommends nothing.
 CHATGLM_SAMPLING = SamplingDefaults(temperature=0.95, top_p=0.7)
 # The fields GET /stream takes as JSON text in its query string.
-QUERY_JSON_FIELDS = ("history", "response_format")
+QUERY_JSON_FIELDS = ("history", "response_format", "logit_bias", "stop_token_ids")
 
 
 class HistoryMessage(BaseModel):
