@@ -1,5 +1,5 @@
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +18,55 @@ OUTPUT = ROOT / "test-output"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
 
-def start_server(name: str, *args: str, **options) -> ServerProcess:
+def launch_server(name: str, *args: str, **options) -> ServerProcess:
     OUTPUT.mkdir(exist_ok=True)
-    return ServerProcess(*args, log_path=OUTPUT / f"{name}.log", **options).start()
+    return ServerProcess(*args, log_path=OUTPUT / f"{name}.log", **options).launch()
+
+
+def start_server(name: str, *args: str, **options) -> ServerProcess:
+    return launch_server(name, *args, **options).ready()
+
+
+TINY_FLAGS = ("--model", "tiny", "--device", "-1", "--embedding-model", "none")
 
 
 def own_tiny_server(name: str, *flags: str) -> Iterator[ServerProcess]:
     """A tiny server of a test module's own, started with `flags`: `yield from` it in a fixture."""
-    server = start_server(name, "--model", "tiny", "--device", "-1", "--embedding-model", "none", *flags)
+    server = start_server(name, *TINY_FLAGS, *flags)
     yield server
     server.stop()
+
+
+def own_servers(args: dict[str, tuple[str, ...]]) -> Iterator[dict[str, ServerProcess]]:
+    """Servers of a test module's own, by name, each with its arguments: `yield from` it in a fixture.
+    They are launched together, so that their start-ups run side by side."""
+    launched = {name: launch_server(name, *each) for name, each in args.items()}
+    try:
+        yield {name: server.ready() for name, server in launched.items()}
+    finally:
+        for server in launched.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_server() -> Iterator[Callable[..., ServerProcess]]:
+    """`shared_tiny_server(*flags)`: one tiny server for each set of flags, started by the first
+    module that asks for it and kept for every later one, since a start costs seconds of torch import.
+
+    Only for modules whose tests leave nothing another module's tests could see (a dead engine, counts
+    read from zero, a per-key cache): their own server, from `own_tiny_server`, is for those."""
+    servers: dict[tuple[str, ...], ServerProcess] = {}
+
+    def server(*flags: str) -> ServerProcess:
+        if flags not in servers:
+            servers[flags] = start_server(
+                "-".join(["shared-tiny", *(flag.lstrip("-") for flag in flags)]), *TINY_FLAGS, *flags
+            )
+        return servers[flags]
+
+    yield server
+    for running in servers.values():
+        running.stop()
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +112,17 @@ def chatglm_folders(tmp_path_factory) -> dict[str, Path]:
         "chatglm3-6b": build_checkpoint(root / "chatglm3-6b", "chatglm3-6b", "bin"),
         "glm-4-9b-chat": build_checkpoint(root / "glm-4-9b-chat", "glm-4-9b-chat", "safetensors"),
     }
+
+
+@pytest.fixture(scope="session")
+def chatglm3_server(chatglm_folders, tmp_path_factory) -> Iterator[ServerProcess]:
+    """The original-layout ChatGLM3 checkpoint served, converted at start-up into a cache of its own
+    (tests/api/test_chatglm_models.py and the ChatGLM3 tool calls of tests/api/test_api_tools.py)."""
+    folder, cache = chatglm_folders["chatglm3-6b"], tmp_path_factory.mktemp("server-cache")
+    flags = ("--device", "-1", "--embedding-model", "none", "--cache-dir", str(cache))
+    server = start_server("chatglm3", "--model", str(folder), *flags)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,25 +9,29 @@ import pytest
 import requests
 
 from glm.models import tiny
-from tests.conftest import start_server
+from tests.conftest import own_servers
 from tests.support.http_helpers import openai_client, post
 from tests.support.tool_references import CALL, FORCED, FUNCTION, GLM4_HISTORY, HISTORY, QUESTION, TOOLS, template_ids
 
-# Slow: three servers of its own, on ChatGLM checkpoints converted at start-up.
+# Slow: servers on ChatGLM checkpoints converted at start-up (two of its own, and chatglm3_server).
 pytestmark = pytest.mark.slow
 
 
-def checkpoint_server(name, folder, cache):
-    return start_server(
-        name, "--model", str(folder), "--device", "-1", "--embedding-model", "none", "--cache-dir", str(cache)
-    )
+@pytest.fixture(scope="module")
+def checkpoint_servers(chatglm_folders, tmp_path_factory):
+    """GLM-4's and ChatGLM2's checkpoints served, each converted into a cache of its own, launched together."""
+
+    flags = ("--device", "-1", "--embedding-model", "none")
+
+    def served(family):
+        return ("--model", str(chatglm_folders[family]), *flags, "--cache-dir", str(tmp_path_factory.mktemp("cache")))
+
+    yield from own_servers({"glm4-tools": served("glm-4-9b-chat"), "chatglm2-tools": served("chatglm2-6b")})
 
 
 @pytest.fixture(scope="module")
-def glm4_server(chatglm_folders, tmp_path_factory):
-    server = checkpoint_server("glm4-tools", chatglm_folders["glm-4-9b-chat"], tmp_path_factory.mktemp("cache"))
-    yield server
-    server.stop()
+def glm4_server(checkpoint_servers):
+    return checkpoint_servers["glm4-tools"]
 
 
 def ask(server, **kwargs):
@@ -99,13 +103,6 @@ def test_a_forced_call_is_a_listed_function_with_schema_valid_arguments(tiny_ser
             assert call.function.name == tool_choice["function"]["name"]
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
         assert [c[2:] for c in streamed_calls(chunks)] == [[call.function.name, call.function.arguments]]
-
-
-@pytest.fixture(scope="module")
-def chatglm3_server(chatglm_folders, tmp_path_factory):
-    server = checkpoint_server("chatglm3-tools", chatglm_folders["chatglm3-6b"], tmp_path_factory.mktemp("cache"))
-    yield server
-    server.stop()
 
 
 # ChatGLM3 writes arguments as Python literals: True, None, lists and dicts among them. Small: the
@@ -208,10 +205,8 @@ def test_a_malformed_tool_request_is_a_400_naming_the_field(tiny_server, fields,
 
 
 @pytest.fixture(scope="module")
-def chatglm2_server(chatglm_folders, tmp_path_factory):
-    server = checkpoint_server("chatglm2-tools", chatglm_folders["chatglm2-6b"], tmp_path_factory.mktemp("cache"))
-    yield server
-    server.stop()
+def chatglm2_server(checkpoint_servers):
+    return checkpoint_servers["chatglm2-tools"]
 
 
 @pytest.mark.parametrize(

@@ -3,24 +3,10 @@ greedy reply is what the plain-torch reference decodes."""
 
 import json
 
-import pytest
-
 from glm.stream.detokenizer import Detokenizer
-from tests.conftest import start_server
 from tests.engine.test_chatglm_models import load
 from tests.support.chatglm_reference import read_original_weights, reference_logits
 from tests.support.http_helpers import post
-
-
-@pytest.fixture(scope="module")
-def chatglm3_server(chatglm_folders, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("server-cache")
-    folder = chatglm_folders["chatglm3-6b"]
-    server = start_server(
-        "chatglm3", "--model", str(folder), "--device", "-1", "--embedding-model", "none", "--cache-dir", str(cache)
-    )
-    yield server
-    server.stop()
 
 
 def test_the_server_log_says_which_chat_format_and_why(chatglm3_server):

@@ -1,21 +1,43 @@
 """Start-up: --help explains every flag, and what cannot run fails at once with a clear message."""
 
+import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.server_process import ENTRY, ROOT
+from tests.support.server_process import ROOT
 
-# Slow: each test starts the service's process, which imports torch before it fails.
+# Slow: the runs' process imports torch once, before any of them.
 pytestmark = pytest.mark.slow
 
 
-def run(*args):
-    return subprocess.run([sys.executable, str(ENTRY), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+@pytest.fixture(scope="module")
+def run() -> Iterator[Callable[..., subprocess.CompletedProcess]]:
+    """`run(*args)`: chatglm_service_flask.py run with `args`, forked from one process that imported it
+    (tests/support/cli_runs.py), so that each run does not import torch again."""
+    runs = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.cli_runs"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+    def one(*args: str) -> subprocess.CompletedProcess:
+        runs.stdin.write(json.dumps(args) + "\n")
+        runs.stdin.flush()
+        result = json.loads(runs.stdout.readline())
+        return subprocess.CompletedProcess(args, result["returncode"], result["stdout"], result["stderr"])
+
+    yield one
+    # Killed, not let run down: it holds nothing, and an interpreter that imported torch takes seconds to end.
+    runs.kill()
+    runs.communicate(timeout=30)
 
 
-def test_help_lists_every_flag():
+def test_help_lists_every_flag(run):
     result = run("--help")
     assert result.returncode == 0
     for flag in (
@@ -47,27 +69,27 @@ def test_help_lists_every_flag():
         (["--kv-cache-gib", "0"], "--kv-cache-gib: must be more than 0"),
     ],
 )
-def test_impossible_settings_fail_at_start(args, message):
+def test_impossible_settings_fail_at_start(run, args, message):
     result = run("--model", "tiny", *args) if "--model" not in args else run(*args)
     assert result.returncode == 2
     assert message in result.stderr
 
 
-def test_original_chatglm_folder_needs_remote_code(tmp_path):
+def test_original_chatglm_folder_needs_remote_code(run, tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "chatglm"}')
     result = run("--model", str(tmp_path), "--device", "-1")
     assert result.returncode == 2
     assert "--trust-remote-code" in result.stderr
 
 
-def test_a_chat_format_the_folder_cannot_serve_fails_at_start(chatglm_folders):
+def test_a_chat_format_the_folder_cannot_serve_fails_at_start(run, chatglm_folders):
     folder = chatglm_folders["chatglm2-6b"]
     result = run("--model", str(folder), "--chat-format", "glm4", "--device", "-1", "--embedding-model", "none")
     assert result.returncode == 2
     assert "--chat-format glm4: " in result.stderr and "SentencePiece" in result.stderr
 
 
-def test_quantize_rejects_other_widths():
+def test_quantize_rejects_other_widths(run):
     result = run("--quantize", "3")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr

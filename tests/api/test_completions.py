@@ -7,19 +7,18 @@ import pytest
 import requests
 from langchain_openai import OpenAI as LangChainOpenAI
 
-from tests.conftest import own_tiny_server
 from tests.support.hardening import wait_for
 from tests.support.http_helpers import TIMEOUT, health, openai_client, post
 
-# Slow: a server of its own, and LangChain's clients.
+# Slow: LangChain's clients.
 pytestmark = pytest.mark.slow
 
 PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def server():
-    yield from own_tiny_server("completions", "--dtype", "float32")
+def server(shared_tiny_server):
+    return shared_tiny_server("--dtype", "float32")
 
 
 @pytest.fixture(scope="module")

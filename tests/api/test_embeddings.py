@@ -7,7 +7,6 @@ import time
 import pytest
 import requests
 
-from tests.conftest import start_server
 from tests.support import sse_client
 from tests.support.http_helpers import LONG_STREAM, TIMEOUT, openai_client, post
 
@@ -104,14 +103,11 @@ def test_embedding_does_not_stall_an_open_chat_stream(tiny_server):
 
 
 @pytest.mark.slow
-def test_embeddings_turned_off_answer_503():
-    server = start_server("tiny-no-embeddings", "--model", "tiny", "--device", "-1", "--embedding-model", "none")
-    try:
-        legacy = post(server, "/embedding", {"prompt": ["x"]})
-        assert legacy.status_code == 503
-        assert "turned off" in legacy.json()["error"]["message"]
-        openai_shape = post(server, "/v1/embeddings", {"input": "x"})
-        assert openai_shape.status_code == 503
-        assert set(openai_shape.json()["error"]) == {"message", "type", "param", "code"}
-    finally:
-        server.stop()
+def test_embeddings_turned_off_answer_503(shared_tiny_server):
+    server = shared_tiny_server()
+    legacy = post(server, "/embedding", {"prompt": ["x"]})
+    assert legacy.status_code == 503
+    assert "turned off" in legacy.json()["error"]["message"]
+    openai_shape = post(server, "/v1/embeddings", {"input": "x"})
+    assert openai_shape.status_code == 503
+    assert set(openai_shape.json()["error"]) == {"message", "type", "param", "code"}

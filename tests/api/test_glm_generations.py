@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from transformers import AutoTokenizer
 
-from tests.conftest import start_server
+from tests.conftest import own_servers
 from tests.support.http_helpers import TIMEOUT, openai_client
 
 # Slow: a server of its own for each family.
@@ -25,21 +25,27 @@ TIME = {
     },
 }
 MESSAGES = [{"role": "system", "content": "你是助手"}, {"role": "user", "content": "你好，today?"}]
+SERVED = ("glm-4-0414", "glm-z1-0414", "glm-4.5", "qwen-style")
 
 
 @pytest.fixture(scope="module")
-def served(request, glm_generation_folders, tmp_path_factory):
-    folder = glm_generation_folders[request.param]
-    server = start_server(
-        request.param,
-        *("--model", str(folder), "--device", "-1", "--embedding-model", "none"),
-        *("--cache-dir", str(tmp_path_factory.mktemp("cache"))),
+def servers(glm_generation_folders, tmp_path_factory):
+    flags = ("--device", "-1", "--embedding-model", "none")
+    cache = {family: str(tmp_path_factory.mktemp("cache")) for family in SERVED}
+    yield from own_servers(
+        {
+            family: ("--model", str(glm_generation_folders[family]), *flags, "--cache-dir", cache[family])
+            for family in SERVED
+        }
     )
-    yield request.param, folder, server
-    server.stop()
 
 
-@pytest.mark.parametrize("served", ["glm-4-0414", "glm-z1-0414", "glm-4.5", "qwen-style"], indirect=True)
+@pytest.fixture
+def served(request, glm_generation_folders, servers):
+    return request.param, glm_generation_folders[request.param], servers[request.param]
+
+
+@pytest.mark.parametrize("served", SERVED, indirect=True)
 def test_each_generation_loads_and_answers_a_chat(served):
     family, folder, server = served
     reply = openai_client(server).chat.completions.create(model=family, messages=MESSAGES, temperature=0, max_tokens=8)

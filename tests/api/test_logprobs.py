@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from glm.engine.logprobs import token_text
-from tests.conftest import own_tiny_server
 from tests.support.http_helpers import health, openai_client, post
 
-# Slow: a server of its own.
+# Slow: the float32 server (which it may be the first to start), and a megabyte of log-probabilities.
 pytestmark = pytest.mark.slow
 
 PROMPT = "The capital of France is"
@@ -26,8 +25,8 @@ WEATHER = {
 
 
 @pytest.fixture(scope="module")
-def server():
-    yield from own_tiny_server("logprobs", "--dtype", "float32")
+def server(shared_tiny_server):
+    return shared_tiny_server("--dtype", "float32")
 
 
 @pytest.fixture(scope="module")

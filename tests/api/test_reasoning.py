@@ -6,7 +6,7 @@ returns for the same prompt ids."""
 import pytest
 from transformers import AutoTokenizer
 
-from tests.conftest import start_server
+from tests.conftest import own_servers
 from tests.support.http_helpers import openai_client, post, stream_events
 from tests.support.thinking_folder import CLOSE, CLOSE_AT, build_thinking_folder
 
@@ -21,10 +21,15 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(folder):
-    server = start_server("tiny-z1", "--model", str(folder), *FLAGS)
-    yield server
-    server.stop()
+def servers(folder):
+    """With the reasoning read apart and with it off, launched together."""
+    model = ("--model", str(folder), *FLAGS)
+    yield from own_servers({"tiny-z1": model, "tiny-z1-reasoning-off": (*model, "--reasoning", "off")})
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers["tiny-z1"]
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +106,8 @@ def test_legacy_chat_keeps_the_reasoning_out_of_response_and_history(server, raw
 
 
 @pytest.fixture(scope="module")
-def off_server(folder):
-    server = start_server("tiny-z1-reasoning-off", "--model", str(folder), *FLAGS, "--reasoning", "off")
-    yield server
-    server.stop()
+def off_server(servers):
+    return servers["tiny-z1-reasoning-off"]
 
 
 def test_reasoning_off_keeps_the_whole_reply_in_content(off_server, raw):

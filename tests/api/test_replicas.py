@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from bench.servers import free_port
-from tests.conftest import OUTPUT, own_tiny_server
+from tests.conftest import OUTPUT, TINY_FLAGS, own_servers
 from tests.support import sse_client
 from tests.support.http_helpers import LONG_STREAM, TIMEOUT, health
 from tests.support.server_process import ROOT
@@ -23,11 +23,9 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 @pytest.fixture(scope="module")
 def replicas():
-    first, second = own_tiny_server("replica-1"), own_tiny_server("replica-2")
-    servers = [next(first), next(second)]
-    yield servers
-    for generator in (first, second):
-        next(generator, None)
+    launched = own_servers({"replica-1": TINY_FLAGS, "replica-2": TINY_FLAGS})
+    yield list(next(launched).values())
+    next(launched, None)
 
 
 @pytest.fixture(scope="module")

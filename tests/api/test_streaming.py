@@ -6,11 +6,10 @@ import time
 import pytest
 import requests
 
-from tests.conftest import own_tiny_server
 from tests.support import sse_client
 from tests.support.http_helpers import LONG_STREAM, TIMEOUT, health, post
 
-# Slow: two servers of its own, and replies of thousands of tokens.
+# Slow: replies of thousands of tokens.
 pytestmark = pytest.mark.slow
 
 
@@ -85,8 +84,8 @@ def test_two_streams_progress_together(tiny_server):
 
 
 @pytest.fixture(scope="module")
-def pinging_server():
-    yield from own_tiny_server("tiny-keepalive", "--keepalive", "0.0001")
+def pinging_server(shared_tiny_server):
+    return shared_tiny_server("--keepalive", "0.0001")
 
 
 def test_keepalive_comments_do_not_disturb_the_stream(pinging_server):
@@ -103,8 +102,8 @@ def test_keepalive_comments_do_not_disturb_the_stream(pinging_server):
 
 
 @pytest.fixture(scope="module")
-def exact_server():
-    yield from own_tiny_server("tiny-fp32", "--dtype", "float32")
+def exact_server(shared_tiny_server):
+    return shared_tiny_server("--dtype", "float32")
 
 
 def test_concurrent_greedy_streams_equal_their_solo_answers_in_float32(exact_server):

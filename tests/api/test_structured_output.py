@@ -10,12 +10,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import own_tiny_server
 from tests.support import sse_client
 from tests.support.bounded_schemas import longest, opened, schemas
 from tests.support.http_helpers import TIMEOUT, openai_client, post, stream_events
 
-# Slow: a server of its own, hypothesis's schemas, and LangChain's clients.
+# Slow: hypothesis's schemas, and LangChain's clients.
 pytestmark = pytest.mark.slow
 
 MESSAGES = [{"role": "user", "content": "Reply in JSON."}]
@@ -37,9 +36,9 @@ def json_schema(schema, name="reply"):
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(shared_tiny_server):
     # float32: a greedy reply is then the same whatever else shares its batch.
-    yield from own_tiny_server("tiny-structured", "--dtype", "float32")
+    return shared_tiny_server("--dtype", "float32")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_server
 from tests.support.http_helpers import post, stream_events
 from tests.support.server_process import ROOT
 
@@ -62,11 +60,9 @@ def java_classpath(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def pinging_server() -> Iterator:
+def pinging_server(shared_tiny_server):
     """A server that sends a `: ping` comment whenever it is silent for 0.1 ms: between most events."""
-    server = start_server("tiny-keepalive", "--model", "tiny", "--device", "-1", "--keepalive", "0.0001")
-    yield server
-    server.stop()
+    return shared_tiny_server("--keepalive", "0.0001")
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import OUTPUT, own_tiny_server, start_server
+from tests.conftest import OUTPUT, TINY_FLAGS, own_servers, start_server
 from tests.support import sse_client
 from tests.support.hardening import LONG, engine, metric, open_stream, raw_request, wait_for
 from tests.support.http_helpers import TIMEOUT, post
@@ -40,15 +40,26 @@ def keyed(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def narrow():
-    """One request generating, one waiting, nothing more; pings often, so a gone client is seen soon."""
-    yield from own_tiny_server("narrow", "--max-batch", "1", "--max-queue", "1", "--keepalive", "0.2")
+def limited():
+    """`narrow` and `hasty`, launched together."""
+    yield from own_servers(
+        {
+            "narrow": (*TINY_FLAGS, "--max-batch", "1", "--max-queue", "1", "--keepalive", "0.2"),
+            "hasty": (*TINY_FLAGS, "--request-timeout", "1", "--socket-timeout", "1"),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
-def hasty():
+def narrow(limited):
+    """One request generating, one waiting, nothing more; pings often, so a gone client is seen soon."""
+    return limited["narrow"]
+
+
+@pytest.fixture(scope="module")
+def hasty(limited):
     """A one-second limit on every request, and on every stalled read or write."""
-    yield from own_tiny_server("hasty", "--request-timeout", "1", "--socket-timeout", "1")
+    return limited["hasty"]
 
 
 def bearer(key: str) -> dict:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import OUTPUT, own_tiny_server
+from tests.conftest import OUTPUT
 from tests.support import sse_client
 from tests.support.hardening import metric
 
@@ -23,10 +23,10 @@ MAX_TOKENS = 8
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(shared_tiny_server):
     # float32: the only dtype in which a greedy reply is the same alone and in a batch of any size
     # (bf16 sums in a different order for one row, a few rows and many, and rounds them apart).
-    yield from own_tiny_server("load", "--dtype", "float32")
+    return shared_tiny_server("--dtype", "float32")
 
 
 def body(i: int, stream: bool) -> dict:

@@ -1,8 +1,9 @@
 """The promise of tests/unit and tests/engine: they run in-process and start no server.
 
 Their conftest wraps each test's set-up, call and tear-down in `no_server`, so a test there that
-starts the service (`ServerProcess.start`, which `start_server`, `own_tiny_server`, `tiny_server` and
-`demo_server` go through) or a gevent server in its own process fails, naming where it belongs.
+starts the service (`ServerProcess.launch`, which `start_server`, `own_tiny_server`, `own_servers`,
+`shared_tiny_server`, `tiny_server` and `demo_server` go through) or a gevent server in its own process
+fails, naming where it belongs.
 Session fixtures count too: one first requested by such a test is set up inside its set-up.
 """
 
@@ -26,7 +27,7 @@ def no_server(item: pytest.Item) -> Iterator[None]:
         )
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ServerProcess, "start", refuse)
+        patch.setattr(ServerProcess, "launch", refuse)
         patch.setattr(BaseServer, "start", refuse)
         yield
 

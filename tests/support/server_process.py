@@ -1,5 +1,7 @@
 """Starting the real service in its own process, the way users run it, and stopping it cleanly."""
 
+import atexit
+import contextlib
 import re
 import subprocess
 import sys
@@ -29,6 +31,10 @@ class ServerProcess:
         self.base_url = ""
 
     def start(self) -> "ServerProcess":
+        return self.launch().ready()
+
+    def launch(self) -> "ServerProcess":
+        """The process started, not yet waited for: servers launched together start side by side."""
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, *self.entry, "--host", "127.0.0.1", "--port", "0", *self.args],
@@ -36,6 +42,11 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
+        return self
+
+    def ready(self) -> "ServerProcess":
+        """Waits until the launched server answers /health."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -62,11 +73,32 @@ class ServerProcess:
         return self.base_url + path
 
     def stop(self) -> None:
+        """SIGTERM, without waiting: a server takes seconds to end (torch's interpreter shutdown), which
+        the next test's work overlaps. `collect_stopped` waits for it, and kills it past STOP_SECONDS."""
+        collect_stopped(wait=False)
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
+        STOPPING[self.proc] = time.monotonic()
+
+
+STOP_SECONDS = 15.0
+# Servers sent SIGTERM and not yet seen to end, with when.
+STOPPING: dict[subprocess.Popen, float] = {}
+
+
+def collect_stopped(wait: bool = True) -> None:
+    """Forgets the stopped servers that have ended and kills those past STOP_SECONDS; with `wait`,
+    first gives each the rest of its STOP_SECONDS (at exit, so that none outlives the tests)."""
+    for proc, stopped in list(STOPPING.items()):
+        if wait:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, stopped + STOP_SECONDS - time.monotonic()))
+        if proc.poll() is None and time.monotonic() > stopped + STOP_SECONDS:
+            proc.kill()
+            proc.wait(timeout=STOP_SECONDS)
+        if proc.poll() is not None:
+            del STOPPING[proc]
+
+
+atexit.register(collect_stopped)
