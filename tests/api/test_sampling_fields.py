@@ -11,7 +11,7 @@ import torch
 
 from glm.engine.logprobs import token_text
 from glm.models.source import model_source
-from tests.conftest import own_tiny_server, start_server
+from tests.conftest import start_server
 from tests.support.http_helpers import openai_client, post
 
 pytestmark = pytest.mark.slow
@@ -21,8 +21,8 @@ TOKENS = 10
 
 
 @pytest.fixture(scope="module")
-def server():
-    yield from own_tiny_server("sampling", "--dtype", "float32")
+def server(shared_tiny_server):
+    return shared_tiny_server("--dtype", "float32")
 
 
 @pytest.fixture(scope="module")
