@@ -48,8 +48,8 @@ def usage(finished: Finished) -> dict[str, int]:
 
 def tool_use(name: str, arguments: str) -> dict[str, Any]:
     """A call as a tool_use block. Arguments that are not a JSON object (a call the model wrote
-    wrong, where no grammar forced it) cannot be an `input`: the call is sent as the text the model
-    wrote, rather than with an input made up for it."""
+    wrong where no grammar forced it, or one max_tokens cut off) cannot be an `input`: the call is
+    sent as the text the model wrote, rather than with an input made up for it."""
     try:
         given = json.loads(arguments or "{}")
     except ValueError:

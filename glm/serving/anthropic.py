@@ -40,10 +40,12 @@ def about_thinking() -> Iterator[None]:
 
 
 def translated(service: Service, body: CountTokensRequest) -> tuple[ChatCompletionRequest, ToolUse | None]:
-    """The body as a chat completion request, and its tool side; thinking asked of a model that does
-    not think is a 400 (turning it off there asks nothing)."""
-    if body.thinking is not None and not isinstance(body.thinking, ThinkingDisabled) and not service.loaded.thinks:
-        raise ApiError(f"thinking: {service.loaded.name} does not think; leave thinking out", "thinking")
+    """The body as a chat completion request, and its tool side. Thinking asked of a model that does
+    not think is a 400; turning it off there asks nothing."""
+    if body.thinking is not None and not service.loaded.thinks:
+        if not isinstance(body.thinking, ThinkingDisabled):
+            raise ApiError(f"thinking: {service.loaded.name} does not think; leave thinking out", "thinking")
+        body = body.model_copy(update={"thinking": None})
     chat = body.chat_request()
     return chat, tool_use(service.loaded, chat)
 

@@ -179,3 +179,12 @@ def test_thinking_on_a_model_that_does_not_think_is_refused(client):
     with pytest.raises(anthropic.BadRequestError) as raised:
         create(client, max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024})
     assert raised.value.body["error"]["message"].startswith("thinking:")
+
+
+def test_thinking_disabled_on_a_model_that_does_not_think_asks_nothing(client):
+    plain = create(client)
+    message = create(client, thinking={"type": "disabled"})
+    assert message.content[0].text == plain.content[0].text
+    assert client.messages.count_tokens(model="tiny", messages=HELLO, thinking={"type": "disabled"}).input_tokens == (
+        plain.usage.input_tokens
+    )
