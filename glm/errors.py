@@ -13,14 +13,34 @@ from pydantic import ValidationError
 
 
 class Family(Enum):
-    """Legacy ChatGLM routes answer `{"error": {message, type}}`; `/v1` routes OpenAI's error object."""
+    """Legacy ChatGLM routes answer `{"error": {message, type}}`; `/v1` routes OpenAI's error object,
+    except Anthropic's Messages routes, which answer Anthropic's."""
 
     LEGACY = "legacy"
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
 
 
 def family_of(path: str) -> Family:
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return Family.ANTHROPIC
     return Family.OPENAI if path.startswith("/v1/") else Family.LEGACY
+
+
+# Anthropic's error types by status; any other 4xx is an invalid request, any other 5xx an api_error.
+ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_type(status: int) -> str:
+    return ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
 class ApiError(Exception):
@@ -167,6 +187,8 @@ def from_exception(error: BaseException) -> ApiError:
 
 
 def body(error: ApiError, family: Family) -> dict[str, Any]:
+    if family is Family.ANTHROPIC:
+        return {"type": "error", "error": {"type": anthropic_type(error.status), "message": error.message}}
     if family is Family.OPENAI:
         return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
     return {"error": {"message": error.message, "type": error.type}}

@@ -1,4 +1,5 @@
-"""API keys: `Authorization: Bearer KEY` on every API route once any key is configured.
+"""API keys: `Authorization: Bearer KEY` (or `x-api-key: KEY`, as Anthropic's clients send it) on
+every API route once any key is configured.
 
 Keys come from --api-key (repeatable), --api-keys-file (one a line, `#` comments) and the
 GLM_API_KEYS environment variable (comma-separated). The page, its static files, /health and
@@ -14,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Flask, g, request
@@ -64,6 +66,15 @@ def cache_partition(secret: bytes, key: str) -> str:
     return hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents: its bearer token, else its `x-api-key` (Anthropic's header); None
+    where it presents neither."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key", "").strip() or None
+
+
 def register(app: Flask, keys: list[str], cache_per_key: bool = False) -> None:
     if not keys:
         log.warning("no API keys configured: every route is open to anyone who can reach this server")
@@ -80,10 +91,10 @@ def register(app: Flask, keys: list[str], cache_per_key: bool = False) -> None:
         # A CORS preflight carries no credentials by design.
         if request.method == "OPTIONS" or request.path in OPEN_PATHS or request.path.startswith("/static/"):
             return
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("missing API key: send `Authorization: Bearer YOUR_KEY`")
-        if not matches(token.strip(), digests):
+        token = presented_key(request.headers)
+        if token is None:
+            raise Unauthorized("missing API key: send `Authorization: Bearer YOUR_KEY` or `x-api-key: YOUR_KEY`")
+        if not matches(token, digests):
             raise Unauthorized("invalid API key")
         if secret is not None:
-            g.cache_partition = cache_partition(secret, token.strip())
+            g.cache_partition = cache_partition(secret, token)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from glm.schemas.anthropic import CountTokensRequest, MessagesRequest
 from glm.schemas.completions import CompletionRequest
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
 from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
@@ -22,6 +23,7 @@ ERRORS = {
     "503": "shutting down, or the feature is turned off",
     "504": "the request ran past the server's time limit",
 }
+ERROR_SCHEMAS = {"openai": "OpenAIError", "anthropic": "AnthropicError"}
 JSON_BODY = {"application/json": {"schema": {"type": "object"}}}
 EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 
@@ -66,7 +68,7 @@ def operation(
     content: dict[str, Any] | None = None,
     secured: bool = True,
 ) -> dict[str, Any]:
-    error = {"$ref": REF.format(model="OpenAIError" if tag == "openai" else "Error")}
+    error = {"$ref": REF.format(model=ERROR_SCHEMAS.get(tag, "Error"))}
     op: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
@@ -113,6 +115,18 @@ def error_schemas() -> dict[str, Any]:
                 }
             },
         },
+        "AnthropicError": {
+            "type": "object",
+            "required": ["type", "error"],
+            "properties": {
+                "type": {"const": "error"},
+                "error": {
+                    "type": "object",
+                    "required": ["type", "message"],
+                    "properties": {"type": text, "message": text},
+                },
+            },
+        },
     }
 
 
@@ -125,6 +139,8 @@ def components() -> dict[str, Any]:
         ChatCompletionRequest,
         CompletionRequest,
         OpenAIEmbeddingRequest,
+        MessagesRequest,
+        CountTokensRequest,
     ):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -178,6 +194,19 @@ def document(title: str, version: str) -> dict[str, Any]:
                     content={**JSON_BODY, **EVENT_STREAM},
                 )
             },
+            "/v1/messages": {
+                "post": operation(
+                    "Anthropic's Messages API; with `stream: true`, Anthropic's events (message_start to message_stop)",
+                    "anthropic",
+                    body(MessagesRequest),
+                    content={**JSON_BODY, **EVENT_STREAM},
+                )
+            },
+            "/v1/messages/count_tokens": {
+                "post": operation(
+                    "The prompt tokens a /v1/messages request would read", "anthropic", body(CountTokensRequest)
+                )
+            },
             "/v1/models": {"get": operation("The one model served", "openai")},
             "/v1/models/{model}": {"get": model_operation()},
             "/v1/embeddings": {
@@ -186,8 +215,11 @@ def document(title: str, version: str) -> dict[str, Any]:
         },
         "components": {
             "schemas": components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
         },
-        # Keys are optional on a server: a client sends one when it has one.
-        "security": [{"bearer": []}, {}],
+        # Keys are optional on a server: a client sends one when it has one, either way.
+        "security": [{"bearer": []}, {"apiKey": []}, {}],
     }

@@ -8,7 +8,7 @@ choices' content and finish chunks interleave as the engine makes them, and the 
 them all. Each choice's reply is read on its own for tool calls.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -36,14 +36,22 @@ DONE = sse.event("[DONE]")
 FEWER = "fewer tokens (max_tokens), choices (n) or alternatives (top_logprobs), or stream: true"
 
 
-def prepare(
-    service: Service, body: ChatCompletionRequest, caller: Caller, deadline: float, tools: ToolUse | None
-) -> GenerationRequest:
+def prompt_source(
+    service: Service, body: ChatCompletionRequest, tools: ToolUse | None
+) -> tuple[Any, Callable[[Any], list[int]]]:
+    """What the prompt is made from, and what turns that into its ids."""
     messages = tools.conversation if tools else [message.as_template_message() for message in body.messages]
     # A tool conversation carries the template options itself.
     encode_prompt = (
         tools.format.prompt_ids if tools else partial(service.loaded.prompt_ids, options=body.template_options)
     )
+    return messages, encode_prompt
+
+
+def prepare(
+    service: Service, body: ChatCompletionRequest, caller: Caller, deadline: float, tools: ToolUse | None
+) -> GenerationRequest:
+    messages, encode_prompt = prompt_source(service, body, tools)
     constraint = call_constraint(tools) or response_format_constraint(body.response_format)
     request = generation_request(
         service,

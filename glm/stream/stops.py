@@ -5,14 +5,17 @@ class StopMatcher:
     def __init__(self, stops: list[str]) -> None:
         self._stops = [stop for stop in stops if stop]
         self._held = ""
+        # The stop sequence that ended the text, once one has (the earliest in it).
+        self.matched: str | None = None
 
     def push(self, text: str) -> tuple[str, bool]:
         """Return the text that is safe to send, and whether a stop sequence was reached."""
         buffer = self._held + text
-        hits = [index for index in (buffer.find(stop) for stop in self._stops) if index >= 0]
+        hits = [(index, stop) for stop in self._stops if (index := buffer.find(stop)) >= 0]
         if hits:
             self._held = ""
-            return buffer[: min(hits)], True
+            end, self.matched = min(hits, key=lambda hit: hit[0])
+            return buffer[:end], True
         keep = self._partial_match(buffer)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], False

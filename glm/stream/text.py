@@ -47,6 +47,7 @@ class Finished:
     completion_tokens: int
     index: int = 0
     cached_tokens: int = 0  # of the prompt's, taken from the prompt cache
+    stop_sequence: str | None = None  # the one that ended the reply, if one did
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class _Choice:
             self.logprobs.clear()
         if reason is not None:
             self.finished = True
-            yield Finished(reason, len(self.prompt_ids), self.tokens, self.index, self.cached)
+            yield Finished(reason, len(self.prompt_ids), self.tokens, self.index, self.cached, self.stops.matched)
 
     def _describe_prompt(self, logprobs: tuple[Logprobs | None, ...]) -> tuple[TokenLogprob, ...]:
         ids = self.prompt_ids[self.prompt_scored : self.prompt_scored + len(logprobs)]

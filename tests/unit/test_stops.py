@@ -37,3 +37,11 @@ def test_earliest_of_several_stops_wins():
 
 def test_no_stops_passes_everything():
     assert feed([], ["a", "b"]) == ("ab", False)
+
+
+def test_the_matcher_names_the_stop_that_ended_the_text():
+    matcher = StopMatcher(["yz", "c"])
+    assert matcher.matched is None
+    matcher.push("abcxyz")
+    assert matcher.matched == "c"
+    assert StopMatcher(["END"]).matched is None
