@@ -143,25 +143,25 @@ class AnthropicTool(BaseModel):
         return {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
 
 
-class ToolChoiceAuto(BaseModel):
+class ToolChoiceBase(BaseModel):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceAuto(ToolChoiceBase):
     type: Literal["auto"]
-    disable_parallel_tool_use: bool = False
 
 
-class ToolChoiceAny(BaseModel):
+class ToolChoiceAny(ToolChoiceBase):
     type: Literal["any"]
-    disable_parallel_tool_use: bool = False
 
 
-class ToolChoiceTool(BaseModel):
+class ToolChoiceTool(ToolChoiceBase):
     type: Literal["tool"]
     name: FunctionName
-    disable_parallel_tool_use: bool = False
 
 
-class ToolChoiceNone(BaseModel):
+class ToolChoiceNone(ToolChoiceBase):
     type: Literal["none"]
-    disable_parallel_tool_use: bool = False
 
 
 ToolChoice = Annotated[ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone, Field(discriminator="type")]
