@@ -12,6 +12,7 @@ from glm.schemas.completions import CompletionRequest
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
 from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
 from glm.schemas.openai import ChatCompletionRequest
+from glm.schemas.responses import ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
@@ -125,6 +126,7 @@ def components() -> dict[str, Any]:
         ChatCompletionRequest,
         CompletionRequest,
         OpenAIEmbeddingRequest,
+        ResponsesRequest,
     ):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -175,6 +177,14 @@ def document(title: str, version: str) -> dict[str, Any]:
                     "A completion of raw prompts (OpenAI's legacy API); with `stream: true`, chunks ending in [DONE]",
                     "openai",
                     body(CompletionRequest),
+                    content={**JSON_BODY, **EVENT_STREAM},
+                )
+            },
+            "/v1/responses": {
+                "post": operation(
+                    "A response (OpenAI's Responses API, stateless); with `stream: true`, its events as SSE",
+                    "openai",
+                    body(ResponsesRequest),
                     content={**JSON_BODY, **EVENT_STREAM},
                 )
             },
