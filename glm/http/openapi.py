@@ -13,6 +13,7 @@ from glm.schemas.completions import CompletionRequest
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
 from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
 from glm.schemas.openai import ChatCompletionRequest
+from glm.schemas.responses import ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
@@ -141,6 +142,7 @@ def components() -> dict[str, Any]:
         OpenAIEmbeddingRequest,
         MessagesRequest,
         CountTokensRequest,
+        ResponsesRequest,
     ):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -205,6 +207,14 @@ def document(title: str, version: str) -> dict[str, Any]:
             "/v1/messages/count_tokens": {
                 "post": operation(
                     "The prompt tokens a /v1/messages request would read", "anthropic", body(CountTokensRequest)
+                )
+            },
+            "/v1/responses": {
+                "post": operation(
+                    "A response (OpenAI's Responses API, stateless); with `stream: true`, its events as SSE",
+                    "openai",
+                    body(ResponsesRequest),
+                    content={**JSON_BODY, **EVENT_STREAM},
                 )
             },
             "/v1/models": {"get": operation("The one model served", "openai")},

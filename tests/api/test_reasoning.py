@@ -86,6 +86,21 @@ def test_with_no_closing_tag_all_of_the_reply_is_reasoning(client, raw):
         assert got and text.startswith(got)
 
 
+def test_the_responses_api_gives_the_reasoning_as_an_item_before_the_message(client, raw):
+    _, reasoning, answer = raw
+    settings = {"model": "tiny-z1", "input": MESSAGES, "temperature": 0, "max_output_tokens": TOKENS}
+    whole = client.responses.create(**settings)
+    with client.responses.stream(**settings) as stream:
+        events = list(stream)
+    assert "".join(e.delta for e in events if e.type == "response.reasoning_text.delta") == reasoning
+    for response in (whole, events[-1].response):
+        assert [item.type for item in response.output] == ["reasoning", "message"]
+        assert (response.output[0].content[0].text, response.output_text) == (reasoning, answer)
+    # Sent back, the reasoning item is taken as the earlier turn's reasoning.
+    history = [*MESSAGES, *[item.model_dump(exclude_none=True) for item in whole.output], *MESSAGES]
+    assert client.responses.create(**{**settings, "input": history, "max_output_tokens": 4}).output
+
+
 def test_a_reply_a_grammar_shapes_is_all_answer(client):
     message = create(client, max_tokens=8, response_format={"type": "json_object"}).choices[0].message
     assert message.content and getattr(message, "reasoning_content", None) is None

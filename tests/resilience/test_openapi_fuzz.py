@@ -44,6 +44,7 @@ BODY_ROUTES = [
     "/embedding",
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/responses",
     "/v1/embeddings",
 ]
 
