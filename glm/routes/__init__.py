@@ -2,7 +2,7 @@
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import gevent
@@ -13,6 +13,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from glm.encoders import pieces, sse
 from glm.errors import ApiError, describe
+from glm.http.context import caller, current
+from glm.service import Service
+from glm.stream.lifecycle import Caller
 
 Schema = TypeVar("Schema", bound=BaseModel)
 YIELD_SECONDS = 0.001
@@ -72,7 +75,7 @@ def parse_query(schema: type[Schema], json_fields: tuple[str, ...] = ()) -> Sche
     return validated(schema, data)
 
 
-def event_stream(chunks: Iterator[bytes]) -> Response:
+def event_stream(chunks: Iterable[bytes]) -> Response:
     return Response(chunks, mimetype=sse.MIMETYPE, headers=sse.HEADERS)
 
 
@@ -94,3 +97,16 @@ def json_reply(value: Any) -> Response:
             gevent.sleep(YIELD_SECONDS)
 
     return Response(written(), mimetype="application/json")
+
+
+def generated(
+    schema: type[Schema],
+    whole: Callable[[Service, Caller, Schema], Any],
+    streamed: Callable[[Service, Caller, Schema], Iterable[bytes]],
+) -> Response:
+    """A generating route: the body validated against `schema`, answered by `streamed`'s events
+    when it says `stream: true`, else by `whole`'s JSON."""
+    service, body = current(), parse_body(schema)
+    if body.stream:
+        return event_stream(streamed(service, caller(), body))
+    return json_reply(whole(service, caller(), body))

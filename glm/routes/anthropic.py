@@ -4,7 +4,7 @@ one version of the API is served)."""
 from flask import Blueprint, Response
 
 from glm.http.context import caller, current
-from glm.routes import event_stream, json_reply, parse_body
+from glm.routes import generated, json_reply, parse_body
 from glm.schemas.anthropic import CountTokensRequest, MessagesRequest
 from glm.serving import anthropic
 
@@ -14,10 +14,7 @@ bp = Blueprint("anthropic", __name__, url_prefix="/v1")
 @bp.post("/messages")
 def messages() -> Response:
     """A message, streamed as Anthropic's events when the body says `stream: true`."""
-    service, body = current(), parse_body(MessagesRequest)
-    if body.stream:
-        return event_stream(anthropic.events(service, caller(), body))
-    return json_reply(anthropic.completion(service, caller(), body))
+    return generated(MessagesRequest, anthropic.completion, anthropic.events)
 
 
 @bp.post("/messages/count_tokens")

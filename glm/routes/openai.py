@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify
 
 from glm.encoders import openai as encode
 from glm.errors import ModelNotFound
-from glm.http.context import caller, current
-from glm.routes import event_stream, json_reply, parse_body
+from glm.http.context import current
+from glm.routes import generated
 from glm.schemas.completions import CompletionRequest
 from glm.schemas.openai import ChatCompletionRequest
 from glm.serving import completions, openai
@@ -19,19 +19,13 @@ STARTED = int(time.time())
 @bp.post("/chat/completions")
 def chat_completions() -> Response:
     """A chat completion, streamed when the body says `stream: true`."""
-    service, body = current(), parse_body(ChatCompletionRequest)
-    if body.stream:
-        return event_stream(openai.chunks(service, caller(), body))
-    return json_reply(openai.completion(service, caller(), body))
+    return generated(ChatCompletionRequest, openai.completion, openai.chunks)
 
 
 @bp.post("/completions")
 def text_completions() -> Response:
     """A completion of raw prompts (OpenAI's legacy API), streamed when the body says `stream: true`."""
-    service, body = current(), parse_body(CompletionRequest)
-    if body.stream:
-        return event_stream(completions.chunks(service, caller(), body))
-    return json_reply(completions.completion(service, caller(), body))
+    return generated(CompletionRequest, completions.completion, completions.chunks)
 
 
 @bp.get("/models")

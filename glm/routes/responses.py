@@ -2,8 +2,7 @@
 
 from flask import Blueprint, Response
 
-from glm.http.context import caller, current
-from glm.routes import event_stream, json_reply, parse_body
+from glm.routes import generated
 from glm.schemas.responses import ResponsesRequest
 from glm.serving import responses
 
@@ -13,7 +12,4 @@ bp = Blueprint("responses", __name__, url_prefix="/v1")
 @bp.post("/responses")
 def create() -> Response:
     """A response, streamed as its events when the body says `stream: true`."""
-    service, body = current(), parse_body(ResponsesRequest)
-    if body.stream:
-        return event_stream(responses.events(service, caller(), body))
-    return json_reply(responses.response(service, caller(), body))
+    return generated(ResponsesRequest, responses.response, responses.events)
