@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from glm.models.chatglm.weights import LAYER, RENAMED_IN_LAYER, split_qkv
 from glm.startup import StartupError
 
 CONFIG = "adapter_config.json"
@@ -143,8 +144,35 @@ def read_adapter(name: str, path: Path, model: PreTrainedModel) -> Pairs:
     for module, pair in sorted(halves.items()):
         if set(pair) != {"lora_A", "lora_B"}:
             raise StartupError(f"--lora {name}: {file}: {module} has {' and '.join(pair)} only")
-        pairs[module] = _checked(name, file, model, module, pair["lora_A"].float(), pair["lora_B"].float() * scaling)
+        try:
+            converted = converted_layout(module, pair["lora_A"].float(), pair["lora_B"].float() * scaling, model)
+        except StartupError as error:
+            raise StartupError(f"--lora {name}: {file}: {error}") from None
+        for target, (a, b) in converted.items():
+            pairs[target] = _checked(name, file, model, target, a, b)
     return pairs
+
+
+# An original ChatGLM2/3 or GLM-4 module -> its GlmForCausalLM conversion's (glm/models/chatglm/weights.py).
+CONVERTED = {
+    original.removesuffix(".weight"): converted.removesuffix(".weight")
+    for original, converted in RENAMED_IN_LAYER.items()
+}
+
+
+def converted_layout(module: str, a: torch.Tensor, b: torch.Tensor, model: PreTrainedModel) -> Pairs:
+    """An adapter trained on an original ChatGLM2/3 or GLM-4 checkpoint names its modules, which
+    we serve converted: renamed, and the fused query_key_value split into q/k/v projections that
+    share its A, each with its own rows of B. Any other module is as it is."""
+    match = LAYER.fullmatch(module)
+    if match is None:
+        return {module: (a, b)}
+    layer, part = match.groups()
+    prefix = f"model.layers.{layer}."
+    if part == "self_attention.query_key_value":
+        blocks = zip(("q_proj", "k_proj", "v_proj"), split_qkv(b, model.config), strict=True)
+        return {f"{prefix}self_attn.{name}": (a, block) for name, block in blocks}
+    return {prefix + CONVERTED[part]: (a, b)} if part in CONVERTED else {module: (a, b)}
 
 
 def read_config(name: str, path: Path) -> dict:

@@ -2,6 +2,7 @@
 what transformers with peft's own adapter applied generates, whichever other adapters share its
 passes, and the prompt cache never hands one adapter's KV to another."""
 
+import json
 import threading
 
 import pytest
@@ -15,8 +16,10 @@ from glm.models.source import model_source
 from glm.prompt import encode_chat
 from glm.startup import StartupError
 from tests.conftest import CACHE
-from tests.support.lora_adapters import build_adapters, greedy, peft_model
+from tests.support.chatglm_reference import read_original_weights, reference_logits
+from tests.support.lora_adapters import build_adapters, build_original_adapter, greedy, peft_model
 
+CPU = torch.device("cpu")
 GREEDY = SamplingParams(temperature=0.0)
 TOKENS = 12
 TEXTS = ("hello there", "写一首诗 🌸")
@@ -187,3 +190,22 @@ def test_an_adapter_for_a_module_the_model_lacks_stops_start_up(tmp_path):
     save_file(tensors, file)
     with pytest.raises(StartupError, match="query_key_value, which the model does not have"):
         load_model(model_source("tiny"), torch.device("cpu"), torch.float32, CACHE, adapters={"a": folder})
+
+
+@pytest.mark.parametrize(("family", "rope"), [("chatglm3-6b", {}), ("glm-4-9b-chat", {"rope_base": 10000.0 * 500})])
+def test_an_adapter_trained_on_an_original_chatglm_folder_applies_to_its_conversion(
+    chatglm_folders, tmp_path, family, rope
+):
+    """The adapter names the original checkpoint's modules (the fused query_key_value among them);
+    our logits with it equal the original forward pass with peft's merge of it."""
+    folder = chatglm_folders[family]
+    merged = build_original_adapter(tmp_path / "adapter", read_original_weights(folder))
+    loaded = load_model(model_source(str(folder)), CPU, torch.float32, tmp_path, adapters={"ft": tmp_path / "adapter"})
+    ids = loaded.prompt_ids([{"role": "user", "content": "你好"}])
+    config = json.loads((folder / "config.json").read_text())
+    expected = reference_logits(merged, config, ids, **rope)
+    base = reference_logits(read_original_weights(folder), config, ids, **rope)
+    with torch.no_grad(), loaded.lora.use([loaded.lora.slot("ft")], CPU):
+        logits = loaded.model(torch.tensor([ids])).logits[0]
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    assert (expected - base).abs().max() > 0.1
