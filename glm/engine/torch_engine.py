@@ -11,6 +11,10 @@ to be read take turns by group (a client request's choices and batch of prompts 
 that had a turn waits behind every other, so one request's many long prompts delay another's
 short one by a chunk, not by all of them.
 
+Requests for different LoRA adapters (glm/models/lora.py) and for the base model share prefill
+passes and decode steps: before each forward pass the engine tells the model which adapter each
+row uses.
+
 A request starts from the longest prefix of its prompt that the prompt cache (glm/engine/prompt_cache.py)
 holds. What a request's prompt and reply put in the KV cache goes there when its prompt is read and
 again when it leaves the batch.

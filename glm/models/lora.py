@@ -4,9 +4,9 @@ Each projection some adapter targets is wrapped in a LoraLinear that holds every
 low-rank pair stacked by slot: A [slots, rank, in] and B [slots, out, rank], slot 0 being the base
 (no adapter), and the scaling folded into B. Before a forward pass the engine says which slot each
 row of the batch uses (`Lora.use`); each wrapped projection then adds, to the rows that have an
-adapter only, their own adapter's x A^T B^T, gathered per row as punica and S-LoRA do, so that
-requests for different adapters and for the base share one pass and no adapter's weights are
-ever merged into the base's. A pass whose rows all use the base runs the base's projections alone.
+adapter only, their own adapter's x A^T B^T (LoraLinear says how), so that requests for different
+adapters and for the base share one pass and no adapter's weights are ever merged into the
+base's. A pass whose rows all use the base runs the base's projections alone.
 The pairs stay in the model's float dtype over packed 8- and 4-bit weights.
 """
 
@@ -42,30 +42,36 @@ UNSUPPORTED = {
 
 @dataclass
 class Rows:
-    """Which rows of the current forward pass have an adapter: their indices in the batch and their
-    slots [n], or None while every row uses the base. Shared by all of a model's LoraLinears."""
+    """Which rows of the current forward pass use which adapter, shared by all of a model's
+    LoraLinears: for each adapter in the pass, its slot and its rows' indices in the batch (None
+    where it has every row). Empty while every row uses the base."""
 
-    active: tuple[torch.Tensor, torch.Tensor] | None = None
+    groups: list[tuple[int, torch.Tensor | None]] = field(default_factory=list)
 
 
 class LoraLinear(nn.Module):
+    """A projection plus, for the rows of each adapter in the pass, that adapter's x A^T B^T.
+
+    The rows are grouped by adapter (punica's segmented SGMV rather than a per-row gather of the
+    pairs, which on a CPU without punica's kernels copies every row's A and B each step): one pair
+    of products per adapter present, on views of its pairs. They are held transposed, A^T
+    [slots, in, rank] and B^T [slots, rank, out], so that each product is a plain matmul."""
+
     def __init__(self, base: nn.Module, a: torch.Tensor, b: torch.Tensor, rows: Rows) -> None:
         super().__init__()
         self.base = base
-        self.lora_a = nn.Buffer(a)  # [slots, rank, in]
-        self.lora_b = nn.Buffer(b)  # [slots, out, rank], scaled
+        self.lora_a = nn.Buffer(a.transpose(1, 2).contiguous())  # [slots, in, rank]
+        self.lora_b = nn.Buffer(b.transpose(1, 2).contiguous())  # [slots, rank, out], scaled
         self.rows = rows
         self.in_features, self.out_features = base.in_features, base.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        if self.rows.active is None:
-            return y
-        index, slots = self.rows.active
-        picked = x.index_select(0, index).reshape(len(index), -1, self.in_features)
-        low = torch.bmm(picked, self.lora_a.index_select(0, slots).transpose(1, 2))
-        delta = torch.bmm(low, self.lora_b.index_select(0, slots).transpose(1, 2))
-        return y.index_add(0, index, delta.reshape(len(index), *y.shape[1:]).to(y.dtype))
+        for slot, index in self.rows.groups:
+            picked = x if index is None else x.index_select(0, index)
+            delta = ((picked @ self.lora_a[slot]) @ self.lora_b[slot]).to(y.dtype)
+            y = y + delta if index is None else y.index_add(0, index, delta)
+        return y
 
 
 @dataclass(frozen=True)
@@ -82,18 +88,13 @@ class Lora:
     @contextmanager
     def use(self, slots: list[int], device: torch.device) -> Iterator[None]:
         """Within: row i of every forward pass uses slots[i]."""
-        if not any(slots):
-            yield
-            return
-        index = [row for row, slot in enumerate(slots) if slot]
-        self.rows.active = (
-            torch.tensor(index, device=device),
-            torch.tensor([slots[row] for row in index], device=device),
-        )
+        for slot in sorted(set(slots) - {0}):
+            index = [row for row, each in enumerate(slots) if each == slot]
+            self.rows.groups.append((slot, None if len(index) == len(slots) else torch.tensor(index, device=device)))
         try:
             yield
         finally:
-            self.rows.active = None
+            self.rows.groups.clear()
 
 
 NO_LORA = Lora()
