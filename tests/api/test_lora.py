@@ -73,6 +73,15 @@ def test_an_unknown_model_is_openai_s_404_once_adapters_are_served(client):
     assert error.value.body["code"] == "model_not_found" and error.value.body["param"] == "model"
 
 
+def test_anthropic_messages_choose_the_adapter_by_model(server, client):
+    body = {"max_tokens": TOKENS, "temperature": 0, "messages": [{"role": "user", "content": TEXT}]}
+    reply = requests.post(server.url("/v1/messages"), json={**body, "model": "b"}, timeout=60).json()
+    assert reply["model"] == "b"
+    assert reply["content"][0]["text"] == chat(client, "b").choices[0].message.content
+    unknown = requests.post(server.url("/v1/messages"), json={**body, "model": "claude-sonnet-4-5"}, timeout=60)
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found_error"
+
+
 def test_completions_choose_the_adapter_too(client):
     prompts = {
         model: client.completions.create(model=model, prompt=TEXT, max_tokens=TOKENS, temperature=0)
