@@ -14,6 +14,9 @@ from glm.prompt import encode_chat
 from tests.conftest import own_tiny_server
 from tests.support.lora_adapters import build_adapters, greedy, peft_model
 
+# Slow: a server of its own, and peft's references.
+pytestmark = pytest.mark.slow
+
 TOKENS = 10
 TEXT = "hello there"
 
