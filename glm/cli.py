@@ -82,6 +82,16 @@ def parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="serve the PEFT LoRA adapter in folder PATH (adapter_config.json and adapter_model.safetensors "
+        "or .bin) as model NAME over the base model; repeat for more. A request chooses one by its model "
+        "(the legacy routes by `adapter`); requests for different adapters and the base share a batch "
+        "(docs/models.md); --engine torch only",
+    )
+    p.add_argument(
         "--engine",
         default="torch",
         choices=["torch", "vllm"],
@@ -283,7 +293,10 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
 
     source = model_source(args.model, args.chat_format)
     defaults = source.sampling_defaults() if args.generation_config == "auto" else NONE
+    adapters = lora_folders(args.lora, source.name)
     if args.engine == "vllm":
+        if adapters:
+            raise StartupError("--lora: not yet with --engine vllm; serve adapters with --engine torch")
         return vllm_engine(args, source, device, defaults)
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
     if given:
@@ -298,11 +311,26 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
     config = EngineConfig(**{name: value for name, value in given.items() if value is not None})
     engine = Engine(
         lambda: replace(
-            load_model(source, device, dtype, args.cache_dir, args.trust_remote_code, bits), sampling_defaults=defaults
+            load_model(source, device, dtype, args.cache_dir, args.trust_remote_code, bits, adapters),
+            sampling_defaults=defaults,
         ),
         config,
     )
     return engine, f"--engine torch, --dtype {str(dtype).removeprefix('torch.')}, --quantize {bits}"
+
+
+def lora_folders(given: list[str], base: str) -> dict[str, Path]:
+    """--lora NAME=PATH flags, by name; a malformed name, or one given twice or the base model's
+    (which requests name for no adapter), stops start-up."""
+    folders: dict[str, Path] = {}
+    for flag in given:
+        name, sep, path = flag.partition("=")
+        if not sep or not name or not path:
+            raise StartupError(f"--lora {flag}: give NAME=PATH, the adapter's name and its PEFT folder")
+        if name in folders or name == base:
+            raise StartupError(f"--lora {flag}: the name {name} is taken (by another adapter, or the base model)")
+        folders[name] = Path(path)
+    return folders
 
 
 def vllm_engine(

@@ -169,5 +169,11 @@ def model(name: str, created: int, sampling_defaults: dict[str, float]) -> dict[
     }
 
 
-def models(name: str, created: int, sampling_defaults: dict[str, float]) -> dict[str, Any]:
-    return {"object": "list", "data": [model(name, created, sampling_defaults)]}
+def adapter(name: str, parent: str, created: int, sampling_defaults: dict[str, float]) -> dict[str, Any]:
+    """A LoRA adapter served over the base model `parent`, as vLLM lists one."""
+    return {**model(name, created, sampling_defaults), "parent": parent}
+
+
+def models(name: str, adapters: Sequence[str], created: int, sampling_defaults: dict[str, float]) -> dict[str, Any]:
+    listed = [adapter(each, name, created, sampling_defaults) for each in adapters]
+    return {"object": "list", "data": [model(name, created, sampling_defaults), *listed]}

@@ -35,6 +35,9 @@ class GenerationRequest:
     # The prompt reuses only cached prefixes of prompts with the same salt (None: those without one),
     # so that what was cached tells nobody outside the salt what its users sent.
     cache_salt: str | None = None
+    # The LoRA adapter (a name in ServedModel.adapters) whose delta this request's rows get; None: the base.
+    # Its prompt reuses only KV its own adapter computed.
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ every kept block reachable. The engine thread owns the cache; `stats` may be rea
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +37,7 @@ LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys and values [kv_heads, positi
 
 
 # (the serial of the block before it, or at the start the request's cache salt, 0 for none; its ids)
-BlockKey = tuple[int | str, tuple[int, ...]]
+BlockKey = tuple[Hashable, tuple[int, ...]]
 
 
 @dataclass(eq=False)
@@ -64,7 +64,7 @@ class PromptCache:
         return (length - 1) // BLOCK * BLOCK if self.budget else 0
 
     def reuse(
-        self, prompt: list[int], empty: Callable[[], DynamicCache], salt: str | None = None
+        self, prompt: list[int], empty: Callable[[], DynamicCache], salt: Hashable | None = None
     ) -> DynamicCache | None:
         """A cache (from `empty`) holding the KV of the longest prefix of `prompt` kept under
         `salt`, or None when none is kept. The prompt's last token is always left to read, since
@@ -84,7 +84,7 @@ class PromptCache:
             layer.update(keys[None], values[None])
         return cache
 
-    def keep(self, ids: list[int], layers: list[LayerKV], salt: str | None = None) -> None:
+    def keep(self, ids: list[int], layers: list[LayerKV], salt: Hashable | None = None) -> None:
         """Keep the whole blocks of `ids` under `salt`, whose KV `layers` holds (each layer's keys
         and values for at least those positions), as far as the budget allows."""
         if self.budget == 0:
@@ -108,7 +108,7 @@ class PromptCache:
         self._blocks.clear()
         self.stats.bytes = 0
 
-    def _path(self, ids: list[int], salt: str | None) -> list[_Block]:
+    def _path(self, ids: list[int], salt: Hashable | None) -> list[_Block]:
         path: list[_Block] = []
         parent = _root(salt)
         for start in range(0, len(ids) - BLOCK + 1, BLOCK):
@@ -135,6 +135,7 @@ class PromptCache:
             self.stats.bytes -= block.bytes
 
 
-def _root(salt: str | None) -> int | str:
-    """What stands before a prompt's first block: its salt, or 0; never a block's serial, an int from 1."""
+def _root(salt: Hashable | None) -> Hashable:
+    """What stands before a prompt's first block: its salt (a string, or any other value that is
+    not an int), or 0; never a block's serial, an int from 1."""
     return 0 if salt is None else salt

@@ -11,6 +11,10 @@ to be read take turns by group (a client request's choices and batch of prompts 
 that had a turn waits behind every other, so one request's many long prompts delay another's
 short one by a chunk, not by all of them.
 
+Requests for different LoRA adapters (glm/models/lora.py) and for the base model share prefill
+passes and decode steps: before each forward pass the engine tells the model which adapter each
+row uses.
+
 A request starts from the longest prefix of its prompt that the prompt cache (glm/engine/prompt_cache.py)
 holds. What a request's prompt and reply put in the KV cache goes there when its prompt is read and
 again when it leaves the batch.
@@ -26,7 +30,8 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -99,6 +104,14 @@ class _Slot:
     prefilled: int = 0  # prompt tokens already in the cache
     solo: bool = False  # read this prompt on its own (it is scored, or a grouped prefill with it failed)
     output: list[int] = field(default_factory=list)  # every token sampled, in order
+    adapter: int = 0  # the request's LoRA slot (glm/models/lora.py), 0 for the base
+
+    @property
+    def partition(self) -> Hashable:
+        """The prompt cache's partition: KV computed with one adapter's delta is no other's, so
+        the adapter stands beside the salt (a tuple, which no salt string or absent salt equals)."""
+        request = self.request
+        return request.cache_salt if request.adapter is None else (request.adapter, request.cache_salt)
 
 
 class Engine:
@@ -238,9 +251,14 @@ class Engine:
         """Queue a request for prefill, from the longest prefix of its prompt the prompt cache holds
         (a prompt whose tokens are scored is read whole)."""
         try:
+            slot.adapter = self.loaded.lora.slot(slot.request.adapter)
+        except ValueError:
+            self._finish(slot, ErrorEvent(f"no LoRA adapter {slot.request.adapter!r} is loaded"))
+            return
+        try:
             if not slot.solo:
                 slot.cache = self._prompts.reuse(
-                    slot.request.prompt_ids, lambda: new_cache(self.loaded.model), slot.request.cache_salt
+                    slot.request.prompt_ids, lambda: new_cache(self.loaded.model), slot.partition
                 )
             if slot.cache is not None:
                 slot.prefilled = slot.cache.get_seq_length()
@@ -255,7 +273,7 @@ class Engine:
         """Keep in the prompt cache the KV `layers` holds of the request's prompt and the reply so far."""
         try:
             ids = slot.request.prompt_ids + slot.output
-            self._prompts.keep(ids[: layers[0][0].shape[1]], layers, slot.request.cache_salt)
+            self._prompts.keep(ids[: layers[0][0].shape[1]], layers, slot.partition)
         except Exception:  # the cache is an optimisation: its failure must not fail requests
             log.exception("keeping a prompt in the cache failed")
 
@@ -319,7 +337,8 @@ class Engine:
         low when many requests arrive at once; they join the decode batch together."""
         try:
             pad = self.loaded.tokenizer.pad_token_id or 0
-            logits, cache, mask = prefill_group(self.loaded.model, [s.request.prompt_ids for s in group], pad)
+            with self._adapters(group):
+                logits, cache, mask = prefill_group(self.loaded.model, [s.request.prompt_ids for s in group], pad)
             chosen = self._choose(logits, group)
             for row, slot in enumerate(group):
                 self._remember(slot, kv_batch.row(cache, row, int(mask[row].sum())))
@@ -347,10 +366,11 @@ class Engine:
         try:
             slot.cache = slot.cache or new_cache(self.loaded.model)
             last = slot.prefilled + len(chunk) == len(prompt)
-            if slot.request.prompt_logprobs is None:
-                logits = prefill_chunk(self.loaded.model, chunk, slot.cache, last)
-            else:
-                logits = self._score_chunk(slot, chunk, last)
+            with self._adapters([slot]):
+                if slot.request.prompt_logprobs is None:
+                    logits = prefill_chunk(self.loaded.model, chunk, slot.cache, last)
+                else:
+                    logits = self._score_chunk(slot, chunk, last)
             slot.prefilled += len(chunk)
             if logits is None:
                 return
@@ -383,7 +403,8 @@ class Engine:
         tokens = torch.tensor([slot.output[-1] for slot in rows], device=self.loaded.device)
         positions, mask = self._batch.step_inputs()
         try:
-            logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
+            with self._adapters(rows):
+                logits = decode_step(self.loaded.model, tokens, positions, mask, self._batch.cache)
             chosen = self._choose(logits, rows)
         except Exception as exc:  # the step is shared, so every row in it fails; the engine goes on
             log.exception("decode step failed")
@@ -396,6 +417,10 @@ class Engine:
         for slot in (slot for slot, stays in zip(rows, staying, strict=True) if not stays):
             self._remember(slot, self._batch.sequence(slot))
         self._batch.keep([slot for slot, stays in zip(rows, staying, strict=True) if stays])
+
+    def _adapters(self, rows: list[_Slot]) -> AbstractContextManager[None]:
+        """Within: each row of a forward pass over `rows` gets its own adapter's delta."""
+        return self.loaded.lora.use([slot.adapter for slot in rows], self.loaded.device)
 
     @staticmethod
     def _choose(logits: torch.Tensor, slots: list[_Slot]) -> list[TokenEvent]:

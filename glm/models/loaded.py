@@ -8,6 +8,7 @@ import torch
 from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from glm.constraint import Grammars
+from glm.models.lora import NO_LORA, Lora
 from glm.models.sampling_defaults import NONE, SamplingDefaults
 from glm.models.weights import Weights
 from glm.prompt import NO_OPTIONS, TemplateOptions, encode_chat
@@ -43,6 +44,8 @@ class ServedModel:
     about: str | None = None
     # What a request that leaves a sampling field out gets (--generation-config).
     sampling_defaults: SamplingDefaults = NONE
+    # The LoRA adapters (--lora) a request may name instead of the base model `name`.
+    adapters: tuple[str, ...] = ()
 
     def prompt_ids(self, messages: list[dict[str, str]], options: TemplateOptions = NO_OPTIONS) -> list[int]:
         """The ids the model sees for `messages`, ending with the cue for the assistant's turn."""
@@ -57,6 +60,7 @@ class LoadedModel(ServedModel):
     """The model as our engine uses it: its weights in this process, on `device`."""
 
     model: PreTrainedModel
+    lora: Lora = NO_LORA  # the adapters' low-rank pairs, attached to `model`'s projections
 
 
 def stop_token_ids(generation: GenerationConfig, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -30,17 +30,20 @@ def text_completions() -> Response:
 
 @bp.get("/models")
 def models() -> Response:
-    """The one model this server serves."""
+    """The model this server serves, and the LoRA adapters over it."""
     loaded = current().loaded
-    return jsonify(encode.models(loaded.name, STARTED, loaded.sampling_defaults.as_dict()))
+    return jsonify(encode.models(loaded.name, loaded.adapters, STARTED, loaded.sampling_defaults.as_dict()))
 
 
 # `path`: an id with slashes ("org/name", as hub ids are) gets OpenAI's unknown-model 404 too,
 # not the router's.
 @bp.get("/models/<path:model>")
 def model_by_id(model: str) -> Response:
-    """The model this server serves, by its id; any other id is OpenAI's 404."""
+    """The model this server serves, or an adapter over it, by its id; any other id is OpenAI's 404."""
     loaded = current().loaded
+    defaults = loaded.sampling_defaults.as_dict()
+    if model in loaded.adapters:
+        return jsonify(encode.adapter(model, loaded.name, STARTED, defaults))
     if model != loaded.name:
         raise ModelNotFound(model)
-    return jsonify(encode.model(loaded.name, STARTED, loaded.sampling_defaults.as_dict()))
+    return jsonify(encode.model(loaded.name, STARTED, defaults))

@@ -30,6 +30,7 @@ PROMPT_SHAPES = (
 
 
 class CompletionRequest(OpenAIBody, SamplingFields):
+    # As ChatCompletionRequest's: the base model or a --lora adapter.
     model: str | None = None
     # One prompt (a text or token ids) or a batch of them (a list of either).
     prompt: PromptText | TokenIds | Annotated[list[PromptText], Batch] | Annotated[list[TokenIds], Batch]

@@ -37,6 +37,8 @@ class LegacyChatRequest(Body, SamplingFields):
     stream: bool | None = None
     # As on /v1/chat/completions: JSON, or JSON valid against a schema.
     response_format: ResponseFormat | None = None
+    # A LoRA adapter served with --lora; left out, the base model.
+    adapter: Text | None = None
 
     @model_validator(mode="after")
     def _has_text(self) -> "LegacyChatRequest":

@@ -127,7 +127,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(OpenAIBody, SamplingFields):
-    # Any name is accepted: one model is served, and clients such as LangChain send their own default.
+    # Without --lora any name is the one model served (clients such as LangChain send their own
+    # default); with adapters it chooses one, or the base by its name (glm/serving/common.py).
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False

@@ -12,7 +12,7 @@ from glm.errors import ApiError
 from glm.schemas.anthropic import CountTokensRequest, MessagesRequest, ThinkingDisabled
 from glm.schemas.openai import ChatCompletionRequest
 from glm.service import Service
-from glm.serving.common import reasoning_start
+from glm.serving.common import reasoning_start, served_name
 from glm.serving.openai import prepare, prompt_source
 from glm.serving.tools import ToolUse, reader, tool_use
 from glm.stream.lifecycle import Caller
@@ -57,7 +57,7 @@ def completion(service: Service, caller: Caller, body: MessagesRequest) -> dict[
             request = prepare(service, chat, caller, life.deadline, tools)
         whole = whole_text(service.engine, request, chat.stop, life)
     reply = read_whole(reader(tools, reasoning_start(service, request)), whole.text)
-    return encode.message(encode.message_id(), service.loaded.name, reply, whole.finished)
+    return encode.message(encode.message_id(), served_name(service, request), reply, whole.finished)
 
 
 def events(service: Service, caller: Caller, body: MessagesRequest) -> Iterable[bytes]:
@@ -65,7 +65,7 @@ def events(service: Service, caller: Caller, body: MessagesRequest) -> Iterable[
     with service.admission.admit(caller, streaming=True) as life:
         with about_thinking():
             request = prepare(service, chat, caller, life.deadline, tools)
-        writer = encode.StreamWriter(encode.message_id(), service.loaded.name)
+        writer = encode.StreamWriter(encode.message_id(), served_name(service, request))
         read = reader(tools, reasoning_start(service, request))
 
         def generate() -> Iterator[bytes]:

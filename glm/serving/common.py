@@ -11,7 +11,7 @@ from typing import Any
 from glm.constraint import Grammar, GrammarError, json_grammar
 from glm.engine.api import GenerationRequest
 from glm.engine.sampling import SamplingParams
-from glm.errors import ApiError
+from glm.errors import ApiError, ModelNotFound
 from glm.models.sampling_defaults import SamplingDefaults
 from glm.prompt import reply_budget
 from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS, MAX_REPLY_BYTES
@@ -52,6 +52,7 @@ def generation_request(
     constraint: Constraint | None = None,
     logprobs: int | None = None,
     salt: str | None = None,
+    adapter: str | None = None,
 ) -> GenerationRequest:
     """The prompt's ids, tokenized off the hub by the request's `deadline`, the reply budget and
     the compiled grammar, if any.
@@ -70,9 +71,41 @@ def generation_request(
         log.info("request %s prompt: %r", caller.request_id, messages)
     return checked(
         GenerationRequest(
-            prompt_ids, budget, sampling, ignore_eos, grammar, logprobs, cache_salt=cache_salt(caller, salt)
+            prompt_ids,
+            budget,
+            sampling,
+            ignore_eos,
+            grammar,
+            logprobs,
+            cache_salt=cache_salt(caller, salt),
+            adapter=adapter,
         )
     )
+
+
+def model_adapter(service: Service, model: str | None) -> str | None:
+    """The LoRA adapter (--lora) a request's `model` names, None for the base model. Without
+    adapters any name is the base, as it always was: clients send names of their own (LangChain its
+    default); with them, a name neither the base's nor an adapter's is OpenAI's 404."""
+    loaded = service.loaded
+    if not loaded.adapters or model is None or model == loaded.name:
+        return None
+    if model in loaded.adapters:
+        return model
+    raise ModelNotFound(model)
+
+
+def named_adapter(service: Service, adapter: str | None) -> str | None:
+    """The legacy routes' `adapter` field, checked: None is the base model."""
+    if adapter is None or adapter in service.loaded.adapters:
+        return adapter
+    served = ", ".join(service.loaded.adapters) or "none"
+    raise ApiError(f"adapter: no adapter {adapter!r} is served here (served: {served})", "adapter")
+
+
+def served_name(service: Service, request: GenerationRequest) -> str:
+    """The model a reply names: the request's adapter, or the base model."""
+    return request.adapter or service.loaded.name
 
 
 def sampling(service: Service, fields: SamplingFields, route: SamplingDefaults | None = None) -> SamplingParams:

@@ -21,7 +21,15 @@ from glm.engine.api import GenerationRequest
 from glm.prompt import encode_raw, reply_budget
 from glm.schemas.completions import CompletionRequest
 from glm.service import Service
-from glm.serving.common import bound_reply, cache_salt, check_queued_prompts, checked, sampling
+from glm.serving.common import (
+    bound_reply,
+    cache_salt,
+    check_queued_prompts,
+    checked,
+    model_adapter,
+    sampling,
+    served_name,
+)
 from glm.serving.openai import DONE, error_events
 from glm.stream.choices import choices
 from glm.stream.lifecycle import Caller
@@ -57,6 +65,7 @@ def prepare(
 ) -> tuple[list[Prompt], list[GenerationRequest]]:
     """The prompts, tokenized off the hub by the request's `deadline`, and one engine request per choice."""
     loaded = service.loaded
+    adapter = model_adapter(service, body.model)
     prompts = service.prompts.run(
         read_prompts,
         loaded.tokenizer,
@@ -89,6 +98,7 @@ def prepare(
                 logprobs=body.logprobs,
                 prompt_logprobs=body.logprobs if body.scores_prompt else None,
                 cache_salt=salt,
+                adapter=adapter,
             )
         )
         requests += choices(request, body.n)
@@ -105,13 +115,14 @@ def completion(service: Service, caller: Caller, body: CompletionRequest) -> dic
         bound_reply(requests, encode.LOGPROB_BYTES, "logprobs", FEWER)
         replies = whole_choices(service.engine, requests, body.stop, life)
     echoed = [(prompts[whole.finished.index // body.n].echo + whole.text, whole) for whole in replies]
-    return encode.completion(encode.completion_id(), service.loaded.name, echoed, body.n, body.logprobs is not None)
+    name = served_name(service, requests[0])
+    return encode.completion(encode.completion_id(), name, echoed, body.n, body.logprobs is not None)
 
 
 def chunks(service: Service, caller: Caller, body: CompletionRequest) -> Iterable[bytes]:
     with service.admission.admit(caller, streaming=True, places=places(body)) as life:
         prompts, requests = prepare(service, body, caller, life.deadline)
-        writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+        writer = encode.ChunkWriter(encode.completion_id(), served_name(service, requests[0]))
 
         def generate() -> Iterator[bytes]:
             for index in range(len(requests)):

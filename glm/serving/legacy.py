@@ -16,9 +16,11 @@ from glm.schemas.legacy import CHATGLM_SAMPLING, LegacyChatRequest
 from glm.service import Service
 from glm.serving.common import (
     generation_request,
+    named_adapter,
     reasoning_start,
     response_format_constraint,
     sampling,
+    served_name,
     split_reasoning,
 )
 from glm.stream.lifecycle import Caller
@@ -45,6 +47,7 @@ def prepare(
         body.max_tokens,
         body.max_length,
         constraint=constraint,
+        adapter=named_adapter(service, body.adapter),
     )
 
 
@@ -57,7 +60,7 @@ def chat(service: Service, caller: Caller, body: LegacyChatRequest) -> dict[str,
         request = prepare(service, body, caller, life.deadline, streaming=False)
         whole = whole_text(service.engine, request, [], life)
     reply = read_whole(reader(service, request), whole.text)
-    return encode.chat(body.text, body.history_pairs(), reply, whole.finished, service.loaded.name)
+    return encode.chat(body.text, body.history_pairs(), reply, whole.finished, served_name(service, request))
 
 
 def events(service: Service, caller: Caller, body: LegacyChatRequest) -> Iterable[bytes]:

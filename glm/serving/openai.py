@@ -22,9 +22,11 @@ from glm.serving.common import (
     bound_reply,
     check_queued_prompts,
     generation_request,
+    model_adapter,
     reasoning_start,
     response_format_constraint,
     sampling,
+    served_name,
 )
 from glm.serving.tools import ToolUse, call_constraint, reader, tool_use
 from glm.stream.choices import choices
@@ -65,6 +67,7 @@ def prepare(
         constraint=constraint,
         logprobs=body.logprob_alternatives,
         salt=body.cache_salt,
+        adapter=model_adapter(service, body.model),
     )
     check_queued_prompts(service, len(request.prompt_ids) * body.n, "n")
     return request
@@ -78,14 +81,14 @@ def completion(service: Service, caller: Caller, body: ChatCompletionRequest) ->
         replies = whole_choices(service.engine, requests, body.stop, life)
     start = reasoning_start(service, requests[0])
     read = [(read_whole(reader(tools, start), whole.text), whole) for whole in replies]
-    return encode.completion(encode.completion_id(), service.loaded.name, read, body.logprobs)
+    return encode.completion(encode.completion_id(), served_name(service, requests[0]), read, body.logprobs)
 
 
 def chunks(service: Service, caller: Caller, body: ChatCompletionRequest) -> Iterable[bytes]:
     tools = tool_use(service.loaded, body)
     with service.admission.admit(caller, streaming=True, places=body.n) as life:
         requests = choices(prepare(service, body, caller, life.deadline, tools), body.n)
-        writer = encode.ChunkWriter(encode.completion_id(), service.loaded.name)
+        writer = encode.ChunkWriter(encode.completion_id(), served_name(service, requests[0]))
         start = reasoning_start(service, requests[0])
         readers = [reader(tools, start) for _ in range(body.n)]
 

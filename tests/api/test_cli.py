@@ -67,6 +67,10 @@ def test_help_lists_every_flag(run):
         (["--prompt-cache-per-key"], "--prompt-cache-per-key: no API keys configured"),
         (["--kv-cache-gib", "2"], "--kv-cache-gib: only with --engine vllm"),
         (["--kv-cache-gib", "0"], "--kv-cache-gib: must be more than 0"),
+        (["--lora", "a"], "--lora a: give NAME=PATH"),
+        (["--lora", "tiny=/x"], "the name tiny is taken"),
+        (["--lora", "a=/no/such/adapter"], "--lora a=/no/such/adapter: no adapter_config.json there"),
+        (["--engine", "vllm", "--lora", "a=/x"], "--lora: not yet with --engine vllm"),
     ],
 )
 def test_impossible_settings_fail_at_start(run, args, message):
