@@ -78,66 +78,60 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
 
 
 class Sampler:
-    """One request's sampling: its parameters, its random generator, and what its penalties count."""
+    """One request's sampling: its parameters, its random generator, and what its penalties count.
+
+    Penalties touch only the logits of tokens the prompt or the reply hold, by index, never the
+    whole vocabulary: a row's adjustment then costs what its own tokens do, whatever the model's size.
+    """
 
     def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], stop_token_ids: frozenset[int]) -> None:
         self.params = params
         self.generator = make_generator(params)
-        self._prompt_ids = prompt_ids
         # Held back until min_tokens: the model's stop tokens and the request's own.
         self._held = sorted(stop_token_ids | params.stop_token_ids) if params.min_tokens else []
-        self._penalizes = bool(params.repetition_penalty != 1.0 or params.presence_penalty or params.frequency_penalty)
-        self.adjusts = bool(params.logit_bias or self._held or self._penalizes)
+        self._repeats = params.repetition_penalty != 1.0
+        self._counts_reply = bool(params.presence_penalty or params.frequency_penalty)
+        self.adjusts = bool(params.logit_bias or self._held or self._repeats or self._counts_reply)
         self._generated = 0
-        self._chosen: list[int] = []  # tokens the penalties have not counted yet
-        self._width = 0  # the logits' width, once the first row is seen; tensors below are made then
-        self._bias_ids: list[int] = []
-        self._bias: torch.Tensor
-        self._counts: torch.Tensor | None = None  # the reply's tokens, counted per vocabulary id
-        self._seen: torch.Tensor | None = None  # tokens of the prompt or the reply
+        self._seen = dict.fromkeys(prompt_ids) if self._repeats else {}  # the prompt's and reply's tokens, once each
+        self._counts: dict[int, int] = {}  # the reply's tokens and how often each came
+        self._width = 0  # the logits' width, known at the first row seen
 
     def adjust(self, logits: torch.Tensor) -> None:
         """Apply the request's bias, penalties and held-back stop tokens to its row [vocab], in place."""
         params = self.params
-        self._count(logits)
-        if self._bias_ids:
+        if not self._width:
+            self._first_row(logits)
+        device = logits.device
+        if params.logit_bias:
             logits[self._bias_ids] += self._bias
-        if self._seen is not None:
-            penalized = torch.where(logits > 0, logits / params.repetition_penalty, logits * params.repetition_penalty)
-            logits.copy_(torch.where(self._seen, penalized, logits))
-        if self._counts is not None:
-            logits -= params.frequency_penalty * self._counts + params.presence_penalty * (self._counts > 0)
+        if self._seen:
+            ids = torch.tensor(list(self._seen), device=device)
+            values = logits[ids]
+            penalty = params.repetition_penalty
+            logits[ids] = torch.where(values > 0, values / penalty, values * penalty)
+        if self._counts:
+            ids = torch.tensor(list(self._counts), device=device)
+            counts = torch.tensor(list(self._counts.values()), dtype=logits.dtype, device=device)
+            logits[ids] -= params.frequency_penalty * counts + params.presence_penalty
         if self._generated < params.min_tokens:
             logits[self._held] = float("-inf")
 
-    def _count(self, logits: torch.Tensor) -> None:
-        """Bring the penalties' counts up to the tokens chosen so far. The first call makes what
-        the row's width and device decide; an id past the model's logits (a tokenizer larger than
-        its embedding) is one the model can never produce, so nothing is done for it."""
-        if not self._width:
-            params, width, device = self.params, logits.shape[-1], logits.device
-            self._width = width
-            kept = [(token, bias) for token, bias in params.logit_bias if token < width]
-            self._bias_ids = [token for token, _ in kept]
-            self._bias = torch.tensor([bias for _, bias in kept], dtype=logits.dtype, device=device)
-            self._held = [token for token in self._held if token < width]
-            if params.repetition_penalty != 1.0:
-                self._seen = torch.zeros(width, dtype=torch.bool, device=device)
-                self._seen[list(self._prompt_ids)] = True
-            if params.presence_penalty or params.frequency_penalty:
-                self._counts = torch.zeros(width, dtype=logits.dtype, device=device)
-        if self._chosen:
-            chosen = torch.tensor(self._chosen, device=logits.device)
-            if self._seen is not None:
-                self._seen[chosen] = True
-            if self._counts is not None:
-                self._counts.index_add_(0, chosen, torch.ones_like(chosen, dtype=logits.dtype))
-            self._chosen.clear()
+    def _first_row(self, logits: torch.Tensor) -> None:
+        """What the row's width and device decide: an id past the model's logits (a tokenizer
+        larger than its embedding) is one the model can never produce, so nothing is done for it."""
+        width = self._width = logits.shape[-1]
+        kept = [(token, bias) for token, bias in self.params.logit_bias if token < width]
+        self._bias_ids = [token for token, _ in kept]
+        self._bias = torch.tensor([bias for _, bias in kept], dtype=logits.dtype, device=logits.device)
+        self._held = [token for token in self._held if token < width]
 
     def chose(self, token: int) -> None:
         self._generated += 1
-        if self._penalizes:
-            self._chosen.append(token)
+        if self._repeats:
+            self._seen[token] = None
+        if self._counts_reply:
+            self._counts[token] = self._counts.get(token, 0) + 1
 
 
 def sample_rows(logits: torch.Tensor, samplers: Sequence[Sampler]) -> list[int]:
