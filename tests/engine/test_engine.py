@@ -10,28 +10,9 @@ from glm.engine.api import ErrorEvent, FinishEvent, GenerationRequest, TokenEven
 from glm.engine.sampling import SamplingParams
 from glm.engine.torch_engine import Engine, EngineConfig
 from glm.prompt import encode_chat
+from tests.support.collector import Collector
 
 GREEDY = SamplingParams(temperature=0.0)
-
-
-class Collector:
-    """A sink that records events and signals when the request has ended."""
-
-    def __init__(self):
-        self.events = []
-        self.done = threading.Event()
-
-    def __call__(self, event):
-        self.events.append(event)
-        if isinstance(event, FinishEvent | ErrorEvent):
-            self.done.set()
-
-    def tokens(self):
-        return [e.token_id for e in self.events if isinstance(e, TokenEvent)]
-
-    def wait(self):
-        assert self.done.wait(60), "request did not finish"
-        return self.events[-1]
 
 
 @pytest.fixture

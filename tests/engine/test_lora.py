@@ -3,12 +3,11 @@ what transformers with peft's own adapter applied generates, whichever other ada
 passes, and the prompt cache never hands one adapter's KV to another."""
 
 import json
-import threading
 
 import pytest
 import torch
 
-from glm.engine.api import CachedPrompt, ErrorEvent, FinishEvent, GenerationRequest, TokenEvent
+from glm.engine.api import ErrorEvent, GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.engine.torch_engine import Engine
 from glm.models import load_model
@@ -17,30 +16,13 @@ from glm.prompt import encode_chat
 from glm.startup import StartupError
 from tests.conftest import CACHE
 from tests.support.chatglm_reference import read_original_weights, reference_logits
+from tests.support.collector import Collector
 from tests.support.lora_adapters import build_adapters, build_original_adapter, greedy, peft_model
 
 CPU = torch.device("cpu")
 GREEDY = SamplingParams(temperature=0.0)
 TOKENS = 12
 TEXTS = ("hello there", "写一首诗 🌸")
-
-
-class Collector:
-    def __init__(self):
-        self.events = []
-        self.done = threading.Event()
-
-    def __call__(self, event):
-        self.events.append(event)
-        if isinstance(event, FinishEvent | ErrorEvent):
-            self.done.set()
-
-    def tokens(self):
-        assert self.done.wait(60), "request did not finish"
-        return [e.token_id for e in self.events if isinstance(e, TokenEvent)]
-
-    def cached(self):
-        return sum(e.tokens for e in self.events if isinstance(e, CachedPrompt))
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +72,7 @@ def test_the_adapters_change_the_replies(references):
 @pytest.mark.parametrize("adapter", [None, "a", "b"])
 @pytest.mark.parametrize("text", TEXTS)
 def test_a_reply_alone_equals_peft(engine, loaded, references, adapter, text):
-    assert (
-        run(engine, loaded, adapter, text, cache_salt=f"alone-{adapter}-{text}").tokens() == references[adapter, text]
-    )
+    assert run(engine, loaded, adapter, text, cache_salt=f"alone-{adapter}-{text}").reply() == references[adapter, text]
 
 
 def test_the_base_model_is_unchanged_by_attached_adapters(loaded, tiny):
@@ -107,8 +87,8 @@ def test_a_mixed_batch_gives_every_row_its_solo_reply(engine, loaded, references
     sinks = [run(engine, loaded, adapter, text, cache_salt="mixed") for adapter, text in cases]
     scored = run(engine, loaded, "b", TEXTS[1], prompt_logprobs=0, cache_salt="mixed")
     for (adapter, text), sink in zip(cases, sinks, strict=True):
-        assert sink.tokens() == references[adapter, text], (adapter, text)
-    assert scored.tokens() == references["b", TEXTS[1]]
+        assert sink.reply() == references[adapter, text], (adapter, text)
+    assert scored.reply() == references["b", TEXTS[1]]
 
 
 def test_the_prompt_cache_never_hands_one_adapters_kv_to_another(engine, loaded, references):
@@ -119,18 +99,18 @@ def test_the_prompt_cache_never_hands_one_adapters_kv_to_another(engine, loaded,
     }
     for adapter in ("a", "b", None):
         sink = run(engine, loaded, adapter, text, cache_salt="cache")
-        assert sink.tokens() == expected[adapter]
+        assert sink.reply() == expected[adapter]
         assert sink.cached() == 0, adapter
     again = run(engine, loaded, "a", text, cache_salt="cache")
-    assert again.tokens() == expected["a"]
+    assert again.reply() == expected["a"]
     assert again.cached() > 0
 
 
 def test_an_adapter_that_is_not_loaded_is_an_error_and_the_engine_goes_on(engine, loaded, references):
     sink = run(engine, loaded, "c", TEXTS[0])
-    assert sink.tokens() == []
+    assert sink.reply() == []
     assert isinstance(sink.events[-1], ErrorEvent) and "'c'" in sink.events[-1].message
-    assert run(engine, loaded, "a", TEXTS[0]).tokens() == references["a", TEXTS[0]]
+    assert run(engine, loaded, "a", TEXTS[0]).reply() == references["a", TEXTS[0]]
 
 
 def test_adapters_over_packed_8_bit_weights_stay_float_and_change_the_reply(folders, tiny):
@@ -138,7 +118,7 @@ def test_adapters_over_packed_8_bit_weights_stay_float_and_change_the_reply(fold
     engine = Engine(lambda: packed)
     engine.start()
     try:
-        replies = {adapter: run(engine, packed, adapter, TEXTS[0]).tokens() for adapter in (None, "a")}
+        replies = {adapter: run(engine, packed, adapter, TEXTS[0]).reply() for adapter in (None, "a")}
     finally:
         engine.stop()
     assert replies[None] != replies["a"]
