@@ -25,6 +25,7 @@ class Metrics:
         queue_depth: Callable[[], int],
         in_flight: Callable[[], int],
         prompt_cache: Callable[[], "PromptCacheStats"],
+        adapters: tuple[str, ...] = (),
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -43,6 +44,15 @@ class Metrics:
         Gauge("glm_requests_in_flight", "Generation requests admitted and not yet finished", registry=r).set_function(
             in_flight
         )
+        self.requests_by_adapter = Counter(
+            "glm_requests_by_adapter",
+            "Requests that generated, by the LoRA adapter they chose (empty: the base model)",
+            ["adapter"],
+            registry=r,
+        )
+        # Every series from the start, so that a rate over one that has not counted yet is a 0, not a gap.
+        for adapter in ("", *adapters):
+            self.requests_by_adapter.labels(adapter)
         self.tokens = Counter("glm_tokens_generated", "Tokens generated for clients", registry=r)
         self.first_token = Histogram(
             "glm_time_to_first_token_seconds",

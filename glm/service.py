@@ -40,7 +40,10 @@ class Service:
     def __post_init__(self) -> None:
         # The two refer to each other through these callbacks: /metrics reports admission's count.
         metrics = Metrics(
-            lambda: self.engine.stats().queued, lambda: len(self.admission.lives), self.engine.prompt_cache_stats
+            lambda: self.engine.stats().queued,
+            lambda: len(self.admission.lives),
+            self.engine.prompt_cache_stats,
+            self.loaded.adapters,
         )
         capacity = self.engine.max_batch + self.settings.max_queue
         admission = Admission(capacity, self.settings.request_timeout, metrics, self.settings.log_prompts)

@@ -125,6 +125,10 @@ def stream_choices(
     within the bounds the life sets (deadline, interruptions, client); each choice ends with its
     own `Finished`."""
     choices = [_Choice(index, request, engine, stop) for index, request in enumerate(requests)]
+    # Counted where a client request reaches the engine, once whatever its choices and prompts: the
+    # routes' checks before it (HEAD's among them) generate nothing.
+    for adapter in {request.adapter for request in requests}:
+        life.metrics.requests_by_adapter.labels(adapter or "").inc()
     group = object()
     handles = [
         engine.submit(replace(request, group=group), lambda event, index=index: life.deliver((index, event)))

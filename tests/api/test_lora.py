@@ -12,6 +12,7 @@ from openai import NotFoundError, OpenAI
 from glm.models import tiny
 from glm.prompt import encode_chat
 from tests.conftest import own_tiny_server
+from tests.support.hardening import metric
 from tests.support.lora_adapters import build_adapters, greedy, peft_model
 
 # Slow: a server of its own, and peft's references.
@@ -123,3 +124,22 @@ def test_the_legacy_routes_take_an_adapter(server, client):
     assert requests.post(server.url("/chat"), json=body, timeout=60).json()["response"] == peft_reply(None)
     unknown = requests.post(server.url("/chat"), json={**body, "adapter": "c"}, timeout=60)
     assert unknown.status_code == 400 and unknown.json()["error"]["message"].startswith("adapter: no adapter 'c'")
+
+
+def adapter_counts(server):
+    return {name: metric(server, f'glm_requests_by_adapter_total{{adapter="{name}"}}') for name in ("", "a", "b")}
+
+
+def test_metrics_count_each_request_once_under_the_adapter_it_chose(server, client):
+    before = adapter_counts(server)
+    chat(client, "a", n=2)
+    chat(client, "a")
+    streamed(client, "b")
+    client.completions.create(model="tiny", prompt=[TEXT, "bye"], max_tokens=TOKENS, temperature=0)
+    body = {"query": TEXT, "max_tokens": TOKENS, "temperature": 0}
+    assert requests.post(server.url("/chat"), json={**body, "adapter": "b"}, timeout=60).status_code == 200
+    assert requests.post(server.url("/chat"), json={**body, "adapter": "c"}, timeout=60).status_code == 400
+    with pytest.raises(NotFoundError):
+        chat(client, "gpt-4o")
+    after = adapter_counts(server)
+    assert {name: after[name] - before[name] for name in after} == {"": 1, "a": 2, "b": 2}
