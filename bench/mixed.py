@@ -25,24 +25,35 @@ def run(base_url: str, bodies: list[dict]) -> list[StreamTiming]:
     return timings
 
 
-def mixed_rates(server: Server, log: Path, repeats: int, plain: dict, special: dict) -> dict[str, float]:
-    """Median tokens/s per stream: 8 plain streams; and, 4 plain beside 4 special, each half's."""
+def timed_batches(
+    server: Server, log: Path, repeats: int, batches: dict[str, list[dict]]
+) -> dict[str, list[StreamTiming]]:
+    """Every stream's timing, by batch: each batch's bodies streamed together `repeats` times, the
+    batches interleaved, so that the machine's drift touches them alike."""
     server.start(log)
     try:
-        run(server.base_url, [plain | {"max_tokens": 4}, special | {"max_tokens": 4}])  # warm-up
-        free, mixed_free, mixed_special = [], [], []
-        for _ in range(repeats):  # interleaved, so that the machine's drift touches both alike
-            free += [t.decode_rate for t in run(server.base_url, [plain] * 8)]
-            timings = run(server.base_url, [plain, special] * 4)
-            mixed_free += [t.decode_rate for t in timings[0::2]]
-            mixed_special += [t.decode_rate for t in timings[1::2]]
-        return {
-            "free": statistics.median(free),
-            "mixed_free": statistics.median(mixed_free),
-            "mixed_special": statistics.median(mixed_special),
-        }
+        run(server.base_url, [body | {"max_tokens": 4} for bodies in batches.values() for body in bodies])  # warm-up
+        timings: dict[str, list[StreamTiming]] = {name: [] for name in batches}
+        for _ in range(repeats):
+            for name, bodies in batches.items():
+                timings[name] += run(server.base_url, bodies)
+        return timings
     finally:
         server.stop()
+
+
+def median_rate(timings: list[StreamTiming]) -> float:
+    return statistics.median(t.decode_rate for t in timings)
+
+
+def mixed_rates(server: Server, log: Path, repeats: int, plain: dict, special: dict) -> dict[str, float]:
+    """Median tokens/s per stream: 8 plain streams; and, 4 plain beside 4 special, each half's."""
+    timings = timed_batches(server, log, repeats, {"free": [plain] * 8, "mixed": [plain, special] * 4})
+    return {
+        "free": median_rate(timings["free"]),
+        "mixed_free": median_rate(timings["mixed"][0::2]),
+        "mixed_special": median_rate(timings["mixed"][1::2]),
+    }
 
 
 def line(what: str, rates: dict[str, float], max_tokens: int) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 import torch
 
-from bench import sampling, structured
+from bench import lora, sampling, structured
 from bench import steps as bench_steps
 from bench.figures import Figures
 from bench.load import StreamTiming, one_stream
@@ -253,6 +253,8 @@ def main() -> None:
     rates = structured.stream_rates(ours("demo"), OUT / "structured.log", args.repeats, args.max_tokens)
     print("sampling fields", flush=True)
     sampled = sampling.stream_rates(args.repeats, args.max_tokens)
+    print("LoRA adapters", flush=True)
+    adapted = lora.stream_rates(args.repeats, args.max_tokens)
     if not args.skip_naive:
         print("naive baseline", flush=True)
         peers.append(measure_naive(few_many, args.max_tokens))
@@ -298,6 +300,7 @@ def main() -> None:
         f"{worst_gap / usual_gap:.1f}x their median gap before it ({usual_gap:.0f} ms).",
         *structured.report(vocabulary, built, compile_ms, rates, args.max_tokens),
         *sampling.report(sampled, args.max_tokens),
+        *lora.report(adapted, args.max_tokens),
         "",
         "Decode step of the demo model by weight dtype and linear path (best of 2, interleaved):",
         "",
