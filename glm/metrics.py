@@ -25,8 +25,9 @@ class Metrics:
         queue_depth: Callable[[], int],
         in_flight: Callable[[], int],
         prompt_cache: Callable[[], "PromptCacheStats"],
-        adapters: tuple[str, ...] = (),
+        adapters: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
+        self._adapters = adapters
         self.registry = CollectorRegistry()
         r = self.registry
         r.register(PromptCacheCollector(prompt_cache))
@@ -50,9 +51,6 @@ class Metrics:
             ["adapter"],
             registry=r,
         )
-        # Every series from the start, so that a rate over one that has not counted yet is a 0, not a gap.
-        for adapter in ("", *adapters):
-            self.requests_by_adapter.labels(adapter)
         self.tokens = Counter("glm_tokens_generated", "Tokens generated for clients", registry=r)
         self.first_token = Histogram(
             "glm_time_to_first_token_seconds",
@@ -65,6 +63,10 @@ class Metrics:
         )
 
     def exposition(self) -> tuple[bytes, str]:
+        # Every adapter's series, counted or not, so that a rate over one that has not counted yet
+        # is a 0, not a gap. Asked here, not at construction: the model, and so its adapters, loads later.
+        for adapter in ("", *self._adapters()):
+            self.requests_by_adapter.labels(adapter)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -43,7 +43,7 @@ class Service:
             lambda: self.engine.stats().queued,
             lambda: len(self.admission.lives),
             self.engine.prompt_cache_stats,
-            self.loaded.adapters,
+            lambda: self.loaded.adapters,
         )
         capacity = self.engine.max_batch + self.settings.max_queue
         admission = Admission(capacity, self.settings.request_timeout, metrics, self.settings.log_prompts)
