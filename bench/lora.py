@@ -6,14 +6,13 @@ projection.
 `python -m bench.lora` runs it alone; `make bench` adds its line to bench/RESULTS.md.
 """
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 
-from bench.mixed import median_rate, timed_batches
+from bench.mixed import median_rate, run_alone, stream_body, timed_batches
 from bench.rows import OUT
 from bench.servers import ours
 from glm.cli import DEFAULT_CACHE
@@ -40,15 +39,7 @@ def build_adapters(root: Path) -> dict[str, Path]:
 
 
 def body(max_tokens: int, adapter: str | None) -> dict:
-    return {
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **({"model": adapter} if adapter else {}),
-    }
+    return stream_body(PROMPT, max_tokens, **({"model": adapter} if adapter else {}))
 
 
 def stream_rates(repeats: int, max_tokens: int) -> dict[str, float]:
@@ -73,14 +64,5 @@ def report(rates: dict[str, float], max_tokens: int) -> list[str]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    print("\n".join(report(stream_rates(args.repeats, args.max_tokens), args.max_tokens)))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(__doc__, stream_rates, report)

@@ -1,13 +1,30 @@
 """Streams of two kinds decoding together: what requests that ask for more (a grammar, penalties)
 cost the plain ones beside them, against a batch of plain streams alone."""
 
+import argparse
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.load import StreamTiming, one_stream
+from bench.rows import OUT
 from bench.servers import Server
+
+
+def stream_body(prompt: str, max_tokens: int, **fields: object) -> dict:
+    """A streamed chat request of `max_tokens` greedy tokens, through end-of-sequence tokens, with
+    its usage chunk; `fields` are what one kind of stream asks for besides."""
+    return {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **fields,
+    }
 
 
 def run(base_url: str, bodies: list[dict]) -> list[StreamTiming]:
@@ -64,3 +81,17 @@ def line(what: str, rates: dict[str, float], max_tokens: int) -> str:
         f"({rates['mixed_special'] / free - 1:+.1%}), against {free:.1f} for 8 plain streams "
         f"({rates['mixed_free'] / free - 1:+.1%} for the plain ones)."
     )
+
+
+def run_alone(
+    description: str,
+    stream_rates: Callable[[int, int], dict[str, float]],
+    report: Callable[[dict[str, float], int], list[str]],
+) -> None:
+    """`python -m bench.X` for a bench of this kind: its rates measured once and its lines printed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    print("\n".join(report(stream_rates(args.repeats, args.max_tokens), args.max_tokens)))

@@ -5,9 +5,7 @@ adjustments run on its own row of the batch's logits.
 `python -m bench.sampling` runs it alone; `make bench` adds its line to bench/RESULTS.md.
 """
 
-import argparse
-
-from bench.mixed import line, mixed_rates
+from bench.mixed import line, mixed_rates, run_alone, stream_body
 from bench.rows import OUT
 from bench.servers import ours
 
@@ -21,15 +19,7 @@ ADJUSTED = {
 
 
 def body(max_tokens: int, adjusted: bool) -> dict:
-    return {
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **(ADJUSTED if adjusted else {}),
-    }
+    return stream_body(PROMPT, max_tokens, **(ADJUSTED if adjusted else {}))
 
 
 def stream_rates(repeats: int, max_tokens: int) -> dict[str, float]:
@@ -40,14 +30,5 @@ def report(rates: dict[str, float], max_tokens: int) -> list[str]:
     return [line("with penalties and a logit_bias of 64 tokens", rates, max_tokens)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    print("\n".join(report(stream_rates(args.repeats, args.max_tokens), args.max_tokens)))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(__doc__, stream_rates, report)

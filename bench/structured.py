@@ -9,7 +9,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.mixed import line, mixed_rates
+from bench.mixed import line, mixed_rates, stream_body
 from bench.rows import OUT
 from bench.servers import Server, ours
 from glm.cli import DEFAULT_CACHE
@@ -60,15 +60,7 @@ def compile_times(repeats: int) -> tuple[int, float, float]:
 
 def body(constrained: bool, max_tokens: int) -> dict:
     extra = {"response_format": {"type": "json_schema", "json_schema": {"name": "village", "schema": VILLAGE}}}
-    return {
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **(extra if constrained else {}),
-    }
+    return stream_body(PROMPT, max_tokens, **(extra if constrained else {}))
 
 
 def stream_rates(server: Server, log: Path, repeats: int, max_tokens: int) -> dict[str, float]:
