@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
     from glm.embeddings import Embedder
     from glm.engine.api import GenerationEngine
-    from glm.models.loaded import ServedModel
     from glm.models.sampling_defaults import SamplingDefaults
     from glm.models.source import ModelSource
+    from glm.models.vllm_folder import ServedFolder
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatglm-service"
 
@@ -89,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
         help="serve the PEFT LoRA adapter in folder PATH (adapter_config.json and adapter_model.safetensors "
         "or .bin) as model NAME over the base model; repeat for more. A request chooses one by its model "
         "(the legacy routes by `adapter`); requests for different adapters and the base share a batch "
-        "(docs/models.md); --engine torch only",
+        "(docs/models.md); with --engine vllm, vLLM's LoRA serves them",
     )
     p.add_argument(
         "--engine",
@@ -295,9 +295,7 @@ def build_engine(args: argparse.Namespace, device: "torch.device") -> tuple["Gen
     defaults = source.sampling_defaults() if args.generation_config == "auto" else NONE
     adapters = lora_folders(args.lora, source.name)
     if args.engine == "vllm":
-        if adapters:
-            raise StartupError("--lora: not yet with --engine vllm; serve adapters with --engine torch")
-        return vllm_engine(args, source, device, defaults)
+        return vllm_engine(args, source, device, defaults, adapters)
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) not in (None, False)]
     if given:
         raise StartupError(f"{', '.join(given)}: only with --engine vllm")
@@ -334,7 +332,11 @@ def lora_folders(given: list[str], base: str) -> dict[str, Path]:
 
 
 def vllm_engine(
-    args: argparse.Namespace, source: "ModelSource", device: "torch.device", defaults: "SamplingDefaults"
+    args: argparse.Namespace,
+    source: "ModelSource",
+    device: "torch.device",
+    defaults: "SamplingDefaults",
+    adapters: dict[str, Path],
 ) -> tuple["GenerationEngine", str]:
     from glm.engine.vllm_engine import VllmEngine, VllmOptions, kv_cache_bytes, quantization
     from glm.models.vllm_folder import served_folder
@@ -361,9 +363,9 @@ def vllm_engine(
         **given,
     )
 
-    def load() -> tuple[Path, "ServedModel"]:
-        folder, served = served_folder(source, device, args.cache_dir, args.trust_remote_code)
-        return folder, replace(served, sampling_defaults=defaults)
+    def load() -> "ServedFolder":
+        served = served_folder(source, device, args.cache_dir, args.trust_remote_code, adapters)
+        return replace(served, model=replace(served.model, sampling_defaults=defaults))
 
     engine = VllmEngine(load, options)
     return engine, f"--engine vllm, --dtype {dtype}, vLLM quantization {options.quantization or 'none'}"

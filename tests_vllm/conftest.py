@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from glm.models import tiny
 from tests.conftest import start_server
+from tests.support.http_helpers import TIMEOUT
 from tests.support.server_process import ServerProcess
 
 ENGINES = ("torch", "vllm")
@@ -42,3 +44,11 @@ def servers(folder) -> Iterator[dict[str, ServerProcess]]:
 @pytest.fixture(params=ENGINES)
 def server(request, servers) -> ServerProcess:
     return servers[request.param]
+
+
+def base_model(server: ServerProcess) -> str:
+    """The base model's name, as /v1/models lists it (the entry without a parent: the others are
+    --lora adapters)."""
+    listed = requests.get(server.url("/v1/models"), timeout=TIMEOUT).json()["data"]
+    [name] = [m["id"] for m in listed if not m.get("parent")]
+    return name

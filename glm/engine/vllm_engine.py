@@ -13,6 +13,9 @@ vLLM builds llguidance's own view of the tokenizer, where an ordinary added toke
 special; our sources name such tokens by id (glm.constraint.with_token_ids), which that view takes.
 A prompt's cached tokens are vLLM's automatic prefix caching's, partitioned by the request's cache
 salt, which vLLM mixes into the hash of the prompt's first block.
+LoRA adapters (--lora) are vLLM's LoRARequests, one per adapter, in the folders vLLM reads
+(glm/models/vllm_lora.py), all loaded at start so that one vLLM refuses stops start-up, and all
+able to share a batch (max_loras); vLLM's prefix cache keys on the adapter too.
 
 vLLM is imported only here, only when this engine starts: the default install has none.
 """
@@ -26,7 +29,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from glm.engine.api import (
@@ -43,6 +45,8 @@ from glm.engine.api import (
 )
 from glm.engine.logprobs import FLOOR, Logprobs
 from glm.models.loaded import ServedModel
+from glm.models.vllm_folder import ServedFolder
+from glm.models.vllm_lora import VllmAdapter
 from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
@@ -117,6 +121,28 @@ def kv_cache_bytes(gib: float | None, cpu: bool, environ: dict[str, str] | None 
     return size
 
 
+def lora_options(adapters: tuple[VllmAdapter, ...]) -> dict[str, Any]:
+    """vLLM's LoRA settings for `adapters`: every one in a batch at once, each held in memory, and
+    room for the largest rank (vLLM takes ranks from a fixed list: the smallest that holds it)."""
+    if not adapters:
+        return {}
+    from typing import get_args
+
+    from vllm.config.lora import MaxLoRARanks
+
+    rank = max(adapter.rank for adapter in adapters)
+    room = [each for each in get_args(MaxLoRARanks) if each >= rank]
+    if not room:
+        raise StartupError(f"--lora: a rank of {rank}; vLLM serves ranks up to {max(get_args(MaxLoRARanks))}")
+    # One slot more than the adapters, which none ever takes (vLLM fills the first free slot), so it
+    # stays zero: vLLM's CPU LoRA ops (vllm/lora/ops/torch_ops/lora_ops.py, bgmv_shrink and
+    # bgmv_expand) pick each row's slot as weights[index], and a row without an adapter has index
+    # -1 (punica_wrapper/utils.py, convert_mapping), which Python reads as the last slot: with every
+    # slot taken, base rows in a step with adapter rows got the last adapter's delta.
+    slots = len(adapters) + 1
+    return {"enable_lora": True, "max_loras": slots, "max_cpu_loras": slots, "max_lora_rank": room[0]}
+
+
 def import_vllm() -> Any:
     try:
         import vllm
@@ -138,7 +164,7 @@ class _Handle(RequestHandle):
 
 
 class VllmEngine:
-    def __init__(self, describe: Callable[[], tuple[Path, ServedModel]], options: VllmOptions) -> None:
+    def __init__(self, describe: Callable[[], ServedFolder], options: VllmOptions) -> None:
         self._describe = describe
         self.options = options
         self.loaded: ServedModel
@@ -146,6 +172,7 @@ class VllmEngine:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm", daemon=True)
         self._llm: Any = None
+        self._lora: dict[str, Any] = {}  # adapter name -> its LoRARequest
         self._ids = itertools.count()
         # Written on the loop's thread only; read from others as a snapshot.
         self._stats = EngineStats()
@@ -165,10 +192,20 @@ class VllmEngine:
     def start(self) -> None:
         """Start vLLM on the folder `describe` gives; what it refuses is a start-up error."""
         vllm = import_vllm()
-        folder, self.loaded = self._describe()
+        from vllm.lora.request import LoRARequest
+
+        served = self._describe()
+        folder, self.loaded = served.folder, served.model
+        self._lora = {
+            adapter.name: LoRARequest(adapter.name, index, str(adapter.folder))
+            for index, adapter in enumerate(served.adapters, start=1)
+        }
         self._thread.start()
         try:
-            self._llm = asyncio.run_coroutine_threadsafe(self._create(vllm, folder), self._loop).result()
+            self._llm = asyncio.run_coroutine_threadsafe(self._create(vllm, served), self._loop).result()
+        except StartupError:
+            self._close_loop()
+            raise
         except Exception as error:
             self._close_loop()
             raise StartupError(f"vLLM could not serve {folder}: {type(error).__name__}: {error}") from error
@@ -176,13 +213,13 @@ class VllmEngine:
         self.loaded = dataclasses.replace(self.loaded, context_length=self._llm.model_config.max_model_len)
         log.info("vLLM %s serves %s", vllm.__version__, folder)
 
-    async def _create(self, vllm: Any, folder: Path) -> Any:
+    async def _create(self, vllm: Any, served: ServedFolder) -> Any:
         from vllm.config import StructuredOutputsConfig
         from vllm.v1.engine.async_llm import AsyncLLM
 
         options = self.options
         args = vllm.AsyncEngineArgs(
-            model=str(folder),
+            model=str(served.folder),
             dtype=options.dtype,
             quantization=options.quantization,
             tensor_parallel_size=options.tensor_parallel_size,
@@ -196,8 +233,16 @@ class VllmEngine:
             kv_cache_memory_bytes=options.kv_cache_bytes,
             structured_outputs_config=StructuredOutputsConfig(backend="guidance"),
             disable_log_stats=True,
+            **lora_options(served.adapters),
         )
-        return AsyncLLM.from_engine_args(args)
+        llm = AsyncLLM.from_engine_args(args)
+        for name, request in self._lora.items():
+            try:
+                await llm.add_lora(request)
+            except Exception as error:
+                llm.shutdown()
+                raise StartupError(f"--lora {name}: vLLM refused it: {type(error).__name__}: {error}") from error
+        return llm
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._llm is not None:
@@ -212,6 +257,9 @@ class VllmEngine:
         """Queue a request; every one submitted gets exactly one FinishEvent or ErrorEvent at its end."""
         if self.failure is not None:
             sink(ErrorEvent(self.failure, fatal=True))
+            return RequestHandle()
+        if request.adapter is not None and request.adapter not in self._lora:
+            sink(ErrorEvent(f"no LoRA adapter {request.adapter!r} is loaded"))
             return RequestHandle()
         return _Handle(asyncio.run_coroutine_threadsafe(self._generate(request, sink), self._loop))
 
@@ -243,7 +291,9 @@ class VllmEngine:
             prompt = TokensPrompt(prompt_token_ids=request.prompt_ids)
             if request.cache_salt is not None:
                 prompt["cache_salt"] = request.cache_salt
-            outputs = self._llm.generate(prompt, self._sampling(request), f"r{next(self._ids)}")
+            outputs = self._llm.generate(
+                prompt, self._sampling(request), f"r{next(self._ids)}", lora_request=self._lora.get(request.adapter)
+            )
             async for output in outputs:
                 if not started:
                     started = True

@@ -5,9 +5,11 @@ without loading a single weight.
 
 GGUF files and the built-ins are served from their de-quantized folders, and original ChatGLM2/3
 and GLM-4 folders from their GlmForCausalLM conversions, written once under the cache directory as
-for the torch engine.
+for the torch engine. LoRA adapters are written again beside them as vLLM reads them
+(glm/models/vllm_lora.py).
 """
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,15 +20,37 @@ from glm.models.gguf import dequantized_folder
 from glm.models.hf import folder_tokenizer
 from glm.models.loaded import PromptEncoder, ServedModel, describe
 from glm.models.source import Kind, ModelSource
+from glm.models.vllm_lora import VllmAdapter, vllm_adapters
 from glm.startup import StartupError
 from glm.tools.format import ToolFormat
 
 
+@dataclass(frozen=True)
+class ServedFolder:
+    folder: Path  # what vLLM loads
+    model: ServedModel  # the model as the routes see it
+    adapters: tuple[VllmAdapter, ...] = ()  # the --lora adapters as vLLM loads them
+
+
 def served_folder(
-    source: ModelSource, device: torch.device, cache_dir: Path, trust_remote_code: bool = False
+    source: ModelSource,
+    device: torch.device,
+    cache_dir: Path,
+    trust_remote_code: bool = False,
+    adapters: dict[str, Path] | None = None,
+) -> ServedFolder:
+    """The folder the engine loads, the model as the routes see it, and `adapters` (LoRA folders by
+    name) as vLLM loads them over it; `device` is where the engine runs it."""
+    folder, model = _base_folder(source, device, cache_dir, trust_remote_code)
+    if not adapters:
+        return ServedFolder(folder, model)
+    written = vllm_adapters(adapters, folder, cache_dir, trust_remote_code)
+    return ServedFolder(folder, replace(model, adapters=tuple(adapters)), written)
+
+
+def _base_folder(
+    source: ModelSource, device: torch.device, cache_dir: Path, trust_remote_code: bool
 ) -> tuple[Path, ServedModel]:
-    """The folder the engine loads, and the model as the routes see it; `device` is where the
-    engine runs it."""
     if source.kind is Kind.TINY:
         raise StartupError("--model tiny is built in memory; this engine loads a model folder (--model PATH)")
     if source.kind is Kind.GGUF:

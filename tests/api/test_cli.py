@@ -70,7 +70,6 @@ def test_help_lists_every_flag(run):
         (["--lora", "a"], "--lora a: give NAME=PATH"),
         (["--lora", "tiny=/x"], "the name tiny is taken"),
         (["--lora", "a=/no/such/adapter"], "--lora a=/no/such/adapter: no adapter_config.json there"),
-        (["--engine", "vllm", "--lora", "a=/x"], "--lora: not yet with --engine vllm"),
     ],
 )
 def test_impossible_settings_fail_at_start(run, args, message):

@@ -20,20 +20,23 @@ ADAPTERS = {
 }
 
 
-def peft_model(name: str) -> PeftModel:
-    """The tiny model in float32 under adapter `name`, as peft applies it."""
+def peft_model(name: str, shape: dict[str, int] = tiny.SHAPE) -> PeftModel:
+    """The tiny model (of `shape`) in float32 under adapter `name`, as peft applies it."""
     seed, rank, alpha, rslora, targets = ADAPTERS[name]
     torch.manual_seed(seed)
     config = LoraConfig(r=rank, lora_alpha=alpha, use_rslora=rslora, target_modules=targets, init_lora_weights=False)
-    return get_peft_model(tiny.build_model(tiny.build_tokenizer()), config).eval()
+    return get_peft_model(tiny.build_model(tiny.build_tokenizer(), shape), config).eval()
 
 
-def build_adapters(root: Path, names: tuple[str, ...] = tuple(ADAPTERS)) -> dict[str, Path]:
-    """Adapters of ADAPTERS (all of them by default) saved as PEFT folders under `root`, by name."""
+def build_adapters(
+    root: Path, names: tuple[str, ...] = tuple(ADAPTERS), shape: dict[str, int] = tiny.SHAPE
+) -> dict[str, Path]:
+    """Adapters of ADAPTERS (all of them by default) for the tiny model of `shape`, saved as PEFT
+    folders under `root`, by name."""
     folders = {}
     for name in names:
         folders[name] = root / name
-        peft_model(name).save_pretrained(folders[name])
+        peft_model(name, shape).save_pretrained(folders[name])
     return folders
 
 
