@@ -4,6 +4,10 @@ On the CPU a product goes to the fused dequantize-and-multiply kernel when it is
 (glm/quant/kernels/); a product with many rows (a prompt being read), or any product on a GPU
 or without the kernel, widens the weight for that one call (on the CPU with the compiled
 widening, where it is built) and uses torch's matmul, so only one layer is ever held in float.
+
+On a CPU with AMX that widening is to bfloat16 and the product is oneDNN's bf16 matmul on the
+tiles, with x rounded to bfloat16: two to three times float32's speed for a prompt's rows
+(bench/prefill.py), at about the quality of the bf16 model (bench/KERNELS.md).
 """
 
 from collections.abc import Callable
@@ -17,6 +21,11 @@ from glm.quant.formats import Packed, dequantize
 
 # Above this many rows the product is compute-bound and a float GEMM beats the fused kernel.
 KERNEL_MAX_ROWS = 64
+
+# Whether float32 products of many rows on the CPU go through bfloat16. oneDNN runs bf16 matmul on
+# AMX tiles, which beat float32's two to three times; without AMX (AVX-512 BF16 or older) its bf16
+# matmul is slower than float32's (bench/prefill.py, bench/KERNELS.md).
+PROMPT_BF16 = torch.cpu._is_amx_tile_supported()
 
 # (x [M, K] float32, format, qs, d, aux) -> [M, N] float32
 Kernel = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -42,15 +51,24 @@ def matmul(x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None) -> torc
     if kernel is not None and x.device.type == "cpu" and x.shape[0] <= KERNEL_MAX_ROWS:
         out = kernel(x.float().contiguous(), int(weight.format), weight.qs, weight.d, weight.aux)
         return out.to(x.dtype)
-    return F.linear(x, widened(weight.packed).to(x.dtype))
+    dtype = product_dtype(x)
+    return F.linear(x.to(dtype), widened(weight.packed, dtype)).to(x.dtype)
 
 
-def widened(packed: Packed) -> torch.Tensor:
-    """The float32 weight, widened by the compiled kernel on the CPU where it is built."""
+def product_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a product of many rows runs in: bfloat16 for float32 x on the CPU where PROMPT_BF16."""
+    if x.dtype == torch.float32 and x.device.type == "cpu" and PROMPT_BF16:
+        return torch.bfloat16
+    return x.dtype
+
+
+def widened(packed: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The weight in dtype, widened by the compiled kernel on the CPU where it is built (float32
+    and bfloat16)."""
     widen = kernels.dequantize_op() if packed.qs.device.type == "cpu" else None
-    if widen is None:
-        return dequantize(packed)
-    return widen(int(packed.format), packed.qs, packed.d, packed.aux)
+    if widen is None or dtype not in (torch.float32, torch.bfloat16):
+        return dequantize(packed).to(dtype)
+    return widen(int(packed.format), packed.qs, packed.d, packed.aux, dtype)
 
 
 class QuantLinear(nn.Module):

@@ -42,7 +42,8 @@ AVX2_CAPABLE = ("AVX2", "AVX512")
 
 QLinear = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BF16Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Dequantize = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (format, qs, d, aux[, dtype: float32 or bfloat16, float32 by default]) -> [N, K]
+Dequantize = Callable[..., torch.Tensor]
 
 
 def source_digest() -> str:
@@ -115,8 +116,8 @@ def bf16_linear_op(build_dir: Path = BUILD_DIR) -> BF16Linear | None:
 
 
 def dequantize_op(build_dir: Path = BUILD_DIR) -> Dequantize | None:
-    """torch.ops.glm_quant.dequantize: a packed weight widened to float32 [N, K] on the CPU, bit for
-    bit formats.dequantize, or None."""
+    """torch.ops.glm_quant.dequantize: a packed weight widened to float32 (or bfloat16) [N, K] on the
+    CPU, bit for bit formats.dequantize (rounded to bfloat16 as torch rounds), or None."""
     return torch.ops.glm_quant.dequantize if load_library(build_dir) else None
 
 
