@@ -50,13 +50,14 @@ def family(pid: int) -> list[int]:
     return found
 
 
-def quietly(run: Callable[[], T], server_pid: int) -> tuple[T, float]:
+def quietly(run: Callable[[], T], server_pid: int, invited: tuple[int, ...] = ()) -> tuple[T, float]:
     """`run` again until other processes took under LIMIT of the CPUs during it, or PATIENCE_S is
-    spent; the quietest run's result and the share others took of it."""
+    spent; the quietest run's result and the share others took of it. `invited` are processes the
+    measurement itself put there (bench.neighbour's), which do not count as others."""
     deadline = time.monotonic() + PATIENCE_S
     best = None
     while True:
-        result, share = others_share(run, [*family(server_pid), os.getpid()])
+        result, share = others_share(run, [*family(server_pid), os.getpid(), *invited])
         if best is None or share < best[1]:
             best = (result, share)
         if share < LIMIT or time.monotonic() > deadline:

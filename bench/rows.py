@@ -2,15 +2,19 @@
 and the tables rows are printed as."""
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 from bench.figures import Figures
 from bench.load import run_streams
+from bench.neighbour import busy_neighbour
 from bench.quiet import quietly
 from bench.servers import ROOT, Server
 
 OUT = ROOT / "test-output" / "bench"
+T = TypeVar("T")
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 
 
@@ -28,8 +32,11 @@ def body(max_tokens: int) -> dict:
     return {"model": "bench", "messages": messages, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
 
 
-def measure(name: str, servers: list[tuple[Server, list[int]]], repeats: int, max_tokens: int) -> Row:
-    """Each server in turn, driven by each of its stream counts; their figures make one row."""
+def measure(
+    name: str, servers: list[tuple[Server, list[int]]], repeats: int, max_tokens: int, busy: bool = False
+) -> Row:
+    """Each server in turn, driven by each of its stream counts; their figures make one row. `busy`:
+    every run shares the machine with one busy process (bench.neighbour)."""
     OUT.mkdir(parents=True, exist_ok=True)
     row = Row(name)
     for server, clients in servers:
@@ -38,7 +45,7 @@ def measure(name: str, servers: list[tuple[Server, list[int]]], repeats: int, ma
             run_streams(server.base_url, body(4), 1)  # warm-up: lazy loads, first-call allocations
             for n in clients:
                 streams = partial(run_streams, server.base_url, body(max_tokens), n)
-                runs = [quietly(streams, server.proc.pid) for _ in range(repeats)]
+                runs = [run_beside(streams, server.proc.pid, busy) for _ in range(repeats)]
                 row.by_clients[n] = Figures.median_of([Figures.of(*timings) for timings, _ in runs])
                 row.peak_rss_mb[n] = server.peak_rss_mb()
                 row.others_share[n] = max(share for _, share in runs)
@@ -46,6 +53,13 @@ def measure(name: str, servers: list[tuple[Server, list[int]]], repeats: int, ma
         finally:
             server.stop()
     return row
+
+
+def run_beside(streams: Callable[[], T], server_pid: int, busy: bool) -> tuple[T, float]:
+    if not busy:
+        return quietly(streams, server_pid)
+    with busy_neighbour() as neighbour:
+        return quietly(streams, server_pid, (neighbour,))
 
 
 def ratio(ours: float, theirs: float) -> str:

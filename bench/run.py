@@ -64,16 +64,27 @@ def bench_models() -> list[BenchModel]:
     ]
 
 
+def llama_rows(model: BenchModel, clients: list[int], repeats: int, max_tokens: int, busy: bool = False) -> list[Row]:
+    """llama-server, a process per stream count with as many slots; none where it is not built."""
+    if not LLAMA_SERVER.exists():
+        return []
+    servers = [(llama_server(model.gguf, n, *model.llama_flags), [n]) for n in clients]
+    return [measure("llama-server", servers, repeats, max_tokens, busy)]
+
+
 def versus_llama(model: BenchModel, clients: list[int], repeats: int, max_tokens: int) -> list[Row]:
-    """llama-server, a process per stream count with as many slots, then ours at each --quantize."""
-    rows = []
-    if LLAMA_SERVER.exists():
-        servers = [(llama_server(model.gguf, n, *model.llama_flags), [n]) for n in clients]
-        rows.append(measure("llama-server", servers, repeats, max_tokens))
+    """llama-server, then ours at each --quantize."""
+    rows = llama_rows(model, clients, repeats, max_tokens)
     for bits in QUANTIZE:
         server = ours(model.ours, "--quantize", bits)
         rows.append(measure(f"ours, --quantize {bits}", [(server, clients)], repeats, max_tokens))
     return rows
+
+
+def beside_busy(model: BenchModel, clients: list[int], repeats: int, max_tokens: int) -> list[Row]:
+    """Both servers again, each run beside one busy process (bench.neighbour); ours at its default."""
+    rows = llama_rows(model, clients, repeats, max_tokens, busy=True)
+    return [*rows, measure("ours, its default --quantize", [(ours(model.ours), clients)], repeats, max_tokens, True)]
 
 
 def json_lines(command: list[str]) -> list[dict]:
@@ -239,6 +250,9 @@ def main() -> None:
         print(model.name, flush=True)
         results.append((model, versus_llama(model, few_many, args.repeats, args.max_tokens)))
 
+    print("beside one busy process", flush=True)
+    crowded = [(results[0][0], beside_busy(results[0][0], few_many, args.repeats, args.max_tokens))]
+
     print("chatglm-service on demo", flush=True)
     mine = measure(
         "chatglm-service (its default --quantize)", [(ours("demo"), args.clients)], args.repeats, args.max_tokens
@@ -287,6 +301,13 @@ def main() -> None:
         *disturbed(results, few_many),
         *([] if LLAMA_SERVER.exists() else ["- llama-server is not built (run `make bench-peers`): left out."]),
         *[line for model, rows in results for line in ["", f"### {model.name}", "", *table(rows, few_many)]],
+        "",
+        "## Beside one busy process",
+        "",
+        "The same, while one Python busy loop shares the cores (bench/neighbour.py), as a neighbour's work "
+        "would on a shared machine. Target: at least 0.8x llama-server's figures under the same load.",
+        "",
+        *versus_table(crowded, streams),
         "",
         "## Our server on `demo`",
         "",
