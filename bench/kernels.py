@@ -2,8 +2,10 @@
 
 Compares stock PyTorch (fp32 and bf16 F.linear, per-channel int8 `_weight_int8pack_mm`) with the
 glm_quant.bf16_linear kernel (bf16k, x in bf16) and the glm_quant.qlinear kernel on each block format,
-each on every instruction set this CPU runs (`:avx2`, `:avx512`, `:avx512-bf16`; the block formats
-do not use BF16, so they skip the last), at 1, 2, 4 and 8 rows of x (decoding that many streams):
+each on every instruction set this CPU runs (`:avx2`, `:avx512`, `:avx512-bf16`, `:avx512-vnni`; the
+block formats do not use BF16, so they skip `:avx512-bf16`, and only they have integer products, at
+`:avx512-vnni`, with x rounded to int8 and, marked `/x16`, to int16), at 1, 2, 4 and 8 rows of x
+(decoding that many streams):
 where bf16k stops beating bf16 sets glm/quant/bf16.py's KERNEL_MAX_ROWS. The last lines turn the
 times into a per-token estimate for the whole model.
 """
@@ -42,6 +44,7 @@ SHAPES = {
     },
 }
 ROWS = (1, 2, 4, 8)
+INTEGER_ISAS = ("avx512-vnni",)
 CACHE_FLUSH_BYTES = 128 << 20
 
 
@@ -86,11 +89,16 @@ def candidates(w: torch.Tensor, x: torch.Tensor) -> dict[str, Candidate]:
         return fns
     isas = torch.ops.glm_quant.supported_isas()
     for isa in isas:
-        fns[f"bf16k:{isa}"] = (isa, lambda: bf16_op(xb, wb))
+        if isa not in INTEGER_ISAS:  # whose bf16 loops are avx512-bf16's
+            fns[f"bf16k:{isa}"] = (isa, lambda: bf16_op(xb, wb))
+    # The block formats run the same loops at avx512 and avx512-bf16.
+    block_isas = [isa for isa in isas if isa != "avx512-bf16"]
     for packed in (quantize(w, Format.Q8_0), quantize(w, Format.Q4_1), q5_0(w)):
-        for isa in isas[:2]:
+        for isa in block_isas:
             name = f"{packed.format.name.lower()}:{isa}"
-            fns[name] = (isa, lambda p=packed: op(x, int(p.format), p.qs, p.d, p.aux))
+            fns[name] = (isa, lambda p=packed: op(x, int(p.format), p.qs, p.d, p.aux, 8))
+            if isa in INTEGER_ISAS:  # x rounded to int16 instead
+                fns[f"{name}/x16"] = (isa, lambda p=packed: op(x, int(p.format), p.qs, p.d, p.aux, 16))
     return fns
 
 
@@ -121,17 +129,62 @@ def main() -> None:
             for c, t in times.items():
                 totals[m, c] = totals.get((m, c), 0.0) + t * count
             print(f"{name:>9} {f'{n}x{k}':>12} {m:>2} " + " ".join(f"{t:16.3f}" for t in times.values()))
-    # The quantized packs are checked against the reference once, so a fast wrong kernel shows.
-    w = torch.randn(640, 640)
-    p = quantize(w, Format.Q8_0)
-    op = qlinear_op()
-    if op is not None:
-        x = torch.randn(8, 640)
-        error = (op(x, int(p.format), p.qs, p.d, p.aux) - x @ dequantize(p).T).abs().max().item()
-        print(f"q8_0 max abs error vs x @ dequantize(w).T: {error:.2e}")
+    check_q8_0()
     print(f"per decode step (M tokens), whole {args.model} model (every layer and the lm head), ms:")
     for m in ROWS:
         print(f"  M={m}: " + " ".join(f"{c}={t:.1f}" for (rows, c), t in totals.items() if rows == m))
+    if qlinear_op() is not None:
+        whole_steps(args.model, args.repeats)
+
+
+def rounded(x: torch.Tensor, x_bits: int) -> torch.Tensor:
+    """x as the integer products multiply it: rounded per block of 32 to x_bits."""
+    blocks = x.reshape(len(x), -1, 32)
+    d = blocks.abs().amax(-1, keepdim=True) / (2 ** (x_bits - 1) - 1)
+    return ((blocks * torch.where(d != 0, 1 / d, 0)).round() * d).reshape(x.shape)
+
+
+def check_q8_0() -> None:
+    """The kernels against the reference once per instruction set, so a fast wrong kernel shows."""
+    op = qlinear_op()
+    if op is None:
+        return
+    p = quantize(torch.randn(640, 640), Format.Q8_0)
+    x = torch.randn(8, 640)
+    for isa in torch.ops.glm_quant.supported_isas():
+        torch.ops.glm_quant.use_isa(isa)
+        wanted = (rounded(x, 8) if isa in INTEGER_ISAS else x) @ dequantize(p).T
+        error = (op(x, int(p.format), p.qs, p.d, p.aux, 8) - wanted).abs().max().item()
+        print(f"q8_0:{isa} max abs error vs x (as it multiplies it) @ dequantize(w).T: {error:.2e}")
+
+
+def whole_steps(model: str, repeats: int) -> None:
+    """A decode step's products as the demo model holds them: q4_1 layers and the q8_0 LM head (its
+    x at 16 bits where the kernel rounds x, or kept float: /float-head), called in order with nothing
+    evicted between them."""
+    op = qlinear_op()
+    layers = []
+    for name, ((n, k), count) in SHAPES[model].items():
+        fmt, x_bits = (Format.Q8_0, 16) if name == "lm head" else (Format.Q4_1, 8)
+        # Each its own weight, as each layer streams its own from memory.
+        layers += [(quantize(torch.randn(n, k) / k**0.5, fmt), x_bits) for _ in range(count)]
+    print(f"whole decode steps (q4_1 layers, q8_0 head), median of {repeats}, ms:")
+    for m in ROWS:
+        xs = {k: torch.randn(m, k) for k in {p.shape[1] for p, _ in layers}}
+
+        def step(xs: dict[int, torch.Tensor] = xs) -> None:
+            for p, x_bits in layers:
+                op(xs[p.shape[1]], int(p.format), p.qs, p.d, p.aux, x_bits)
+
+        def float_head(xs: dict[int, torch.Tensor] = xs) -> None:
+            for p, x_bits in layers:
+                op(xs[p.shape[1]], int(p.format), p.qs, p.d, p.aux, 32 if x_bits == 16 else x_bits)
+
+        isas = [isa for isa in torch.ops.glm_quant.supported_isas() if isa != "avx512-bf16"]
+        fns: dict[str, Candidate] = {isa: (isa, step) for isa in isas}
+        fns |= {f"{isa}/float-head": (isa, float_head) for isa in isas if isa in INTEGER_ISAS}
+        times = medians_ms(fns, repeats, None)
+        print(f"  M={m}: " + " ".join(f"{isa}={t:.2f}" for isa, t in times.items()))
 
 
 if __name__ == "__main__":

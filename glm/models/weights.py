@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from glm.quant import bf16
+from glm.quant import bf16, modules
 from glm.quant.load import load_folder, quantize_loaded
 
 
@@ -35,10 +35,13 @@ class Weights:
         return quantize_loaded(model, self.bits)
 
     def place(self, model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
-        """The model on its device, in eval mode; bf16 Linears on the CPU get the decode kernel."""
+        """The model on its device, in eval mode; bf16 Linears on the CPU get the decode kernel, and a
+        packed LM head keeps its input float where the kernel would round it (modules.exact_head)."""
         # Packed weights keep their integer and fp16 buffers as they are: only the device changes.
         if self.packed:
-            return model.to(device).eval()
+            model = model.to(device).eval()
+            modules.exact_head(model)
+            return model
         model = model.to(device=device, dtype=self.dtype).eval()
         bf16.use_kernel(model)
         return model

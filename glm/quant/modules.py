@@ -27,8 +27,16 @@ KERNEL_MAX_ROWS = 64
 # matmul is slower than float32's (bench/prefill.py, bench/KERNELS.md).
 PROMPT_BF16 = torch.cpu._is_amx_tile_supported()
 
-# (x [M, K] float32, format, qs, d, aux) -> [M, N] float32
-Kernel = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (x [M, K] float32, format, qs, d, aux, x_bits) -> [M, N] float32
+Kernel = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+# Where the kernel multiplies integers (glm/quant/kernels/vnni.h) it rounds x per block to this many
+# bits: 8 for the layers inside the model; the LM head (exact_head), whose logits' order is what
+# decoding reads, keeps x as given (32: the float loops). int8 there too costs the next-token
+# agreement with float32 more than bf16 does; kept float it stays above bf16's, and at 8 rows the
+# float loops beat int16 ones on the head's 49152 x 576 (bench/KERNELS.md).
+X_BITS = 8
+HEAD_X_BITS = 32
 
 
 class PackedWeight(nn.Module):
@@ -46,10 +54,10 @@ class PackedWeight(nn.Module):
         return Packed(self.format, self.qs, self.d, self.aux)
 
 
-def matmul(x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None) -> torch.Tensor:
+def matmul(x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None, x_bits: int = X_BITS) -> torch.Tensor:
     """x [M, K] @ W.T -> [M, N] in x's dtype."""
     if kernel is not None and x.device.type == "cpu" and x.shape[0] <= KERNEL_MAX_ROWS:
-        out = kernel(x.float().contiguous(), int(weight.format), weight.qs, weight.d, weight.aux)
+        out = kernel(x.float().contiguous(), int(weight.format), weight.qs, weight.d, weight.aux, x_bits)
         return out.to(x.dtype)
     dtype = product_dtype(x)
     return F.linear(x.to(dtype), widened(weight.packed, dtype)).to(x.dtype)
@@ -77,16 +85,24 @@ class QuantLinear(nn.Module):
         self.weight_packed = weight
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self.kernel = kernel
+        self.x_bits = X_BITS
         self.out_features, self.in_features = weight.packed.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = matmul(x.reshape(-1, self.in_features), self.weight_packed, self.kernel)
+        y = matmul(x.reshape(-1, self.in_features), self.weight_packed, self.kernel, self.x_bits)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"{self.in_features} -> {self.out_features}, {self.weight_packed.format.name.lower()}"
+
+
+def exact_head(model: nn.Module) -> None:
+    """A packed LM head's products take x as given where the kernel would round it (HEAD_X_BITS)."""
+    head = model.get_output_embeddings()
+    if isinstance(head, QuantLinear):
+        head.x_bits = HEAD_X_BITS
 
 
 class QuantEmbedding(nn.Module):

@@ -21,7 +21,7 @@ from glm.models.gguf import cache_key, gguf_weights
 from glm.models.packaged import demo_gguf
 from glm.models.source import model_source
 from glm.models.weights import Weights
-from glm.quant import modules
+from glm.quant import kernels, modules
 from glm.quant.formats import Format, dequantize, quantize
 from glm.quant.gguf_blocks import KEPT, take_over
 from glm.quant.gguf_load import cached_layout, read_raw, reorder, row_order, weight_names
@@ -112,12 +112,26 @@ def float_twin(packed_model: nn.Module, float_model: nn.Module) -> nn.Module:
     return float_model
 
 
+@pytest.fixture
+def float_kernels():
+    """The fused kernel's float loops, where its widest ones round x to integers (those are judged
+    against their own reference in tests/engine/test_quant_kernel.py)."""
+    if not kernels.load_library():
+        yield
+        return
+    ops = torch.ops.glm_quant
+    chosen = ops.isa()
+    ops.use_isa("avx512-bf16" if chosen == "avx512-vnni" else chosen)
+    yield
+    ops.use_isa(chosen)
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 # 10 rows go through the fused kernel (when built), 80 through a float GEMM of the de-quantized layer:
 # float32's, held here so the comparison can be this tight (AMX CPUs multiply prompts in bf16, which
 # test_quant_prefill.py bounds product by product).
 @pytest.mark.parametrize("length", [10, KERNEL_MAX_ROWS + 16])
-def test_packed_tiny_computes_what_its_dequantized_weights_do(bits, length, monkeypatch):
+def test_packed_tiny_computes_what_its_dequantized_weights_do(bits, length, float_kernels, monkeypatch):
     monkeypatch.setattr(modules, "PROMPT_BF16", False)
     packed = load_model(model_source("tiny"), CPU, torch.float32, CACHE, bits=bits)
     reference = float_twin(packed.model, load_model(model_source("tiny"), CPU, torch.float32, CACHE).model)

@@ -1,7 +1,8 @@
 """The compiled kernels against references: glm_quant.qlinear against x @ formats.dequantize(p).T
-for every block format, glm_quant.bf16_linear against x @ W.T in float64, each on every instruction
-set this CPU runs; which instruction set runs and where its instructions are; and the bf16 layers
-that put bf16_linear in a model.
+for every block format (x first rounded per block where the kernels multiply integers),
+glm_quant.bf16_linear against x @ W.T in float64, each on every instruction set this CPU runs; which
+instruction set runs and where its instructions are; and the bf16 layers that put bf16_linear in a
+model.
 
 The kernels are built here if they are missing or stale, so a fresh checkout's `make test` runs them.
 """
@@ -20,7 +21,7 @@ import torch
 
 from glm.models import load_model
 from glm.models.source import model_source
-from glm.quant import bf16, kernels
+from glm.quant import bf16, kernels, modules
 from glm.quant.formats import GROUP, Format, Packed, dequantize, quantize
 
 ROWS = (1, 3, 8, 9, 17)
@@ -28,7 +29,9 @@ ROWS = (1, 3, 8, 9, 17)
 SHAPES = ((1, 32), (13, 32), (37, 96), (300, 640))
 
 
-ISAS = ("avx2", "avx512", "avx512-bf16")
+ISAS = ("avx2", "avx512", "avx512-bf16", "avx512-vnni")
+# Where qlinear rounds x to int8 per block of 32 and multiplies integers.
+INTEGER_ISAS = ("avx512-vnni",)
 
 
 @pytest.fixture(params=ISAS)
@@ -69,14 +72,35 @@ def random_packed(fmt: Format, n: int, k: int, generator: torch.Generator) -> Pa
     return Packed(fmt, bytes_(k // 2, torch.uint8), d, qh)
 
 
-def run(op, x: torch.Tensor, p: Packed) -> torch.Tensor:
-    return op(x, int(p.format), p.qs, p.d, p.aux)
+def run(op, x: torch.Tensor, p: Packed, x_bits: int = 8) -> torch.Tensor:
+    return op(x, int(p.format), p.qs, p.d, p.aux, x_bits)
 
 
-def assert_matches(y: torch.Tensor, x: torch.Tensor, p: Packed) -> None:
-    """Within fp32 summation error: far below one quantization step, far above a wrong element."""
+def block_scales(x: torch.Tensor, x_bits: int = 8) -> torch.Tensor:
+    """Each element's integer step: its block's max |x| / 127 (or / 32767), as the kernel computes it
+    in float32."""
+    blocks = x.reshape(len(x), -1, GROUP)
+    top = 2 ** (x_bits - 1) - 1
+    return (blocks.abs().amax(-1, keepdim=True) / top).expand_as(blocks).reshape(x.shape)
+
+
+def rounded(x: torch.Tensor, x_bits: int) -> torch.Tensor:
+    """x as the integer products multiply it: round(x / d) * d per block."""
+    d = block_scales(x, x_bits)
+    inverse = torch.where(d != 0, 1 / d, 0)
+    return (x * inverse).round() * d
+
+
+def as_multiplied(x: torch.Tensor, x_bits: int) -> torch.Tensor:
+    """x_bits=32 keeps x float everywhere."""
+    return rounded(x, x_bits) if torch.ops.glm_quant.isa() in INTEGER_ISAS and x_bits < 32 else x
+
+
+def assert_matches(y: torch.Tensor, x: torch.Tensor, p: Packed, x_bits: int = 8) -> None:
+    """Within fp32 summation error of the product of x as the chosen kernels multiply it: far below
+    one quantization step, far above a wrong element."""
     w = dequantize(p).double()
-    exact = x.double() @ w.T
+    exact = as_multiplied(x, x_bits).double() @ w.T
     bound = 1e-5 * (x.double().abs() @ w.abs().T) + 1e-30
     assert y.dtype == torch.float32 and y.shape == exact.shape
     assert ((y.double() - exact).abs() <= bound).all(), (y.double() - exact).abs().max()
@@ -89,7 +113,32 @@ def test_matches_the_reference(qlinear, isa, fmt):
         p = random_packed(fmt, n, k, generator)
         for m in ROWS:
             x = torch.randn(m, k, generator=generator)
-            assert_matches(run(qlinear, x, p), x, p)
+            for x_bits in (8, 16, 32):
+                assert_matches(run(qlinear, x, p, x_bits), x, p, x_bits)
+
+
+@pytest.mark.parametrize("x_bits", [8, 16])
+@pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
+def test_integer_products_are_within_half_a_step_of_float_x(qlinear, fmt, x_bits):
+    """Rounding moves each element of x by at most half its block's step d, so a product moves by at
+    most sum(d / 2 * |w|): the bound that the kernel, not only the reference, must keep."""
+    if "avx512-vnni" not in torch.ops.glm_quant.supported_isas():
+        pytest.skip("this CPU has no AVX512-VNNI")
+    generator = torch.Generator().manual_seed(13)
+    p = random_packed(fmt, 300, 640, generator)
+    x = torch.randn(8, 640, generator=generator) * torch.logspace(-3, 3, 640).roll(17)
+    chosen = torch.ops.glm_quant.isa()
+    torch.ops.glm_quant.use_isa("avx512-vnni")
+    try:
+        y = run(qlinear, x, p, x_bits).double()
+    finally:
+        torch.ops.glm_quant.use_isa(chosen)
+    w = dequantize(p).double()
+    bound = (block_scales(x, x_bits).double() / 2) @ w.abs().T + 1e-5 * (x.double().abs() @ w.abs().T)
+    error = (y - x.double() @ w.T).abs()
+    assert (error <= bound).all()
+    # Not the float path: rounding leaves a visible error.
+    assert error.max() > 1e-4 * bound.max()
 
 
 @pytest.mark.parametrize("fmt", [Format.Q8_0, Format.Q4_1], ids=lambda f: f.name)
@@ -147,6 +196,8 @@ def test_rejects_what_it_cannot_multiply(qlinear):
         run(qlinear, torch.randn(1, 64, dtype=torch.float64), p)
     with pytest.raises(RuntimeError, match="K=32 but the weight has K=64"):
         run(qlinear, torch.randn(1, 32), p)
+    with pytest.raises(RuntimeError, match="x_bits must be 8, 16 or 32, got 4"):
+        run(qlinear, torch.randn(1, 64), p, 4)
     with pytest.raises(RuntimeError, match="unknown format 9"):
         qlinear(torch.randn(1, 64), 9, p.qs, p.d, p.aux)
     with pytest.raises(RuntimeError, match="qs must be contiguous"):
@@ -214,7 +265,8 @@ def test_the_widest_instruction_set_is_chosen_and_glm_kernels_narrows_it(built):
 
 
 # An instruction whose encoding starts with the EVEX prefix (0x62, after any address-size or segment
-# prefix), or that names a mask register, is AVX-512; vdpbf16ps and the bf16 conversions are BF16.
+# prefix), or that names a mask register, is AVX-512; vdpbf16ps and the bf16 conversions are BF16;
+# vpdpbusd and vpdpwssd (and their saturating forms) are VNNI.
 OBJDUMP_LINE = re.compile(r"^\s+[0-9a-f]+:\t((?:[0-9a-f]{2} )+)\s*\t?(.*)$")
 FUNCTION = re.compile(r"^[0-9a-f]+ <(.*)>:$")
 # A function of the avx512 namespace, after the return type that templates' demangled names carry.
@@ -222,7 +274,7 @@ GUARDED = re.compile(r"^(\S+ )?\(anonymous namespace\)::avx512::")
 
 
 def instruction_sets_by_function(library: Path) -> dict[str, set[str]]:
-    """{demangled function name: {"avx512", "bf16"} or a subset}, for the functions that use either."""
+    """{demangled function name: {"avx512", "bf16", "vnni"} or a subset}, for the functions that use any."""
     command = ["objdump", "-d", "-C", "--insn-width=16", str(library)]
     listing = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
     found: dict[str, set[str]] = {}
@@ -239,18 +291,23 @@ def instruction_sets_by_function(library: Path) -> dict[str, set[str]]:
                 found.setdefault(function, set()).add("avx512")
             if re.search(r"\bv(dpbf16ps|cvtne2?ps2bf16)\b", text):
                 found.setdefault(function, set()).add("bf16")
+            if re.search(r"\bvpdp(bu|ws)sds?\b", text):
+                found.setdefault(function, set()).add("vnni")
     return found
 
 
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
 def test_avx512_instructions_are_only_in_the_code_the_cpu_check_guards(built):
     """Nothing a CPU without AVX-512 runs (the AVX2 loops, the ops' checks, the start-up check itself)
-    may hold an AVX-512 instruction, and nothing but the bf16-times-bf16 loops a BF16 one."""
+    may hold an AVX-512 instruction, nothing but the bf16-times-bf16 loops a BF16 one, and nothing but
+    the integer products (avx512::vnni) a VNNI one."""
     found = instruction_sets_by_function(kernels.unusable_reason(kernels.BUILD_DIR)[1])
-    assert any("avx512" in sets for sets in found.values()) and any("bf16" in sets for sets in found.values())
+    for kind in ("avx512", "bf16", "vnni"):
+        assert any(kind in sets for sets in found.values()), kind
     for function, sets in found.items():
         assert GUARDED.match(function), function
         assert "bf16" not in sets or "DotBF16" in function or "dot_bf16" in function, function
+        assert "vnni" not in sets or "::avx512::vnni::" in function, function
 
 
 def test_bf16_linear_rejects_what_it_cannot_multiply(bf16_linear):
@@ -305,6 +362,14 @@ def test_a_tied_head_stays_tied(built):
     assert bf16.use_kernel(model) == 1
     assert isinstance(model.head, bf16.BF16Linear) and model.head.weight is model.embed.weight
     assert type(model.odd) is torch.nn.Linear, "K=48 is not a multiple of 32: torch keeps it"
+
+
+def test_a_packed_head_keeps_x_float_and_the_rest_rounds_it_to_8_bits(built):
+    model = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, Path.home(), bits=4).model
+    layers = [m for m in model.modules() if isinstance(m, modules.QuantLinear)]
+    head = model.get_output_embeddings()
+    assert head in layers and head.x_bits == 32
+    assert all(m.x_bits == 8 for m in layers if m is not head)
 
 
 def test_float32_models_keep_torch_linear(built):

@@ -8,8 +8,10 @@ still matches the sources, so an edited kernel is never run from a stale build; 
 below are None and their callers use torch's matmul instead.
 
 The library holds the loops twice, for AVX2 and for AVX-512, and picks the widest this CPU runs
-when it loads; the environment variable GLM_KERNELS (`avx2`, `avx512` or `avx512-bf16`) narrows
-that choice, so the paths can be compared on one machine. The choice is logged once.
+when it loads; the environment variable GLM_KERNELS (`avx2`, `avx512`, `avx512-bf16` or
+`avx512-vnni`) narrows that choice, so the paths can be compared on one machine. The choice is
+logged once. At `avx512-vnni` the block formats' products round x per block to int8 or int16 (as
+qlinear's x_bits asks; 32 keeps it float) and multiply integers; below it they multiply x as given.
 """
 
 import hashlib
@@ -40,7 +42,7 @@ ISA_ENV = "GLM_KERNELS"
 # get_cpu_capability() names the widest vector set torch itself dispatches to.
 AVX2_CAPABLE = ("AVX2", "AVX512")
 
-QLinear = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+QLinear = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 BF16Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # (format, qs, d, aux[, dtype: float32 or bfloat16, float32 by default]) -> [N, K]
 Dequantize = Callable[..., torch.Tensor]
@@ -106,7 +108,8 @@ def load_library(build_dir: Path = BUILD_DIR) -> bool:
 
 
 def qlinear_op(build_dir: Path = BUILD_DIR) -> QLinear | None:
-    """torch.ops.glm_quant.qlinear: x float32 [M, K] times a packed weight, or None."""
+    """torch.ops.glm_quant.qlinear: x float32 [M, K] times a packed weight (x_bits: how finely the
+    integer products round x), or None."""
     return torch.ops.glm_quant.qlinear if load_library(build_dir) else None
 
 

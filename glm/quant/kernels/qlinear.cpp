@@ -10,10 +10,15 @@
 // of x, so the widening is paid once per eight rows. Accumulation stays fp32 on x as given (x is
 // not quantized), so results differ from x @ dequantize(W).T only by summation order.
 //
-// The loops exist twice (tiles.h): for AVX2 (avx2.h) and for AVX-512 (avx512.h), the latter
+// Where the CPU has AVX512-VNNI the block formats take integer products instead (vnni.h): x is
+// rounded per block to int8 (x_bits=8) or int16 (x_bits=16) and multiplied into the weights'
+// quants without widening them to floats, at a fraction of the instructions; x_bits=32 keeps the
+// float loops. x_bits is the caller's trade of speed for accuracy (glm/quant/modules.py).
+//
+// The float loops exist twice (tiles.h): for AVX2 (avx2.h) and for AVX-512 (avx512.h), the latter
 // compiled for AVX-512 whatever the compiler flags say. Which one runs is chosen once, when the
 // library loads, from what the CPU reports (use_isa() can narrow it), so a CPU without AVX-512
-// never reaches an AVX-512 instruction.
+// never reaches an AVX-512 instruction, nor one without VNNI a VNNI one.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -24,6 +29,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -40,6 +47,9 @@ constexpr int kMaxRows = 8;  // rows of x per pass
 // the same row of a tile at least that far on (tiles.h).
 constexpr int64_t kAheadBytes = 2048;
 inline void fetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+
+// A task below ~64K weights costs less than waking a second thread.
+constexpr int64_t kGrainWeights = int64_t{1} << 16;
 
 // Where a weight's arrays lie: row() is weight row n's part of them, bytes() where block g's
 // quants start. Rows are contiguous, so bytes(g + n * groups) is block g of the row n rows on.
@@ -103,13 +113,25 @@ void linear_dot_bf16(const Planes<kBF16>& w, const uint16_t* x, int64_t m, int64
 }  // namespace avx512
 #pragma GCC pop_options
 
+// The integer products (vnni.h) on top of the AVX-512 helpers; only they use AVX512-VNNI.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni")
+namespace avx512 {
+namespace vnni {
+#include "vnni.h"
+}  // namespace vnni
+}  // namespace avx512
+#pragma GCC pop_options
+
 // Narrowest first; each needs the features of those before it.
-enum Isa : int { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2 };
-constexpr const char* kIsaNames[] = {"avx2", "avx512", "avx512-bf16"};
+enum Isa : int { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAvx512Vnni = 3 };
+constexpr const char* kIsaNames[] = {"avx2", "avx512", "avx512-bf16", "avx512-vnni"};
 
 bool cpu_runs(Isa isa) {
   __builtin_cpu_init();  // cpuid, and whether the OS saves the zmm registers
   switch (isa) {
+    case kAvx512Vnni:
+      return cpu_runs(kAvx512Bf16) && __builtin_cpu_supports("avx512vnni");
     case kAvx512Bf16:
       return cpu_runs(kAvx512) && __builtin_cpu_supports("avx512bf16");
     case kAvx512:
@@ -121,7 +143,7 @@ bool cpu_runs(Isa isa) {
 }
 
 Isa widest() {
-  int isa = kAvx512Bf16;
+  int isa = kAvx512Vnni;
   while (isa > kAvx2 && !cpu_runs(static_cast<Isa>(isa))) --isa;
   return static_cast<Isa>(isa);
 }
@@ -146,10 +168,13 @@ void use_isa(const std::string& name) {
   chosen.store(static_cast<int>(found - names.begin()), std::memory_order_relaxed);
 }
 
-// y = x @ W^T through the chosen instruction set's loops.
+// y = x @ W^T through the chosen instruction set's loops (bf16 weights have no integer ones).
 template <int F>
-void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
+void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits = 8) {
   if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y);
+  if constexpr (F != kBF16) {
+    if (current() == kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits);
+  }
   avx512::linear(w, x, m, k, n, y);
 }
 
@@ -163,8 +188,9 @@ void check_weight(const char* op, const at::Tensor& t, const char* name, at::Sca
 }
 
 at::Tensor qlinear(const at::Tensor& x_in, int64_t fmt, const at::Tensor& qs, const at::Tensor& d,
-                   const at::Tensor& aux) {
+                   const at::Tensor& aux, int64_t x_bits) {
   TORCH_CHECK(fmt == kQ8_0 || fmt == kQ4_1 || fmt == kQ5_0, "qlinear: unknown format ", fmt);
+  TORCH_CHECK(x_bits == 8 || x_bits == 16 || x_bits == 32, "qlinear: x_bits must be 8, 16 or 32, got ", x_bits);
   TORCH_CHECK(x_in.device().is_cpu(), "qlinear: x must be on the CPU");
   TORCH_CHECK(x_in.scalar_type() == at::kFloat, "qlinear: x must be float32, got ", x_in.scalar_type());
   TORCH_CHECK(x_in.dim() == 2, "qlinear: x must be [M, K], got ", x_in.sizes());
@@ -184,11 +210,11 @@ at::Tensor qlinear(const at::Tensor& x_in, int64_t fmt, const at::Tensor& qs, co
   float* yp = y.data_ptr<float>();
   const auto* dp = d.data_ptr<at::Half>();
   if (fmt == kQ8_0) {
-    linear<kQ8_0>({qs.data_ptr<int8_t>(), dp}, xp, m, k, n, yp);
+    linear<kQ8_0>({qs.data_ptr<int8_t>(), dp}, xp, m, k, n, yp, x_bits);
   } else if (fmt == kQ4_1) {
-    linear<kQ4_1>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<at::Half>()}, xp, m, k, n, yp);
+    linear<kQ4_1>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<at::Half>()}, xp, m, k, n, yp, x_bits);
   } else {
-    linear<kQ5_0>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<int32_t>()}, xp, m, k, n, yp);
+    linear<kQ5_0>({qs.data_ptr<uint8_t>(), dp, aux.data_ptr<int32_t>()}, xp, m, k, n, yp, x_bits);
   }
   return y;
 }
@@ -207,7 +233,7 @@ at::Tensor bf16_linear(const at::Tensor& x_in, const at::Tensor& w) {
   at::Tensor y = at::empty({m, n}, x_in.options().dtype(at::kFloat));
   if (m == 0 || n == 0 || k == 0) return y.zero_().to(x_in.scalar_type());
   const Planes<kBF16> weight{reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>())};
-  if (current() == kAvx512Bf16 && x_in.scalar_type() == at::kBFloat16) {
+  if (current() >= kAvx512Bf16 && x_in.scalar_type() == at::kBFloat16) {
     const at::Tensor x = x_in.contiguous();
     avx512::linear_dot_bf16(weight, reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()), m, k, n,
                             y.data_ptr<float>());
@@ -221,7 +247,7 @@ at::Tensor bf16_linear(const at::Tensor& x_in, const at::Tensor& w) {
 }  // namespace
 
 TORCH_LIBRARY(glm_quant, m) {
-  m.def("qlinear(Tensor x, int fmt, Tensor qs, Tensor d, Tensor aux) -> Tensor");
+  m.def("qlinear(Tensor x, int fmt, Tensor qs, Tensor d, Tensor aux, int x_bits=8) -> Tensor");
   m.def("bf16_linear(Tensor x, Tensor w) -> Tensor");
   m.def("supported_isas() -> str[]", &supported_isas);
   m.def("isa() -> str", &isa);

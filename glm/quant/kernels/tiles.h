@@ -101,8 +101,7 @@ void run(const Planes<B::kFormat>& weight, const typename B::X* x, int64_t m, in
   }
   const X* passes = m > 1 ? out : x;
   const int width = weights_per_tile(static_cast<int>(std::min<int64_t>(kMaxRows, m)));
-  // A task below ~64K weights costs less than waking a second thread.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / k);
+  const int64_t grain = std::max<int64_t>(1, kGrainWeights / k);
   at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
     if (width == 4) return run_rows<B, 4>(weight, passes, m, k, n, y, begin, end);
     if (width == 2) return run_rows<B, 2>(weight, passes, m, k, n, y, begin, end);
