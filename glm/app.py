@@ -7,7 +7,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from glm.http import auth, error_handlers, observability, security_headers
-from glm.routes import anthropic, embeddings, health, legacy, meta, openai, page, responses
+from glm.routes import anthropic, embeddings, health, legacy, lora, meta, openai, page, responses
 from glm.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,8 @@ def create_app(
     # Request ids first, so that a refused request is logged under its id too.
     observability.register(app)
     auth.register(app, api_keys or [], prompt_cache_per_key)
-    for blueprint in (health.bp, legacy.bp, openai.bp, anthropic.bp, responses.bp, embeddings.bp, meta.bp, page.bp):
+    blueprints = (health.bp, legacy.bp, openai.bp, lora.bp, anthropic.bp, responses.bp, embeddings.bp, meta.bp, page.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     error_handlers.register(app)
     return app

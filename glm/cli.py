@@ -92,6 +92,13 @@ def parser() -> argparse.ArgumentParser:
         "(docs/models.md); with --engine vllm, vLLM's LoRA serves them",
     )
     p.add_argument(
+        "--allow-runtime-lora",
+        action="store_true",
+        help="serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's), which load and unload "
+        "LoRA adapters while the server runs; off by default, as a load reads the folder a request names on "
+        "this server's disk: give API keys too (docs/api.md)",
+    )
+    p.add_argument(
         "--engine",
         default="torch",
         choices=["torch", "vllm"],
@@ -122,6 +129,18 @@ def parser() -> argparse.ArgumentParser:
     )
     vllm.add_argument(
         "--enforce-eager", action="store_true", help="no CUDA graphs or compilation: a faster start, slower steps"
+    )
+    p.add_argument(
+        "--max-loras",
+        type=int,
+        help="with --engine vllm: the LoRA adapters vLLM holds at once, those of --lora and those loaded at "
+        "run time (--allow-runtime-lora); vLLM sizes its slots at start (default: the --lora adapters' count)",
+    )
+    p.add_argument(
+        "--max-lora-rank",
+        type=int,
+        help="with --engine vllm: the largest LoRA rank vLLM serves, for adapters loaded at run time (default: "
+        "the --lora adapters' largest, or 16 where there are none)",
     )
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder's own Python code to run")
     p.add_argument(
@@ -282,6 +301,8 @@ VLLM_OPTIONS = (
     "max_model_len",
     "distributed_executor_backend",
     "enforce_eager",
+    "max_loras",
+    "max_lora_rank",
 )
 VLLM_ONLY = (*VLLM_OPTIONS, "kv_cache_gib")
 
@@ -415,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         request_timeout=args.request_timeout,
         log_prompts=args.log_prompts,
         reasoning=args.reasoning == "auto",
+        runtime_lora=args.allow_runtime_lora,
     )
     origins = [origin.strip() for spec in args.cors_origins for origin in spec.split(",") if origin.strip()]
     app = create_app(Service(engine, settings, embedder), origins, api_keys, args.prompt_cache_per_key)

@@ -125,8 +125,29 @@ class ModelNotFound(ApiError):
 
     status = 404
 
-    def __init__(self, model: str) -> None:
-        super().__init__(f"The model `{model}` does not exist.", "model", "model_not_found")
+    def __init__(self, model: str, param: str = "model") -> None:
+        super().__init__(f"The model `{model}` does not exist.", param, "model_not_found")
+
+
+class AdapterNameTaken(ApiError):
+    """A LoRA adapter loaded at run time under a name the base model or another adapter has."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"lora_name: {name!r} is taken, by the base model or an adapter loaded already; unload it first",
+            "lora_name",
+            "adapter_name_taken",
+        )
+
+
+class AdapterTooLarge(ApiError):
+    """A LoRA adapter loaded at run time whose pairs the memory left cannot hold."""
+
+    status = 507
+    type = "insufficient_storage"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "lora_path", "insufficient_memory")
 
 
 class Internal(ApiError):

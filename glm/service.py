@@ -22,6 +22,7 @@ class Settings:
     request_timeout: float = 300.0  # wall-clock seconds one request may take, queueing included
     log_prompts: bool = False  # prompt and reply text in the log; off, as they may be private
     reasoning: bool = True  # a thinking model's reasoning apart from its answer (--reasoning auto)
+    runtime_lora: bool = False  # /v1/load_lora_adapter and /v1/unload_lora_adapter (--allow-runtime-lora)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Service:
     prompts: OffHub = field(init=False)
     grammars: OffHub = field(init=False)
     embeddings: OffHub = field(init=False)
+    adapters: OffHub = field(init=False)  # LoRA adapters' folders, read when loaded at run time
 
     def __post_init__(self) -> None:
         # The two refer to each other through these callbacks: /metrics reports admission's count.
@@ -52,11 +54,12 @@ class Service:
         object.__setattr__(self, "prompts", OffHub("prompts", 1, capacity))
         object.__setattr__(self, "grammars", OffHub("grammar compiles", 1, capacity))
         object.__setattr__(self, "embeddings", OffHub("embedding requests", 1, self.settings.max_queue))
+        object.__setattr__(self, "adapters", OffHub("LoRA adapter loads", 1, 4))
 
     def interrupt(self, error: ApiError) -> None:
         """End every request in flight with `error`, those waiting for a pool's thread among them."""
         self.admission.interrupt_all(error)
-        for pool in (self.prompts, self.grammars, self.embeddings):
+        for pool in (self.prompts, self.grammars, self.embeddings, self.adapters):
             pool.close(error)
 
     @property

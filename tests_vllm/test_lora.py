@@ -4,8 +4,10 @@ GLM's fused gate_up_proj, which vLLM's GLM packs from parts), served by one serv
 this module's own. Each adapter's greedy reply and token count are the same on both engines, the
 base model's is transformers' own, requests for different adapters in one batch each get their
 solo reply, vLLM's prefix cache never hands one adapter's KV to another, and an adapter that does
-not fit the model stops start-up as on torch. Where vLLM's own model packs a projection from parts
-(GLM-4-0414's Glm4ForCausalLM), the adapter is written split into those parts."""
+not fit the model stops start-up as on torch. An adapter loaded at run time replies as on torch,
+within the slots and rank vLLM was started with, and leaves its slot when unloaded. Where vLLM's
+own model packs a projection from parts (GLM-4-0414's Glm4ForCausalLM), the adapter is written
+split into those parts."""
 
 import subprocess
 import sys
@@ -35,14 +37,20 @@ FLAGS = ("--dtype", "float32", "--embedding-model", "none", "--max-batch", "3")
 
 
 @pytest.fixture(scope="module")
-def servers(folder, tmp_path_factory):
-    adapters = build_adapters(tmp_path_factory.mktemp("lora"), shape=tiny.VLLM_SHAPE)
+def adapters(tmp_path_factory):
+    return build_adapters(tmp_path_factory.mktemp("lora"), shape=tiny.VLLM_SHAPE)
+
+
+@pytest.fixture(scope="module")
+def servers(folder, adapters, tmp_path_factory):
     lora = [flag for name, path in adapters.items() for flag in ("--lora", f"{name}={path}")]
-    common = ("--model", str(folder), "--cache-dir", str(tmp_path_factory.mktemp("cache")), *FLAGS, *lora)
+    cache = str(tmp_path_factory.mktemp("cache"))
+    common = ("--model", str(folder), "--cache-dir", cache, *FLAGS, *lora, "--allow-runtime-lora")
     yield from own_servers(
         {
             "torch": ("--engine", "torch", *common),
-            "vllm": ("--engine", "vllm", "--enforce-eager", *common),
+            # Room for one adapter more, loaded at run time.
+            "vllm": ("--engine", "vllm", "--enforce-eager", "--max-loras", "3", *common),
         }
     )
 
@@ -145,3 +153,43 @@ def test_vllm_gets_a_slot_more_than_the_adapters_and_a_rank_of_its_list(tmp_path
     adapters = (VllmAdapter("a", tmp_path, 4), VllmAdapter("b", tmp_path, 12))
     assert lora_options(adapters) == {"enable_lora": True, "max_loras": 3, "max_cpu_loras": 3, "max_lora_rank": 16}
     assert lora_options(()) == {}
+    assert lora_options((), max_loras=2) == {
+        "enable_lora": True,
+        "max_loras": 3,
+        "max_cpu_loras": 3,
+        "max_lora_rank": 16,
+    }
+    assert lora_options(adapters, 3, 20)["max_lora_rank"] == 32
+
+
+def test_an_adapter_loaded_at_run_time_replies_as_on_torch_until_unloaded(servers, adapters, tmp_path):
+    def load(server, name, path):
+        body = {"lora_name": name, "lora_path": str(path)}
+        return requests.post(server.url("/v1/load_lora_adapter"), json=body, timeout=TIMEOUT)
+
+    def unload(server, name):
+        return requests.post(server.url("/v1/unload_lora_adapter"), json={"lora_name": name}, timeout=TIMEOUT)
+
+    for server in servers.values():
+        assert load(server, "late", adapters["b"]).status_code == 200
+    replies = {engine: chat(server, "late") for engine, server in servers.items()}
+    assert replies["vllm"] == replies["torch"]
+    assert replies["vllm"][:2] == chat(servers["vllm"], "b")[:2]
+    # vLLM holds three adapters at most (--max-loras 3: a, b and late), of ranks up to 8 (b's, the largest at start).
+    refused = load(servers["vllm"], "more", adapters["a"])
+    assert refused.status_code == 400 and "--max-loras" in refused.json()["error"]["message"]
+    peft = get_peft_model(
+        tiny.build_model(tiny.build_tokenizer(), tiny.VLLM_SHAPE),
+        LoraConfig(r=16, target_modules=["q_proj"], init_lora_weights=False),
+    )
+    peft.save_pretrained(tmp_path / "wide")
+    too_wide = load(servers["vllm"], "wide", tmp_path / "wide")
+    assert too_wide.status_code == 400 and "a rank of 16, over the 8" in too_wide.json()["error"]["message"]
+    for server in servers.values():
+        assert unload(server, "late").status_code == 200
+        assert "late" not in {m["id"] for m in requests.get(server.url("/v1/models"), timeout=TIMEOUT).json()["data"]}
+        assert unload(server, "late").status_code == 404
+    # Unloaded, it leaves its place to another.
+    assert load(servers["vllm"], "more", adapters["a"]).status_code == 200
+    assert chat(servers["vllm"], "more")[:2] == chat(servers["vllm"], "a")[:2]
+    assert unload(servers["vllm"], "more").status_code == 200

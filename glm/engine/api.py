@@ -6,7 +6,8 @@ knows which engine runs.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from glm.constraint import Grammar
 from glm.engine.logprobs import Logprobs
@@ -137,6 +138,21 @@ class GenerationEngine(Protocol):
     def clear_memory(self, reply: Callable[[object], None]) -> None:
         """Free what can be freed between steps (the prompt cache, the accelerator's cached
         memory); `reply` gets what stays allocated."""
+        ...
+
+    def read_adapter(self, name: str, path: Path) -> Any:
+        """LoRA adapter `name`'s PEFT folder `path`, read and checked for `add_adapter`: blocking
+        (it reads files), so never on the hub; a StartupError says what is wrong with it."""
+        ...
+
+    def add_adapter(self, name: str, path: Path, prepared: Any, reply: Callable[[object], None]) -> None:
+        """Serve `prepared` (from `read_adapter`) as adapter `name`; `reply` gets the adapters
+        served then, or the ApiError that refused it."""
+        ...
+
+    def remove_adapter(self, name: str, reply: Callable[[object], None]) -> None:
+        """Serve adapter `name` to no new request (those running on it finish); `reply` gets the
+        adapters served then, or the ApiError that refused it."""
         ...
 
     def stats(self) -> EngineStats: ...

@@ -13,7 +13,8 @@ short one by a chunk, not by all of them.
 
 Requests for different LoRA adapters (glm/models/lora.py) and for the base model share prefill
 passes and decode steps: before each forward pass the engine tells the model which adapter each
-row uses.
+row uses. Adapters loaded at run time are read on the caller's thread and joined to the model here,
+between steps; one unloaded while requests run on it stays theirs until the last one ends.
 
 A request starts from the longest prefix of its prompt that the prompt cache (glm/engine/prompt_cache.py)
 holds. What a request's prompt and reply put in the KV cache goes there when its prompt is read and
@@ -33,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import DynamicCache
@@ -58,7 +60,10 @@ from glm.engine.growing_cache import GrowingLayer
 from glm.engine.logprobs import StepLogprobs
 from glm.engine.prompt_cache import PromptCache
 from glm.engine.sampling import Sampler, sample_rows
+from glm.errors import AdapterNameTaken, AdapterTooLarge, ApiError, ModelNotFound
 from glm.models.loaded import LoadedModel
+from glm.models.lora import Lora, Pairs, add, check_memory, read_adapter, unload
+from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +110,16 @@ class _Slot:
     solo: bool = False  # read this prompt on its own (it is scored, or a grouped prefill with it failed)
     output: list[int] = field(default_factory=list)  # every token sampled, in order
     adapter: int = 0  # the request's LoRA slot (glm/models/lora.py), 0 for the base
+    adapter_load: int = 0  # which load of its adapter: a name unloaded and loaded again is another
 
     @property
     def partition(self) -> Hashable:
         """The prompt cache's partition: KV computed with one adapter's delta is no other's, so
         the adapter stands beside the salt (a tuple, which no salt string or absent salt equals)."""
         request = self.request
-        return request.cache_salt if request.adapter is None else (request.adapter, request.cache_salt)
+        if request.adapter is None:
+            return request.cache_salt
+        return (request.adapter, self.adapter_load, request.cache_salt)
 
 
 class Engine:
@@ -128,6 +136,7 @@ class Engine:
         self._tokens_generated = 0
         self._requests_finished = 0
         self._prompts = PromptCache(self.config.prompt_cache_bytes)
+        self._adapter_loads: dict[str, int] = {}  # adapter name -> its load's number, for those loaded at run time
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._stopping = False
         # Why the engine thread died, once it has: set before the requests it held are failed.
@@ -160,6 +169,22 @@ class Engine:
         driver, between two steps; `reply` gets what stays allocated (empty on the CPU)."""
         self._post(_Command(self._release_memory, reply))
 
+    def read_adapter(self, name: str, path: Path) -> Pairs:
+        """Adapter `name`'s pairs from PEFT folder `path`, checked against the model: on the
+        calling thread, which reads the files (never the hub's, nor the engine's); a StartupError
+        says what is wrong."""
+        return read_adapter(name, path, self.loaded.model)
+
+    def add_adapter(self, name: str, path: Path, pairs: Pairs, reply: Callable[[object], None]) -> None:
+        """Serve `pairs` (from `read_adapter`) as adapter `name` from the next step on; `reply`
+        gets the adapters served then, or the ApiError that refused it."""
+        self._post(_Command(lambda: self._add_adapter(name, path, pairs), reply))
+
+    def remove_adapter(self, name: str, reply: Callable[[object], None]) -> None:
+        """Serve adapter `name` to no new request; those running on it finish with it. `reply`
+        gets the adapters served then, or the ApiError that refused it."""
+        self._post(_Command(lambda: self._remove_adapter(name), reply))
+
     def _post(self, item: "_Slot | _Command") -> None:
         self._inbox.put(item)
         if self.failure is not None:  # the thread may have died before it could take this one
@@ -188,6 +213,32 @@ class Engine:
             "allocated_bytes": torch.cuda.memory_allocated(self.loaded.device),
             "reserved_bytes": torch.cuda.memory_reserved(self.loaded.device),
         }
+
+    def _add_adapter(self, name: str, path: Path, pairs: Pairs) -> ApiError | tuple[str, ...]:
+        lora = self.loaded.lora
+        if name in lora.names or name == self.loaded.name:
+            return AdapterNameTaken(name)
+        try:
+            check_memory(self.loaded.model, lora, [pairs], f"lora_path: {name}={path}", None)
+        except StartupError as error:
+            return AdapterTooLarge(str(error))
+        self._adapter_loads[name] = self._adapter_loads.get(name, 0) + 1
+        return self._set_lora(add(self.loaded.model, lora, name, pairs))
+
+    def _remove_adapter(self, name: str | None) -> ModelNotFound | tuple[str, ...]:
+        """Unload adapter `name`; None: only drop the pairs of unloaded adapters no request uses now."""
+        if name is not None and name not in self.loaded.lora.served:
+            return ModelNotFound(name, "lora_name")
+        used = {slot.adapter for slot in self._live}
+        lora, renumbered = unload(self.loaded.model, self.loaded.lora, name, used)
+        for slot in self._live:
+            slot.adapter = renumbered[slot.adapter]
+        return self._set_lora(lora)
+
+    def _set_lora(self, lora: Lora) -> tuple[str, ...]:
+        # One assignment: other threads read `loaded` whole, old or new.
+        self.loaded = dataclasses.replace(self.loaded, lora=lora, adapters=lora.served)
+        return lora.served
 
     def _run(self) -> None:
         try:
@@ -252,6 +303,7 @@ class Engine:
         (a prompt whose tokens are scored is read whole)."""
         try:
             slot.adapter = self.loaded.lora.slot(slot.request.adapter)
+            slot.adapter_load = self._adapter_loads.get(slot.request.adapter or "", 0)
         except ValueError:
             self._finish(slot, ErrorEvent(f"no LoRA adapter {slot.request.adapter!r} is loaded"))
             return
@@ -465,3 +517,5 @@ class Engine:
     def _end(self, slot: _Slot) -> None:
         self._live.discard(slot)
         self._requests_finished += 1
+        if slot.adapter and self.loaded.lora.names[slot.adapter - 1] is None:  # the last of an unloaded adapter's?
+            self._remove_adapter(None)

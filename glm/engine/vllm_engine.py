@@ -15,7 +15,9 @@ A prompt's cached tokens are vLLM's automatic prefix caching's, partitioned by t
 salt, which vLLM mixes into the hash of the prompt's first block.
 LoRA adapters (--lora) are vLLM's LoRARequests, one per adapter, in the folders vLLM reads
 (glm/models/vllm_lora.py), all loaded at start so that one vLLM refuses stops start-up, and all
-able to share a batch (max_loras); vLLM's prefix cache keys on the adapter too.
+able to share a batch (max_loras); vLLM's prefix cache keys on the adapter too. Adapters loaded at
+run time are written as at start and handed to vLLM's add_lora, within the slots and rank it was
+started with (--max-loras, --max-lora-rank).
 
 vLLM is imported only here, only when this engine starts: the default install has none.
 """
@@ -29,6 +31,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from glm.engine.api import (
@@ -44,9 +47,10 @@ from glm.engine.api import (
     TokenEvent,
 )
 from glm.engine.logprobs import FLOOR, Logprobs
+from glm.errors import AdapterNameTaken, ApiError, ModelNotFound
 from glm.models.loaded import ServedModel
 from glm.models.vllm_folder import ServedFolder
-from glm.models.vllm_lora import VllmAdapter
+from glm.models.vllm_lora import VllmAdapter, vllm_adapters
 from glm.startup import StartupError
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,10 @@ class VllmOptions:
     prefix_caching: bool = True
     enforce_eager: bool = False  # no CUDA graphs or compilation: a faster start, slower steps
     kv_cache_bytes: int | None = None  # vLLM's KV space; None: what --gpu-memory-utilization leaves
+    # LoRA adapters held at once, and their largest rank, for adapters loaded at run time too
+    # (vLLM sizes its LoRA slots at start); None: what the --lora adapters need.
+    max_loras: int | None = None
+    max_lora_rank: int | None = None
 
 
 def quantization(bits: int, cuda: bool) -> str | None:
@@ -121,16 +129,20 @@ def kv_cache_bytes(gib: float | None, cpu: bool, environ: dict[str, str] | None 
     return size
 
 
-def lora_options(adapters: tuple[VllmAdapter, ...]) -> dict[str, Any]:
-    """vLLM's LoRA settings for `adapters`: every one in a batch at once, each held in memory, and
-    room for the largest rank (vLLM takes ranks from a fixed list: the smallest that holds it)."""
-    if not adapters:
+def lora_options(
+    adapters: tuple[VllmAdapter, ...], max_loras: int | None = None, max_lora_rank: int | None = None
+) -> dict[str, Any]:
+    """vLLM's LoRA settings for `adapters`, or `max_loras` of them where more (loaded at run time):
+    every one in a batch at once, each held in memory, and room for the largest rank, theirs or
+    `max_lora_rank` (vLLM takes ranks from a fixed list: the smallest that holds it; 16, vLLM's
+    default, where neither says)."""
+    if not adapters and max_loras is None:
         return {}
     from typing import get_args
 
     from vllm.config.lora import MaxLoRARanks
 
-    rank = max(adapter.rank for adapter in adapters)
+    rank = max([adapter.rank for adapter in adapters] + [max_lora_rank or 0]) or DEFAULT_LORA_RANK
     room = [each for each in get_args(MaxLoRARanks) if each >= rank]
     if not room:
         raise StartupError(f"--lora: a rank of {rank}; vLLM serves ranks up to {max(get_args(MaxLoRARanks))}")
@@ -139,8 +151,11 @@ def lora_options(adapters: tuple[VllmAdapter, ...]) -> dict[str, Any]:
     # bgmv_expand) pick each row's slot as weights[index], and a row without an adapter has index
     # -1 (punica_wrapper/utils.py, convert_mapping), which Python reads as the last slot: with every
     # slot taken, base rows in a step with adapter rows got the last adapter's delta.
-    slots = len(adapters) + 1
+    slots = max(len(adapters), max_loras or 0) + 1
     return {"enable_lora": True, "max_loras": slots, "max_cpu_loras": slots, "max_lora_rank": room[0]}
+
+
+DEFAULT_LORA_RANK = 16
 
 
 def import_vllm() -> Any:
@@ -173,6 +188,8 @@ class VllmEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm", daemon=True)
         self._llm: Any = None
         self._lora: dict[str, Any] = {}  # adapter name -> its LoRARequest
+        self._served: ServedFolder
+        self._lora_ids = itertools.count(1)
         self._ids = itertools.count()
         # Written on the loop's thread only; read from others as a snapshot.
         self._stats = EngineStats()
@@ -194,11 +211,11 @@ class VllmEngine:
         vllm = import_vllm()
         from vllm.lora.request import LoRARequest
 
-        served = self._describe()
+        served = self._served = self._describe()
         folder, self.loaded = served.folder, served.model
         self._lora = {
-            adapter.name: LoRARequest(adapter.name, index, str(adapter.folder))
-            for index, adapter in enumerate(served.adapters, start=1)
+            adapter.name: LoRARequest(adapter.name, next(self._lora_ids), str(adapter.folder))
+            for adapter in served.adapters
         }
         self._thread.start()
         try:
@@ -233,7 +250,7 @@ class VllmEngine:
             kv_cache_memory_bytes=options.kv_cache_bytes,
             structured_outputs_config=StructuredOutputsConfig(backend="guidance"),
             disable_log_stats=True,
-            **lora_options(served.adapters),
+            **lora_options(served.adapters, options.max_loras, options.max_lora_rank),
         )
         llm = AsyncLLM.from_engine_args(args)
         for name, request in self._lora.items():
@@ -266,14 +283,77 @@ class VllmEngine:
     def clear_memory(self, reply: Callable[[object], None]) -> None:
         """Empty vLLM's prefix cache; its KV memory is allocated once, at start, and stays."""
 
-        async def reset() -> None:
+        async def reset() -> dict:
+            await self._llm.reset_prefix_cache()
+            return {}
+
+        self._command(reset, reply)
+
+    def read_adapter(self, name: str, path: Path) -> VllmAdapter:
+        """Adapter `name`'s folder `path`, checked and written as vLLM reads it (as at start-up);
+        a rank over the room vLLM was started with is refused here."""
+        served = self._served
+        [adapter] = vllm_adapters({name: path}, served.folder, served.cache_dir, served.trust_remote_code)
+        room = self._llm.vllm_config.lora_config
+        if room is None:
+            raise StartupError(
+                f"--lora {name}: this vLLM engine was started without LoRA; give --max-loras (or --lora) at start"
+            )
+        if adapter.rank > room.max_lora_rank:
+            raise StartupError(
+                f"--lora {name}={path}: a rank of {adapter.rank}, over the {room.max_lora_rank} vLLM was "
+                "started for (--max-lora-rank)"
+            )
+        return adapter
+
+    def add_adapter(self, name: str, path: Path, prepared: VllmAdapter, reply: Callable[[object], None]) -> None:
+        from vllm.lora.request import LoRARequest
+
+        async def add() -> object:
+            room = self._llm.vllm_config.lora_config.max_loras - 1  # one slot stays empty (lora_options)
+            if name in self._lora or name == self.loaded.name:
+                return AdapterNameTaken(name)
+            if len(self._lora) >= room:
+                return ApiError(
+                    f"lora_name: {len(self._lora)} adapters are loaded, the most this vLLM engine was started "
+                    "to hold (--max-loras); unload one first",
+                    "lora_name",
+                )
+            request = LoRARequest(name, next(self._lora_ids), str(prepared.folder))
             try:
-                await self._llm.reset_prefix_cache()
-                reply({})
+                await self._llm.add_lora(request)
+            except Exception as error:
+                return ApiError(f"lora_path: {name}={path}: vLLM refused it: {error}", "lora_path")
+            self._lora[name] = request
+            return self._set_adapters()
+
+        self._command(add, reply)
+
+    def remove_adapter(self, name: str, reply: Callable[[object], None]) -> None:
+        async def remove() -> object:
+            request = self._lora.pop(name, None)
+            if request is None:
+                return ModelNotFound(name, "lora_name")
+            # Requests running on it go on: vLLM loads it again from its folder while they need it.
+            await self._llm.remove_lora(request.lora_int_id)
+            return self._set_adapters()
+
+        self._command(remove, reply)
+
+    def _set_adapters(self) -> tuple[str, ...]:
+        self.loaded = dataclasses.replace(self.loaded, adapters=tuple(self._lora))
+        return self.loaded.adapters
+
+    def _command(self, run: Callable[[], Any], reply: Callable[[object], None]) -> None:
+        """`run()`, a coroutine, on vLLM's loop; `reply` gets what it returns."""
+
+        async def reply_with_result() -> None:
+            try:
+                reply(await run())
             except Exception as error:
                 reply(ErrorEvent(f"failed: {type(error).__name__}"))
 
-        asyncio.run_coroutine_threadsafe(reset(), self._loop)
+        asyncio.run_coroutine_threadsafe(reply_with_result(), self._loop)
 
     def stats(self) -> EngineStats:
         return dataclasses.replace(self._stats)

@@ -12,6 +12,7 @@ from glm.schemas.anthropic import CountTokensRequest, MessagesRequest
 from glm.schemas.completions import CompletionRequest
 from glm.schemas.embeddings import EmbeddingRequest, OpenAIEmbeddingRequest
 from glm.schemas.legacy import QUERY_JSON_FIELDS, LegacyChatRequest, TokenizeRequest
+from glm.schemas.lora import LoadLoraAdapterRequest, UnloadLoraAdapterRequest
 from glm.schemas.openai import ChatCompletionRequest
 from glm.schemas.responses import ResponsesRequest
 
@@ -143,6 +144,8 @@ def components() -> dict[str, Any]:
         MessagesRequest,
         CountTokensRequest,
         ResponsesRequest,
+        LoadLoraAdapterRequest,
+        UnloadLoraAdapterRequest,
     ):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -218,6 +221,22 @@ def document(title: str, version: str) -> dict[str, Any]:
                 )
             },
             "/v1/models": {"get": operation("The one model served", "openai")},
+            "/v1/load_lora_adapter": {
+                "post": operation(
+                    "Serve a PEFT LoRA adapter folder as a model (vLLM's; needs --allow-runtime-lora)",
+                    "openai",
+                    body(LoadLoraAdapterRequest),
+                    content={"text/plain": {}},
+                )
+            },
+            "/v1/unload_lora_adapter": {
+                "post": operation(
+                    "Serve a LoRA adapter to no new request (vLLM's; needs --allow-runtime-lora)",
+                    "openai",
+                    body(UnloadLoraAdapterRequest),
+                    content={"text/plain": {}},
+                )
+            },
             "/v1/models/{model}": {"get": model_operation()},
             "/v1/embeddings": {
                 "post": operation("OpenAI's embeddings endpoint", "openai", body(OpenAIEmbeddingRequest))

@@ -7,14 +7,16 @@ row of the batch uses (`Lora.use`); each wrapped projection then adds, to the ro
 adapter only, their own adapter's x A^T B^T (LoraLinear says how), so that requests for different
 adapters and for the base share one pass and no adapter's weights are ever merged into the
 base's. A pass whose rows all use the base runs the base's projections alone.
-The pairs stay in the model's float dtype over packed 8- and 4-bit weights.
+The pairs stay in the model's float dtype over packed 8- and 4-bit weights. An adapter loaded at
+run time takes a slot more in every wrapped projection (`add`); one unloaded keeps its slot while
+requests still run on it, and the slots after it are renumbered once none does (`unload`).
 """
 
 import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -73,17 +75,41 @@ class LoraLinear(nn.Module):
             y = y + delta if index is None else y.index_add(0, index, delta)
         return y
 
+    def append(self, pair: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """One slot more, holding `pair` (A [rank, in], B [out, rank]; None: no delta); the
+        stacks' rank grows to the pair's, the others' pairs padded with zeros, which add nothing."""
+        slots, _, rank = self.lora_a.shape
+        rank = max(rank, 0 if pair is None else pair[0].shape[0])
+        a = self.lora_a.new_zeros(slots + 1, self.in_features, rank)
+        b = self.lora_b.new_zeros(slots + 1, rank, self.out_features)
+        a[:slots, :, : self.lora_a.shape[2]] = self.lora_a
+        b[:slots, : self.lora_b.shape[1]] = self.lora_b
+        if pair is not None:
+            a[slots, :, : pair[0].shape[0]] = pair[0].T
+            b[slots, : pair[1].shape[1]] = pair[1].T
+        self.lora_a, self.lora_b = a, b
+
+    def keep(self, slots: torch.Tensor) -> None:
+        """Only these slots, in this order."""
+        self.lora_a = self.lora_a.index_select(0, slots.to(self.lora_a.device))
+        self.lora_b = self.lora_b.index_select(0, slots.to(self.lora_b.device))
+
 
 @dataclass(frozen=True)
 class Lora:
-    """The adapters attached to a model, by name; slot i + 1 is names[i]."""
+    """The adapters attached to a model, by name; slot i + 1 is names[i]. A name None is a slot
+    unloaded while requests still used it: they finish with its pairs, which no new request gets."""
 
-    names: tuple[str, ...] = ()
+    names: tuple[str | None, ...] = ()
     rows: Rows = field(default_factory=Rows)
 
     def slot(self, name: str | None) -> int:
         """The slot of adapter `name` (0: the base, for None); ValueError for a name not attached."""
         return 0 if name is None else self.names.index(name) + 1
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        return tuple(name for name in self.names if name is not None)
 
     @contextmanager
     def use(self, slots: list[int], device: torch.device) -> Iterator[None]:
@@ -103,27 +129,95 @@ NO_LORA = Lora()
 Pairs = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-def attach(model: PreTrainedModel, adapters: dict[str, Path]) -> Lora:
-    """Wrap every projection the adapters target, in place; a folder that does not fit the model
-    is a StartupError naming its file and what is wrong."""
+def attach(model: PreTrainedModel, adapters: dict[str, Path], available: int | None = None) -> Lora:
+    """Wrap every projection the adapters target, in place; a folder that does not fit the model,
+    or whose pairs the memory cannot hold (`available` bytes, by default what the model's device
+    has free), is a StartupError naming its file and what is wrong."""
     if not adapters:
         return NO_LORA
-    read = [read_adapter(name, path, model) for name, path in adapters.items()]
-    lora = Lora(tuple(adapters))
-    targets = sorted({module for pairs in read for module in pairs})
-    dtype, device = model.dtype, model.device
-    for target in targets:
-        base = model.get_submodule(target)
-        rank = max(pairs[target][0].shape[0] for pairs in read if target in pairs)
-        a = torch.zeros(len(read) + 1, rank, base.in_features, dtype=dtype)
-        b = torch.zeros(len(read) + 1, base.out_features, rank, dtype=dtype)
-        for slot, pairs in enumerate(read, start=1):
-            if target in pairs:
-                pair_a, pair_b = pairs[target]
-                a[slot, : pair_a.shape[0]] = pair_a
-                b[slot, :, : pair_b.shape[1]] = pair_b
-        model.set_submodule(target, LoraLinear(base, a.to(device), b.to(device), lora.rows))
+    lora = Lora()
+    read: list[Pairs] = []
+    for name, path in adapters.items():
+        read.append(read_adapter(name, path, model))
+        check_memory(model, lora, read, f"--lora {name}={path}", available)
+    for name, pairs in zip(adapters, read, strict=True):
+        lora = add(model, lora, name, pairs)
     return lora
+
+
+def add(model: PreTrainedModel, lora: Lora, name: str, pairs: Pairs) -> Lora:
+    """`lora` with adapter `name` in a new last slot: every projection it targets wrapped (with
+    empty slots for the adapters before it), and a slot more in every wrapped projection."""
+    slots = len(lora.names) + 1
+    for target in pairs:
+        base = model.get_submodule(target)
+        if not isinstance(base, LoraLinear):
+            a = torch.zeros(slots, 0, base.in_features, dtype=model.dtype, device=model.device)
+            b = torch.zeros(slots, base.out_features, 0, dtype=model.dtype, device=model.device)
+            model.set_submodule(target, LoraLinear(base, a, b, lora.rows))
+    for target, module in wrapped(model):
+        pair = pairs.get(target)
+        module.append(None if pair is None else (pair[0].to(module.lora_a), pair[1].to(module.lora_b)))
+    return replace(lora, names=(*lora.names, name))
+
+
+def unload(model: PreTrainedModel, lora: Lora, name: str | None, used: set[int]) -> tuple[Lora, dict[int, int]]:
+    """`lora` without adapter `name` (None: none more), and each slot's new number: the pairs of
+    every unloaded slot that no request still runs on (`used` lists their slots) are dropped, and
+    the slots after them renumbered."""
+    names = tuple(None if each == name else each for each in lora.names)
+    kept = [0] + [slot for slot, each in enumerate(names, start=1) if each is not None or slot in used]
+    renumbered = {old: new for new, old in enumerate(kept)}
+    if len(kept) <= len(names):
+        index = torch.tensor(kept)
+        for _, module in wrapped(model):
+            module.keep(index)
+    return replace(lora, names=tuple(names[slot - 1] for slot in kept[1:])), renumbered
+
+
+def wrapped(model: PreTrainedModel) -> list[tuple[str, LoraLinear]]:
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
+
+
+def stacked_bytes(model: PreTrainedModel, lora: Lora, adding: list[Pairs]) -> int:
+    """What the stacked pairs take once `adding` joins `lora`'s: a slot each, padded to the
+    largest rank, in every projection any of them targets."""
+    slots = len(lora.names) + 1 + len(adding)
+    ranks = {target: module.lora_a.shape[2] for target, module in wrapped(model)}
+    for pairs in adding:
+        for target, (a, _) in pairs.items():
+            ranks[target] = max(ranks.get(target, 0), a.shape[0])
+    total = 0
+    for target, rank in ranks.items():
+        module = model.get_submodule(target)
+        total += slots * rank * (module.in_features + module.out_features)
+    return total * model.dtype.itemsize
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory free for new tensors: the GPU's free memory, or the system's available memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+# Kept free beyond the pairs: the forward passes' activations and the KV cache grow after them.
+MEMORY_MARGIN = 1 << 30
+
+
+def check_memory(model: PreTrainedModel, lora: Lora, adding: list[Pairs], what: str, available: int | None) -> None:
+    """A StartupError saying `what` (the adapter and its folder) where the stacked pairs with
+    `adding`, built beside the ones they replace, would leave less than MEMORY_MARGIN free."""
+    available = available_bytes(model.device) if available is None else available
+    needed = stacked_bytes(model, lora, adding)
+    if needed + MEMORY_MARGIN > available:
+        raise StartupError(
+            f"{what}: the stacked LoRA pairs would take {needed / (1 << 20):.1f} MiB, and "
+            f"{model.device.type} memory has {available / (1 << 20):.0f} MiB free, of which "
+            f"{MEMORY_MARGIN >> 20} MiB stay free for generation"
+        )
 
 
 def read_adapter(name: str, path: Path, model: PreTrainedModel) -> Pairs:

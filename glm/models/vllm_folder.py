@@ -30,6 +30,9 @@ class ServedFolder:
     folder: Path  # what vLLM loads
     model: ServedModel  # the model as the routes see it
     adapters: tuple[VllmAdapter, ...] = ()  # the --lora adapters as vLLM loads them
+    # Where adapters loaded at run time are written, and whether their model's code may run.
+    cache_dir: Path | None = None
+    trust_remote_code: bool = False
 
 
 def served_folder(
@@ -42,10 +45,9 @@ def served_folder(
     """The folder the engine loads, the model as the routes see it, and `adapters` (LoRA folders by
     name) as vLLM loads them over it; `device` is where the engine runs it."""
     folder, model = _base_folder(source, device, cache_dir, trust_remote_code)
-    if not adapters:
-        return ServedFolder(folder, model)
-    written = vllm_adapters(adapters, folder, cache_dir, trust_remote_code)
-    return ServedFolder(folder, replace(model, adapters=tuple(adapters)), written)
+    written = vllm_adapters(adapters or {}, folder, cache_dir, trust_remote_code)
+    model = replace(model, adapters=tuple(adapters or ()))
+    return ServedFolder(folder, model, written, cache_dir, trust_remote_code)
 
 
 def _base_folder(

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from glm.constraint import Grammar, GrammarError, json_grammar
-from glm.engine.api import GenerationRequest
+from glm.engine.api import ErrorEvent, GenerationRequest
 from glm.engine.sampling import SamplingParams
-from glm.errors import ApiError, ModelNotFound
+from glm.errors import ApiError, EngineFailed, GenerationFailed, ModelNotFound
 from glm.models.sampling_defaults import SamplingDefaults
 from glm.prompt import reply_budget
 from glm.schemas.limits import MAX_QUEUED_PROMPT_TOKENS, MAX_REPLY_BYTES
 from glm.schemas.response_format import ResponseFormat
 from glm.schemas.sampling import SamplingFields
 from glm.service import Service
-from glm.stream.lifecycle import Caller
+from glm.stream.lifecycle import Caller, RequestLife
 from glm.tools.events import Reader
 from glm.tools.reasoning import ReasoningReader, Start, prompt_start
 
@@ -81,6 +81,17 @@ def generation_request(
             adapter=adapter,
         )
     )
+
+
+def engine_reply(life: RequestLife) -> Any:
+    """What an engine command (a `clear_memory`, an adapter's load) replied, once it has; its
+    failure, or an ApiError that refused it, is raised."""
+    result = None
+    while result is None:
+        result = life.next_event(idle_after=60.0)
+    if isinstance(result, ErrorEvent):
+        raise EngineFailed(result.message) if result.fatal else GenerationFailed(result.message)
+    return result
 
 
 def model_adapter(service: Service, model: str | None) -> str | None:

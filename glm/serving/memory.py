@@ -1,9 +1,8 @@
 """/clear: the compiled grammars are dropped, and the engine returns cached memory between two of its
 steps, never while a greenlet waits on a lock; the request is admitted and bounded like any other."""
 
-from glm.engine.api import ErrorEvent
-from glm.errors import EngineFailed, GenerationFailed
 from glm.service import Service
+from glm.serving.common import engine_reply
 from glm.stream.lifecycle import Caller
 
 
@@ -12,9 +11,4 @@ def clear(service: Service, caller: Caller) -> dict[str, int]:
     with service.admission.admit(caller, streaming=False) as life:
         service.loaded.grammars.clear()
         service.engine.clear_memory(life.deliver)
-        result = None
-        while result is None:
-            result = life.next_event(idle_after=60.0)
-    if isinstance(result, ErrorEvent):
-        raise EngineFailed(result.message) if result.fatal else GenerationFailed(result.message)
-    return result
+        return engine_reply(life)

@@ -1,7 +1,8 @@
 """LoRA adapters through the HTTP routes, on one tiny float32 server of this module's own with two
 PEFT adapters: `model` chooses an adapter (or the base by its name), the legacy routes take
 `adapter`, /v1/models lists them, and requests for different adapters share the server's batch
-and its prompt cache without mixing."""
+and its prompt cache without mixing. Adapters load and unload at run time (vLLM's routes) where
+the server allows it, behind its API keys where it has some."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +12,7 @@ from openai import NotFoundError, OpenAI
 
 from glm.models import tiny
 from glm.prompt import encode_chat
-from tests.conftest import own_tiny_server
+from tests.conftest import TINY_FLAGS, own_servers
 from tests.support.hardening import metric
 from tests.support.lora_adapters import build_adapters, greedy, peft_model
 
@@ -22,11 +23,26 @@ TOKENS = 10
 TEXT = "hello there"
 
 
+KEY = "lora-key"
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folders = build_adapters(tmp_path_factory.mktemp("lora"))
+def folders(tmp_path_factory):
+    return build_adapters(tmp_path_factory.mktemp("lora"))
+
+
+@pytest.fixture(scope="module")
+def servers(folders):
+    """The module's server, with the adapters and loads at run time, and one with neither adapters
+    at start nor loads open to all: an API key."""
     flags = [flag for name, path in folders.items() for flag in ("--lora", f"{name}={path}")]
-    yield from own_tiny_server("lora", "--dtype", "float32", *flags)
+    common = (*TINY_FLAGS, "--dtype", "float32", "--allow-runtime-lora")
+    yield from own_servers({"lora": (*common, *flags), "lora-keyed": (*common, "--api-key", KEY)})
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers["lora"]
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +159,81 @@ def test_metrics_count_each_request_once_under_the_adapter_it_chose(server, clie
         chat(client, "gpt-4o")
     after = adapter_counts(server)
     assert {name: after[name] - before[name] for name in after} == {"": 1, "a": 2, "b": 2}
+
+
+def load(server, name, path, **headers):
+    return requests.post(
+        server.url("/v1/load_lora_adapter"),
+        json={"lora_name": name, "lora_path": str(path)},
+        headers=headers,
+        timeout=60,
+    )
+
+
+def unload(server, name, **headers):
+    return requests.post(server.url("/v1/unload_lora_adapter"), json={"lora_name": name}, headers=headers, timeout=60)
+
+
+def listed(server, **headers):
+    data = requests.get(server.url("/v1/models"), headers=headers, timeout=10).json()["data"]
+    return {model["id"]: model.get("parent") for model in data}
+
+
+def test_an_adapter_loaded_at_run_time_replies_as_at_start_up_until_unloaded(server, client, folders):
+    loaded = load(server, "late", folders["a"])
+    assert loaded.status_code == 200 and loaded.text == "Success: LoRA adapter 'late' added successfully."
+    assert listed(server)["late"] == "tiny"
+    assert chat(client, "late").choices[0].message.content == peft_reply("a")
+    assert streamed(client, "late") == peft_reply("a")
+    assert metric(server, 'glm_requests_by_adapter_total{adapter="late"}') == 2
+    unloaded = unload(server, "late")
+    assert unloaded.status_code == 200 and unloaded.text == "Success: LoRA adapter 'late' removed successfully."
+    assert "late" not in listed(server)
+    with pytest.raises(NotFoundError):
+        chat(client, "late")
+    again = unload(server, "late")
+    assert again.status_code == 404 and again.json()["error"]["param"] == "lora_name"
+    # The name is free again, for another adapter, whose replies are its own.
+    assert load(server, "late", folders["b"]).status_code == 200
+    assert chat(client, "late").choices[0].message.content == peft_reply("b")
+    assert unload(server, "late").status_code == 200
+
+
+def test_a_load_under_a_taken_name_or_of_a_bad_folder_is_a_400_naming_the_file(server, folders, tmp_path):
+    for taken in ("a", "tiny"):
+        refused = load(server, taken, folders["b"])
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "lora_name"
+    empty = load(server, "late", tmp_path)
+    assert empty.status_code == 400
+    assert empty.json()["error"]["message"] == (
+        f"lora_path: late={tmp_path}: no adapter_config.json there; is it a PEFT adapter folder?"
+    )
+    [wide] = build_adapters(tmp_path / "wide", ("a",), shape=tiny.VLLM_SHAPE).values()
+    error = load(server, "late", wide).json()["error"]
+    assert error["param"] == "lora_path"
+    assert f"{wide}/adapter_model.safetensors: " in error["message"] and "in the model" in error["message"]
+    missing = requests.post(server.url("/v1/load_lora_adapter"), json={"lora_name": "late"}, timeout=10)
+    assert missing.status_code == 400 and "lora_path" in missing.json()["error"]["message"]
+    assert "late" not in listed(server)
+
+
+def test_loads_at_run_time_need_the_api_key_where_there_are_keys(servers, folders):
+    keyed = servers["lora-keyed"]
+    assert load(keyed, "late", folders["a"]).status_code == 401
+    assert unload(keyed, "late").status_code == 401
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert load(keyed, "late", folders["a"], **auth).status_code == 200
+    assert listed(keyed, **auth) == {"tiny": None, "late": "tiny"}
+    reply = OpenAI(base_url=keyed.url("/v1"), api_key=KEY, timeout=60).chat.completions.create(
+        model="late", messages=[{"role": "user", "content": TEXT}], max_tokens=TOKENS, temperature=0
+    )
+    assert reply.choices[0].message.content == peft_reply("a")
+    assert unload(keyed, "late", **auth).status_code == 200
+
+
+def test_loads_at_run_time_are_off_unless_the_server_allows_them(shared_tiny_server, folders):
+    plain = shared_tiny_server()
+    for refused in (load(plain, "late", folders["a"]), unload(plain, "late")):
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "runtime_lora_off"
+        assert "--allow-runtime-lora" in refused.json()["error"]["message"]

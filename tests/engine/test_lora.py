@@ -1,8 +1,10 @@
 """LoRA adapters in the engine, in-process on the tiny model in float32: each request's reply is
 what transformers with peft's own adapter applied generates, whichever other adapters share its
-passes, and the prompt cache never hands one adapter's KV to another."""
+passes, and the prompt cache never hands one adapter's KV to another; adapters load and unload
+between steps, and requests running on an unloaded one finish with it."""
 
 import json
+import queue
 
 import pytest
 import torch
@@ -10,7 +12,8 @@ import torch
 from glm.engine.api import ErrorEvent, GenerationRequest
 from glm.engine.sampling import SamplingParams
 from glm.engine.torch_engine import Engine
-from glm.models import load_model
+from glm.models import load_model, tiny
+from glm.models.lora import MEMORY_MARGIN, NO_LORA, attach, read_adapter, stacked_bytes
 from glm.models.source import model_source
 from glm.prompt import encode_chat
 from glm.startup import StartupError
@@ -189,3 +192,65 @@ def test_an_adapter_trained_on_an_original_chatglm_folder_applies_to_its_convers
         logits = loaded.model(torch.tensor([ids])).logits[0]
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
     assert (expected - base).abs().max() > 0.1
+
+
+def answer(method, *args):
+    """What an engine command (`add_adapter`, `remove_adapter`) replies."""
+    replies = queue.SimpleQueue()
+    method(*args, replies.put)
+    return replies.get(timeout=60)
+
+
+class UnloadingOnFirstToken(Collector):
+    """A request's sink that unloads `adapter` once the request has its first token."""
+
+    def __init__(self, engine, adapter):
+        super().__init__()
+        self.engine, self.adapter, self.unloaded = engine, adapter, queue.SimpleQueue()
+
+    def __call__(self, event):
+        if not self.events:
+            self.engine.remove_adapter(self.adapter, self.unloaded.put)
+        super().__call__(event)
+
+
+def test_adapters_load_and_unload_between_steps_and_running_requests_keep_theirs(folders, loaded, references):
+    """`late` (adapter b's folder) is loaded at run time, and `a` unloaded while a request on it
+    runs: that request finishes on a, and once it has, a's pairs go and the other adapters' slots
+    are renumbered under their running requests, which still finish on their own adapters."""
+    fresh = load_model(model_source("tiny"), CPU, torch.float32, CACHE, adapters=folders)
+    engine = Engine(lambda: fresh)
+    engine.start()
+    try:
+        assert answer(engine.add_adapter, "late", folders["b"], engine.read_adapter("late", folders["b"])) == (
+            "a",
+            "b",
+            "late",
+        )
+        text = TEXTS[0]
+        on_a = UnloadingOnFirstToken(engine, "a")
+        engine.submit(GenerationRequest(prompt(fresh, text), 4, GREEDY, adapter="a"), on_a)
+        others = {name: run(engine, fresh, name, text) for name in ("late", "b")}
+        assert on_a.reply() == references["a", text][:4]
+        assert on_a.unloaded.get(timeout=60) == ("b", "late")
+        for sink in others.values():
+            assert sink.reply() == references["b", text]
+        assert engine.loaded.lora.names == ("b", "late")
+        assert engine.loaded.model.model.layers[0].self_attn.q_proj.lora_a.shape[0] == 3  # the base, b, late
+        assert isinstance(run(engine, engine.loaded, "a", text).wait(), ErrorEvent)
+        assert run(engine, engine.loaded, "late", TEXTS[1]).reply() == references["b", TEXTS[1]]
+        refused = answer(engine.add_adapter, "b", folders["a"], engine.read_adapter("b", folders["a"]))
+        assert refused.param == "lora_name" and "'b' is taken" in refused.message
+        assert answer(engine.remove_adapter, "a").status == 404
+    finally:
+        engine.stop()
+
+
+def test_adapters_the_memory_cannot_hold_stop_start_up_naming_their_folder(folders):
+    model = tiny.build_model(tiny.build_tokenizer())
+    with pytest.raises(StartupError, match=f"--lora b={folders['b']}: the stacked LoRA pairs would take"):
+        attach(
+            model,
+            folders,
+            available=MEMORY_MARGIN + stacked_bytes(model, NO_LORA, [read_adapter("a", folders["a"], model)]),
+        )
