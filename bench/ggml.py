@@ -1,11 +1,13 @@
-"""ggml's CPU matrix products, called from Python, against ours on the demo model's own weights:
-`python -m bench.ggml [--lib-dir DIR]`.
+"""ggml's CPU matrix products and llama.cpp's decode step, called from Python, against ours on the
+demo model: `python -m bench.ggml [--lib-dir DIR]`.
 
 Each projection of layer 0 of the demo GGUF (Q4_1) and its lm head (Q8_0) is multiplied by 1 and 8
 float32 rows, by torch.ops.glm_quant.qlinear on the blocks as gguf_blocks takes them over and by
 ggml's mul_mat on the same bytes, both from Python: ggml's time includes copying x in and the
 product out through ctypes, as an engine calling it per layer would pay. A tiny product shows what
-crossing each way costs on its own. The ggml libraries come from a prebuilt binding if one is
+crossing each way costs on its own. With --lib-dir, whole decode steps of 1 and 8 sequences follow:
+llama.cpp's llama_decode through ctypes, as a binding calls it, against our engine's decode_step.
+The ggml libraries come from a prebuilt binding if one is
 importable (llama-cpp-py-sync, llama-cpp-cffi; neither is a dependency of this project), or from
 `--lib-dir` (a from-source build, e.g. bench/llama.cpp/build/bin, which `make bench-peers` makes).
 bench/GGML.md holds the figures and the decision they led to.
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gguf import GGMLQuantizationType
+from gguf.quants import quantize as gguf_quantize
 
 from bench.kernels import CACHE_FLUSH_BYTES, Candidate, medians_ms
 from bench.steps import step_ms
@@ -30,7 +33,7 @@ from glm.quant.gguf_blocks import KEPT, take_over
 from glm.quant.gguf_load import read_layout, read_raw
 from glm.quant.kernels import qlinear_op
 
-# GGUF tensor, the name bench/kernels.py's SHAPES gives it, and how many of it one token passes through.
+# GGUF tensor, its label, and how many of it one token passes through (one per layer).
 TENSORS = {
     "blk.0.attn_q.weight": ("q", 30),
     "blk.0.attn_k.weight": ("k", 30),
@@ -87,12 +90,11 @@ class Ggml:
         self.compute = fn("ggml_backend_graph_compute", ctypes.c_int, p, p)
         self.backend = fn("ggml_backend_cpu_init", p)()
         fn("ggml_backend_cpu_set_n_threads", None, p, ctypes.c_int)(self.backend, threads)
-        self.contexts: list[int] = []  # each product's tensors and graph live as long as this object
 
     def product(self, raw: np.ndarray, kind: int, n: int, k: int, m: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """x [m, k] float32 -> x @ W.T [m, n], W the GGUF tensor whose bytes are `raw`."""
+        """x [m, k] float32 -> x @ W.T [m, n], W the GGUF tensor whose bytes are `raw`. The context
+        holding W, x, the product and its graph is never freed: it lives as long as the bench."""
         ctx = self.init(GgmlInitParams(raw.nbytes + 4 * m * (n + k) + (4 << 20), None, False))
-        self.contexts.append(ctx)
         w = self.new_tensor_2d(ctx, kind, k, n)
         x = self.new_tensor_2d(ctx, GGML_TYPE_F32, k, m)
         y = self.mul_mat(ctx, w, x)
@@ -162,9 +164,8 @@ def main() -> None:
     path = demo_gguf()
     _, _, entries = read_layout(path)
     by_name = {e.name: e for e in entries}
-    isas = torch.ops.glm_quant.supported_isas()
     print(
-        f"ours: glm_quant.qlinear, ISA {isas[-1]} of {isas}; {args.threads} threads; {args.flush_mb} MB written "
+        f"ours: glm_quant.qlinear at {torch.ops.glm_quant.isa()}; {args.threads} threads; {args.flush_mb} MB written "
         f"between calls; load average {os.getloadavg()[0]:.1f}"
     )
     names = ["ours", *ggmls]
@@ -206,10 +207,7 @@ def main() -> None:
 def crossing(op, ggmls: dict[str, Ggml], repeats: int) -> None:
     """A 32x32 Q8_0 product by one row: next to no arithmetic, so the time is the call's own cost
     (Python, the binding, the thread team's wake-up), warm in cache."""
-    w = torch.randn(32, 32)
-    raw = np.frombuffer(bytes(32 * 34), dtype=np.uint8).reshape(32, 34).copy()
-    raw.view(np.uint16)[:, 0] = np.float16(0.01).view(np.uint16)
-    raw[:, 2:] = np.clip(np.round(w.numpy() / 0.01), -127, 127).astype(np.int8).view(np.uint8)
+    raw = gguf_quantize(torch.randn(32, 32).numpy(), GGMLQuantizationType.Q8_0)
     packed = take_over(raw, GGMLQuantizationType.Q8_0, KEPT[GGMLQuantizationType.Q8_0, 4])
     x = torch.randn(1, 32)
     fns: dict[str, Candidate] = {"ours": (None, lambda: op(x, int(packed.format), packed.qs, packed.d, packed.aux))}
