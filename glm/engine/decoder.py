@@ -18,8 +18,9 @@ operations:
   (glm.engine.fusion), so a layer makes four product calls rather than seven.
 With float32 activations on the CPU and the compiled kernels built, the norms (each fused with the
 residual addition before it), the attention with its rotary embedding and cache write, and the
-MLP's SiLU times up are one call each (glm/quant/kernels/decode.cpp), which leaves four calls per
-layer besides the products (six where GLM-4-0414 norms the attention's and the MLP's outputs).
+MLP's SiLU times up are one call each (glm/quant/kernels/decode.cpp), which leaves five calls per
+layer besides the four products, the split of q/k/v included (seven where GLM-4-0414 norms the
+attention's and the MLP's outputs).
 Other architectures take transformers' forward.
 """
 
