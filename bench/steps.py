@@ -17,20 +17,29 @@ from glm.engine.generation import decode_step, new_cache, prefill_chunk
 from glm.quant import bf16
 
 
-def step_ms(model: torch.nn.Module, batch_size: int, steps: int = 8) -> float:
+def filled_batch(model: torch.nn.Module, batch_size: int) -> DecodeBatch[int]:
+    """A batch of `batch_size` rows, each after a prompt of its own length."""
     batch: DecodeBatch[int] = DecodeBatch(torch.device("cpu"))
     for row in range(batch_size):
         cache, ids = new_cache(model), list(range(1000, 1014 + row))
         prefill_chunk(model, ids, cache)
         batch.join([row], cache, torch.ones(1, len(ids), dtype=torch.long))
-    tokens = torch.full((batch_size,), 1234)
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        positions, mask = batch.step_inputs()
-        torch.argmax(decode_step(model, tokens, positions, mask, batch.cache), dim=-1)
-        batch.advance(mask)
-        times.append(time.perf_counter() - started)
+    return batch
+
+
+def timed_step(model: torch.nn.Module, batch: DecodeBatch[int]) -> float:
+    """Seconds for one decode step of every row of `batch`, the next token chosen."""
+    tokens = torch.full((len(batch),), 1234)
+    started = time.perf_counter()
+    positions, mask = batch.step_inputs()
+    torch.argmax(decode_step(model, tokens, positions, mask, batch.cache), dim=-1)
+    batch.advance(mask)
+    return time.perf_counter() - started
+
+
+def step_ms(model: torch.nn.Module, batch_size: int, steps: int = 8) -> float:
+    batch = filled_batch(model, batch_size)
+    times = [timed_step(model, batch) for _ in range(steps)]
     return statistics.median(times[2:]) * 1000
 
 

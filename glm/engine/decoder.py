@@ -13,11 +13,14 @@ operations:
 - attention runs on the key/value heads as they are stored: each token's query heads that share a
   key/value head are that head's queries (as transformers' `pack_gqa` does for one token), where
   transformers repeats the whole cache per layer for every step on the CPU;
-- keys and values are appended through the cache layer (in place, see glm.engine.growing_cache).
+- keys and values are appended through the cache layer (in place, see glm.engine.growing_cache);
+- q, k and v are one product, and so are the MLP's gate and up, where their weights fuse
+  (glm.engine.fusion), so a layer makes four product calls rather than seven.
 With float32 activations on the CPU and the compiled kernels built, the norms (each fused with the
-residual addition before it) and the attention with its rotary embedding and cache write are one
-call each (glm/quant/kernels/decode.cpp), which leaves five calls per layer besides the products
-(seven where GLM-4-0414 norms the attention's and the MLP's outputs).
+residual addition before it), the attention with its rotary embedding and cache write, and the
+MLP's SiLU times up are one call each (glm/quant/kernels/decode.cpp), which leaves five calls per
+layer besides the four products, the split of q/k/v included (seven where GLM-4-0414 norms the
+attention's and the MLP's outputs).
 Other architectures take transformers' forward.
 """
 
@@ -32,6 +35,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
+from glm.engine.fusion import GatedMLP, Projections
 from glm.engine.growing_cache import GrowingLayer
 from glm.quant.kernels import decode_ops
 
@@ -89,7 +93,8 @@ class Block:
     where the layer adds them as they are."""
 
     attention: nn.Module
-    mlp: nn.Module
+    projections: Projections
+    mlp: GatedMLP
     middle: nn.Module
     after: nn.Module
     attention_out: nn.Module | None
@@ -116,7 +121,8 @@ class LeanDecoder:
         self.blocks = [
             Block(
                 layer.self_attn,
-                layer.mlp,
+                Projections(layer.self_attn),
+                GatedMLP(layer.mlp),
                 layer.post_attention_layernorm,
                 after,
                 getattr(layer, "post_self_attn_layernorm", None),
@@ -148,7 +154,7 @@ class LeanDecoder:
         body = self.model.model
         bias = bias[:, None, None, :]
         for layer, block, stored in zip(body.layers, self.blocks, cache.layers, strict=True):
-            attended = self._attend(block.attention, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
+            attended = self._attend(block, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
             x = x + output_norm(block.attention_out, attended)
             x = x + output_norm(block.mlp_out, block.mlp(rms_norm(block.middle, x)))
         return rms_norm(body.norm, x)
@@ -164,11 +170,11 @@ class LeanDecoder:
         normed = ops.rms_norm(x, self.first_norm.weight, self.first_norm.variance_epsilon)
         for block, stored in zip(self.blocks, cache.layers, strict=True):
             attention = block.attention
-            query, key, value = attention.q_proj(normed), attention.k_proj(normed), attention.v_proj(normed)
+            query, key, value = block.projections(normed)
             attended = self._attend_compiled(stored, query, key, value, scale, signed, bias, attention.scaling)
             out = self._compiled_out(block.attention_out, attention.o_proj(attended))
             normed = ops.add_rms_norm_(x, out, block.middle.weight, block.middle.variance_epsilon)
-            out = self._compiled_out(block.mlp_out, block.mlp(normed))
+            out = self._compiled_out(block.mlp_out, block.mlp(normed, ops.silu_mul))
             normed = ops.add_rms_norm_(x, out, block.after.weight, block.after.variance_epsilon)
         return normed
 
@@ -203,12 +209,13 @@ class LeanDecoder:
         return Rotation(scale[:, None, None, :], signed[:, None, None, :], self.partner)
 
     def _attend(
-        self, attention: nn.Module, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, stored: DynamicLayer
+        self, block: Block, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, stored: DynamicLayer
     ) -> torch.Tensor:
-        rows = x.shape[0]
-        query = rotation(attention.q_proj(x).view(rows, self.heads, 1, self.head_dim))
-        key = rotation(attention.k_proj(x).view(rows, self.kv_heads, 1, self.head_dim))
-        value = attention.v_proj(x).view(rows, self.kv_heads, 1, self.head_dim)
+        rows, attention = x.shape[0], block.attention
+        query, key, value = block.projections(x)
+        query = rotation(query.view(rows, self.heads, 1, self.head_dim))
+        key = rotation(key.view(rows, self.kv_heads, 1, self.head_dim))
+        value = value.view(rows, self.kv_heads, 1, self.head_dim)
         keys, values = stored.update(key, value)
         grouped = query.view(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
         out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=bias, scale=attention.scaling)

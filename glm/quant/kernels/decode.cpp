@@ -155,7 +155,8 @@ void attend_head(const float* query, const float* keys, const float* values, con
 
 // One decode step's attention for every row: rotates the new queries and keys, writes the new key
 // and value at position `length` of the cache buffers, and attends over positions 0..length.
-// q [rows, heads*dim], k and v [rows, kv_heads*dim], dim a multiple of 8; scale and signed
+// q [rows, heads*dim], k and v [rows, kv_heads*dim], each contiguous within a row (they may be
+// views of one fused q/k/v product's rows), dim a multiple of 8; scale and signed
 // [rows, dim]; partner [dim]; keys and values [rows, kv_heads, capacity, dim] with contiguous
 // positions; bias [rows, length+1], 0 where a position is seen and -inf where it is padding.
 // Returns [rows, heads*dim].
@@ -173,11 +174,11 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   TORCH_CHECK(keys.stride(3) == 1 && keys.stride(2) == dim && values.stride(3) == 1 && values.stride(2) == dim,
               "attend: each head's cached positions must be contiguous");
   TORCH_CHECK(length >= 0 && length < capacity, "attend: no room at position ", length, " of ", capacity);
-  TORCH_CHECK(q.dim() == 2 && q.size(0) == rows && q.size(1) % (kv_heads * dim) == 0 && q.is_contiguous(),
-              "attend: q must be contiguous [rows, heads*dim]");
+  TORCH_CHECK(q.dim() == 2 && q.size(0) == rows && q.size(1) % (kv_heads * dim) == 0 && q.stride(1) == 1,
+              "attend: q must be [rows, heads*dim], contiguous within a row");
   for (const auto* t : {&k, &v}) {
-    TORCH_CHECK(t->dim() == 2 && t->size(0) == rows && t->size(1) == kv_heads * dim && t->is_contiguous(),
-                "attend: k and v must be contiguous [rows, kv_heads*dim]");
+    TORCH_CHECK(t->dim() == 2 && t->size(0) == rows && t->size(1) == kv_heads * dim && t->stride(1) == 1,
+                "attend: k and v must be [rows, kv_heads*dim], contiguous within a row");
   }
   for (const auto* t : {&scale, &signed_}) {
     TORCH_CHECK(t->dim() == 2 && t->size(0) == rows && t->size(1) == dim && t->is_contiguous(),
@@ -200,9 +201,9 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   };
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t h = 0; h < kv_heads; ++h) {
-      rotate(kp + (r * kv_heads + h) * dim, sp + r * dim, gp + r * dim, pp, dim,
+      rotate(kp + r * k.stride(0) + h * dim, sp + r * dim, gp + r * dim, pp, dim,
              cached(keys_p, keys, r, h) + length * dim);
-      std::copy_n(vp + (r * kv_heads + h) * dim, dim, cached(values_p, values, r, h) + length * dim);
+      std::copy_n(vp + r * v.stride(0) + h * dim, dim, cached(values_p, values, r, h) + length * dim);
     }
   }
   at::Tensor out = at::empty({rows, heads * dim}, q.options());
@@ -212,11 +213,34 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     std::vector<float> query(dim), scores(positions);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task / heads, head = task % heads, h = head / group;
-      rotate(qp + task * dim, sp + r * dim, gp + r * dim, pp, dim, query.data());
+      rotate(qp + r * q.stride(0) + head * dim, sp + r * dim, gp + r * dim, pp, dim, query.data());
       attend_head(query.data(), cached(keys_p, keys, r, h), cached(values_p, values, r, h), bp + r * positions,
                   positions, dim, factor, scores.data(), outp + task * dim);
     }
   });
+  return out;
+}
+
+// silu(gate) * up, for gate_up [rows, 2*width] holding each row's gate then its up (a fused
+// gate/up product), contiguous within a row, width a multiple of 8: torch's silu formula,
+// g / (1 + e^-g), with exp8's e^x. Returns [rows, width].
+at::Tensor silu_mul(const at::Tensor& gate_up) {
+  check_float("silu_mul", gate_up, "gate_up");
+  TORCH_CHECK(gate_up.dim() == 2 && gate_up.stride(1) == 1 && gate_up.size(1) % 16 == 0,
+              "silu_mul: gate_up must be [rows, 2*width], width a multiple of 8, contiguous within a row");
+  const int64_t rows = gate_up.size(0), width = gate_up.size(1) / 2, stride = gate_up.stride(0);
+  at::Tensor out = at::empty({rows, width}, gate_up.options());
+  const float* in = gate_up.data_ptr<float>();
+  float* outp = out.data_ptr<float>();
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *gate = in + r * stride, *up = gate + width;
+    for (int64_t i = 0; i < width; i += 8) {
+      const __m256 g = _mm256_loadu_ps(gate + i);
+      const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
+      _mm256_storeu_ps(outp + r * width + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+  }
   return out;
 }
 
@@ -228,10 +252,12 @@ TORCH_LIBRARY(glm_decode, m) {
   m.def(
       "attend(Tensor q, Tensor k, Tensor v, Tensor scale, Tensor signed, Tensor partner, Tensor(a!) keys, "
       "Tensor(b!) values, int length, Tensor bias, float softmax_scale) -> Tensor");
+  m.def("silu_mul(Tensor gate_up) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(glm_decode, CPU, m) {
   m.impl("rms_norm", &rms_norm);
   m.impl("add_rms_norm_", &add_rms_norm_);
   m.impl("attend", &attend);
+  m.impl("silu_mul", &silu_mul);
 }
