@@ -111,12 +111,22 @@ class Projections:
     v_proj fuse, and their own three calls where they do not."""
 
     def __init__(self, attention: nn.Module) -> None:
-        self.parts = (attention.q_proj, attention.k_proj, attention.v_proj)
-        self.fused = fuse(self.parts)
-        self.sizes = [part.out_features for part in self.parts]
+        self.attention = attention
+        self._plan(self._current())
+
+    def _current(self) -> tuple[nn.Module, ...]:
+        return self.attention.q_proj, self.attention.k_proj, self.attention.v_proj
+
+    def _plan(self, parts: tuple[nn.Module, ...]) -> None:
+        self.parts = parts
+        self.fused = fuse(parts)
+        self.sizes = [part.out_features for part in parts]
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(q, k, v), each [rows, width] with the last dimension contiguous (views of one product's rows)."""
+        # A LoRA adapter loaded at run time wraps projections after the plan was made.
+        if (parts := self._current()) != self.parts:
+            self._plan(parts)
         if self.fused is None:
             return tuple(part(x) for part in self.parts)
         return self.fused(x).split(self.sizes, dim=-1)
@@ -133,16 +143,22 @@ class GatedMLP:
 
     def __init__(self, mlp: nn.Module) -> None:
         self.module = mlp
-        if hasattr(mlp, "gate_up_proj"):
-            self.gate_up: nn.Module | None = mlp.gate_up_proj
-            self.act = mlp.activation_fn
-        else:
-            self.gate_up = fuse((mlp.gate_proj, mlp.up_proj))
-            self.act = mlp.act_fn
+        self.act = getattr(mlp, "activation_fn", None) or mlp.act_fn
+        self._plan(self._current())
+
+    def _current(self) -> tuple[nn.Module, ...]:
+        mlp = self.module
+        return (mlp.gate_up_proj,) if hasattr(mlp, "gate_up_proj") else (mlp.gate_proj, mlp.up_proj)
+
+    def _plan(self, parts: tuple[nn.Module, ...]) -> None:
+        self.parts = parts
+        self.gate_up = parts[0] if len(parts) == 1 else fuse(parts)
         # silu_mul takes rows of whole vectors of eight.
         self.silu = type(self.act) in SILU and self.gate_up is not None and self.gate_up.out_features % 16 == 0
 
     def __call__(self, x: torch.Tensor, silu_mul: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        if (parts := self._current()) != self.parts:  # wrapped by a LoRA adapter loaded at run time
+            self._plan(parts)
         if self.gate_up is None:
             return self.module(x)
         gate_up = self.gate_up(x)

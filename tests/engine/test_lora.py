@@ -246,6 +246,22 @@ def test_adapters_load_and_unload_between_steps_and_running_requests_keep_theirs
         engine.stop()
 
 
+def test_an_adapter_loaded_after_decode_steps_applies_where_the_step_fused_products(folders, references):
+    """Without adapters at start-up the lean step reads q, k, v (and gate, up) in one product; an
+    adapter loaded later wraps those projections, and its rows must get its delta all the same."""
+    fresh = load_model(model_source("tiny"), CPU, torch.float32, CACHE)
+    engine = Engine(lambda: fresh)
+    engine.start()
+    try:
+        text = TEXTS[0]
+        assert run(engine, fresh, None, text).reply() == references[None, text]
+        assert answer(engine.add_adapter, "a", folders["a"], engine.read_adapter("a", folders["a"])) == ("a",)
+        assert run(engine, fresh, "a", text).reply() == references["a", text]
+        assert run(engine, fresh, None, text).reply() == references[None, text]
+    finally:
+        engine.stop()
+
+
 def test_adapters_the_memory_cannot_hold_stop_start_up_naming_their_folder(folders):
     model = tiny.build_model(tiny.build_tokenizer())
     with pytest.raises(StartupError, match=f"--lora b={folders['b']}: the stacked LoRA pairs would take"):
