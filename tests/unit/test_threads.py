@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from glm.threads import SPIN_ROUNDS
+from glm.threads import WAIT_POLICY
 from tests.support.server_process import ENTRY, ROOT
 
 # Runs the entry script as `python chatglm_service_flask.py --help` does, and prints the settings
@@ -32,10 +32,10 @@ def torch_sees(**settings: str) -> str:
     return next(line for line in result.stdout.splitlines() if line.startswith("at torch:"))
 
 
-def test_the_short_spin_is_set_before_torch_loads():
-    assert torch_sees() == f"at torch: {SPIN_ROUNDS} None"
+def test_the_wait_policy_is_set_before_torch_loads():
+    assert torch_sees() == f"at torch: None {WAIT_POLICY}"
 
 
 def test_a_users_own_wait_policy_stands():
-    assert torch_sees(OMP_WAIT_POLICY="PASSIVE") == "at torch: None PASSIVE"
+    assert torch_sees(OMP_WAIT_POLICY="ACTIVE") == "at torch: None ACTIVE"
     assert torch_sees(GOMP_SPINCOUNT="50") == "at torch: 50 None"
