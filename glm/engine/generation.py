@@ -3,7 +3,8 @@
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from glm.engine.decoder import lean_decoder
+from glm.engine.decoder import LeanDecoder, lean_decoder
+from glm.engine.gemma_decoder import GemmaDecoder, gemma_decoder
 from glm.engine.growing_cache import new_cache
 
 
@@ -36,9 +37,9 @@ def decode_step(
     """One token for every row of a left-padded batch.
 
     tokens, positions: [batch]; mask: [batch, cached + 1], 0 over padding. Returns logits [batch, vocab].
-    Layers that glm.engine.decoder knows skip transformers' plumbing.
+    Layers that glm.engine.decoder or glm.engine.gemma_decoder knows skip transformers' plumbing.
     """
-    if (lean := lean_decoder(model)) is not None:
+    if (lean := lean_step(model)) is not None:
         return lean(tokens, positions, mask, cache)
     out = model(
         input_ids=tokens[:, None],
@@ -48,6 +49,11 @@ def decode_step(
         use_cache=True,
     )
     return out.logits[:, -1]
+
+
+def lean_step(model: PreTrainedModel) -> LeanDecoder | GemmaDecoder | None:
+    """The lean decode step for the model's layers, None where no lean step knows them."""
+    return lean_decoder(model) or gemma_decoder(model)
 
 
 def prefill_group(

@@ -1,0 +1,92 @@
+"""Gemma 3's lean decode step gives transformers' logits, across its sliding window, batched and
+padded as the engine batches."""
+
+import pytest
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+from glm.engine.gemma_decoder import GemmaDecoder
+from glm.engine.generation import lean_step
+from glm.engine.growing_cache import MIN_ROOM
+from glm.quant.load import quantize_loaded
+from tests.engine.test_decoder import batch_of, step, transformers_step
+
+WINDOW = 8
+
+
+def small_gemma(kv_heads: int = 2) -> Gemma3ForCausalLM:
+    """A random Gemma 3 with both layer kinds, grouped key/value heads (one, as Gemma 3 270M, or
+    more), a window shorter than the
+    prompts and the steps, and norm weights away from Gemma's initial 0 (the norms scale by 1 + weight)."""
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        head_dim=16,
+        query_pre_attn_scalar=24,
+        sliding_window=WINDOW,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=256,
+        final_logit_softcapping=30.0,
+    )
+    model = Gemma3ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+@pytest.mark.parametrize("runner", ["torch", "compiled"])
+@torch.no_grad()
+def test_gemma_steps_match_transformers_forward_across_the_window(runner, kv_heads):
+    model = small_gemma(kv_heads)
+    assert isinstance(lean_step(model), GemmaDecoder)
+    lean = GemmaDecoder(model)
+    lean.run_layers = {"torch": lean._torch_layers, "compiled": lean._compiled_layers if lean.ops else None}[runner]
+    if lean.run_layers is None:
+        pytest.skip("the compiled kernels are not built")
+    prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]  # left padding differs per row
+    lean_batch, reference_batch = batch_of(model, prompts), batch_of(model, prompts)
+    tokens = torch.tensor([3, 4, 5])
+    for _ in range(MIN_ROOM + 16):  # past the room the sliding layers' buffers have after the window
+        mine = step(lean, lean_batch, tokens)
+        reference = step(lambda *inputs: transformers_step(model, *inputs), reference_batch, tokens)
+        assert torch.allclose(mine, reference, atol=1e-5) and torch.equal(mine.argmax(-1), reference.argmax(-1))
+        tokens = reference.argmax(-1)
+    sliding = lean_batch.cache.layers[0]
+    assert sliding.keys.shape[-2] == WINDOW - 1  # stored as transformers stores it
+
+
+@torch.no_grad()
+def test_a_gemma_rows_logits_do_not_depend_on_the_batch():
+    """Bit for bit, alone or left-padded beside longer rows, with packed weights and the compiled step."""
+    model = quantize_loaded(small_gemma(), bits=8)
+    lean = GemmaDecoder(model)
+    if lean.ops is None:
+        pytest.skip("the compiled kernels are not built")
+    prompt, others = [5, 9, 14, 3], [[7] * 37, list(range(30, 53))]
+    alone, batched = batch_of(model, [prompt]), batch_of(model, [prompt, *others])
+    for turn in range(12):
+        solo = step(lean, alone, torch.tensor([4 + turn]))
+        together = step(lean, batched, torch.tensor([4 + turn] * len(batched)))
+        assert torch.equal(solo[0], together[0])
+
+
+def test_gemma_with_attention_softcapping_keeps_transformers_step():
+    config = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        attn_logit_softcapping=50.0,
+    )
+    assert lean_step(Gemma3ForCausalLM(config)) is None
