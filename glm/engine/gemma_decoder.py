@@ -276,6 +276,8 @@ def _moved(current: torch.Tensor, length: int) -> torch.Tensor:
 @cache
 def gemma_decoder(model: PreTrainedModel) -> GemmaDecoder | None:
     """The lean step for a Gemma 3 text model, None where it has what this step does not do."""
+    if type(model).__name__ != ARCHITECTURE:
+        return None
     config = model.config
     plain = not config.attn_logit_softcapping and not config.use_bidirectional_attention
-    return GemmaDecoder(model) if type(model).__name__ == ARCHITECTURE and plain else None
+    return GemmaDecoder(model) if plain else None

@@ -3,7 +3,7 @@ padded as the engine batches."""
 
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel
 
 from glm.engine.gemma_decoder import GemmaDecoder
 from glm.engine.generation import lean_step
@@ -90,3 +90,9 @@ def test_gemma_with_attention_softcapping_keeps_transformers_step():
         attn_logit_softcapping=50.0,
     )
     assert lean_step(Gemma3ForCausalLM(config)) is None
+
+
+def test_a_model_no_lean_step_knows_keeps_transformers_step():
+    """Its config need not have Gemma's fields (GLM-4.5's MoE and GPT-2's have none)."""
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    assert lean_step(model) is None

@@ -113,6 +113,15 @@ def body_schema(document: dict, path: str) -> dict:
     return document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
 
 
+# The events that end a Responses stream and an Anthropic Messages stream (the others end with [DONE]).
+FINAL_EVENTS = (
+    "event: response.completed",
+    "event: response.incomplete",
+    "event: response.failed",
+    "event: message_stop",
+)
+
+
 def check(response: requests.Response) -> None:
     """An answer under 500, or the server's own time limit (a 504, or a stream's error event), and a
     stream that ends properly: never on an internal error."""
@@ -123,7 +132,9 @@ def check(response: requests.Response) -> None:
     if response.headers.get("Content-Type", "").startswith("text/event-stream"):
         text = response.text
         assert "internal server error" not in text, text[-500:]
-        assert text.endswith("data: [DONE]\n\n") or '"finished":true' in text or "event: error" in text, text[-300:]
+        last_event = text.rstrip("\n").rsplit("\n\n", 1)[-1]
+        ended = text.endswith("data: [DONE]\n\n") or last_event.startswith(FINAL_EVENTS)
+        assert ended or '"finished":true' in text or "event: error" in text, text[-300:]
 
 
 def post_json(server, path: str, body) -> requests.Response:
