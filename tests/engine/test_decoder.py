@@ -94,12 +94,16 @@ def test_a_rows_logits_do_not_depend_on_the_batch():
     """Bit for bit, alone or left-padded beside longer rows, where every part of the step is
     batch-invariant: packed weights (glm_quant.qlinear) and the compiled step."""
     model = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, CACHE, bits=8).model
-    lean = LeanDecoder(model)
+    assert_a_rows_logits_do_not_depend_on_the_batch(LeanDecoder(model), model, turns=10)
+
+
+def assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns: int) -> None:
+    """A prompt's logits, step by step, the same bits alone as left-padded beside two longer rows."""
     if lean.ops is None:
         pytest.skip("the compiled kernels are not built")
     prompt, others = [5, 9, 14, 3], [[7] * 37, list(range(30, 53))]
     alone, batched = batch_of(model, [prompt]), batch_of(model, [prompt, *others])
-    for turn in range(10):
+    for turn in range(turns):
         solo = step(lean, alone, torch.tensor([4 + turn]))
         together = step(lean, batched, torch.tensor([4 + turn] * len(batched)))
         assert torch.equal(solo[0], together[0])

@@ -9,12 +9,12 @@ from glm.engine.gemma_decoder import GemmaDecoder
 from glm.engine.generation import lean_step
 from glm.engine.growing_cache import MIN_ROOM
 from glm.quant.load import quantize_loaded
-from tests.engine.test_decoder import batch_of, step, transformers_step
+from tests.engine.test_decoder import assert_a_rows_logits_do_not_depend_on_the_batch, batch_of, step, transformers_step
 
 WINDOW = 8
 
 
-def small_gemma(kv_heads: int = 2) -> Gemma3ForCausalLM:
+def small_gemma(kv_heads: int = 2, **changes: object) -> Gemma3ForCausalLM:
     """A random Gemma 3 with both layer kinds, grouped key/value heads (one, as Gemma 3 270M, or
     more), a window shorter than the
     prompts and the steps, and norm weights away from Gemma's initial 0 (the norms scale by 1 + weight)."""
@@ -32,6 +32,7 @@ def small_gemma(kv_heads: int = 2) -> Gemma3ForCausalLM:
         layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
         max_position_embeddings=256,
         final_logit_softcapping=30.0,
+        **changes,
     )
     model = Gemma3ForCausalLM(config).eval()
     with torch.no_grad():
@@ -67,29 +68,11 @@ def test_gemma_steps_match_transformers_forward_across_the_window(runner, kv_hea
 def test_a_gemma_rows_logits_do_not_depend_on_the_batch():
     """Bit for bit, alone or left-padded beside longer rows, with packed weights and the compiled step."""
     model = quantize_loaded(small_gemma(), bits=8)
-    lean = GemmaDecoder(model)
-    if lean.ops is None:
-        pytest.skip("the compiled kernels are not built")
-    prompt, others = [5, 9, 14, 3], [[7] * 37, list(range(30, 53))]
-    alone, batched = batch_of(model, [prompt]), batch_of(model, [prompt, *others])
-    for turn in range(12):
-        solo = step(lean, alone, torch.tensor([4 + turn]))
-        together = step(lean, batched, torch.tensor([4 + turn] * len(batched)))
-        assert torch.equal(solo[0], together[0])
+    assert_a_rows_logits_do_not_depend_on_the_batch(GemmaDecoder(model), model, turns=12)
 
 
 def test_gemma_with_attention_softcapping_keeps_transformers_step():
-    config = Gemma3TextConfig(
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        attn_logit_softcapping=50.0,
-    )
-    assert lean_step(Gemma3ForCausalLM(config)) is None
+    assert lean_step(small_gemma(attn_logit_softcapping=50.0)) is None
 
 
 def test_a_model_no_lean_step_knows_keeps_transformers_step():
