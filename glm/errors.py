@@ -140,6 +140,20 @@ class AdapterNameTaken(ApiError):
         )
 
 
+class RuntimeLoraOff(ApiError):
+    """As vLLM without VLLM_ALLOW_RUNTIME_LORA_UPDATING, which leaves the routes out: a 404."""
+
+    status = 404
+    type = "not_found_error"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "loading LoRA adapters at run time is off: start the server with --allow-runtime-lora "
+            "(a load reads a folder on the server's disk, so it is off unless asked for)",
+            code="runtime_lora_off",
+        )
+
+
 class AdapterTooLarge(ApiError):
     """A LoRA adapter loaded at run time whose pairs the memory left cannot hold."""
 

@@ -10,26 +10,12 @@ the hub, on the adapter pool's thread; the engine then takes the adapter between
 import time
 from pathlib import Path
 
-from glm.errors import AdapterNameTaken, ApiError, ModelNotFound
+from glm.errors import AdapterNameTaken, ApiError, ModelNotFound, RuntimeLoraOff
 from glm.schemas.lora import LoadLoraAdapterRequest, UnloadLoraAdapterRequest
 from glm.service import Service
 from glm.serving.common import engine_reply
 from glm.startup import StartupError
 from glm.stream.lifecycle import Caller
-
-
-class RuntimeLoraOff(ApiError):
-    """As vLLM without VLLM_ALLOW_RUNTIME_LORA_UPDATING, which leaves the routes out: a 404."""
-
-    status = 404
-    type = "not_found_error"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "loading LoRA adapters at run time is off: start the server with --allow-runtime-lora "
-            "(a load reads a folder on the server's disk, so it is off unless asked for)",
-            code="runtime_lora_off",
-        )
 
 
 def load(service: Service, caller: Caller, body: LoadLoraAdapterRequest) -> str:
