@@ -20,7 +20,8 @@ With float32 activations on the CPU and the compiled kernels built, the norms (e
 residual addition before it), the attention with its rotary embedding and cache write, and the
 MLP's SiLU times up are one call each (glm/quant/kernels/decode.cpp), which leaves five calls per
 layer besides the four products, the split of q/k/v included (seven where GLM-4-0414 norms the
-attention's and the MLP's outputs).
+attention's and the MLP's outputs). Where every product is packed, every layer of the step is one
+call (glm.engine.compiled_layers).
 Other architectures take transformers' forward.
 """
 
@@ -35,6 +36,8 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
+from glm.engine.blocks import Block
+from glm.engine.compiled_layers import Heads, compiled_layers
 from glm.engine.fusion import GatedMLP, Projections
 from glm.engine.growing_cache import GrowingLayer
 from glm.quant.kernels import decode_ops
@@ -85,25 +88,6 @@ def output_norm(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     return x if norm is None else rms_norm(norm, x)
 
 
-@dataclass(frozen=True)
-class Block:
-    """One decoder layer as the compiled step runs it: `after` is the norm that follows the layer
-    (the next layer's input norm, or the model's final norm); `attention_out` and `mlp_out` norm
-    those sublayers' outputs (GLM-4-0414's post_self_attn_layernorm and post_mlp_layernorm), None
-    where the layer adds them as they are."""
-
-    attention: nn.Module
-    projections: Projections
-    mlp: GatedMLP
-    middle: nn.Module
-    after: nn.Module
-    attention_out: nn.Module | None
-    mlp_out: nn.Module | None
-
-    def norms(self) -> list[nn.Module]:
-        return [norm for norm in (self.middle, self.after, self.attention_out, self.mlp_out) if norm is not None]
-
-
 class LeanDecoder:
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
@@ -133,7 +117,12 @@ class LeanDecoder:
         self.first_norm = layers[0].input_layernorm
         norms = [self.first_norm, *(norm for block in self.blocks for norm in block.norms())]
         self.ops = decode_ops() if compilable(model, norms, self.head_dim) else None
-        self.run_layers = self._torch_layers if self.ops is None else self._compiled_layers
+        heads = Heads(self.heads, self.kv_heads, self.head_dim, self.partner)
+        self.whole = None if self.ops is None else compiled_layers(self.first_norm, self.blocks, heads)
+        if self.ops is None:
+            self.run_layers = self._torch_layers
+        else:
+            self.run_layers = self._compiled_layers if self.whole is None else self._whole_layers
 
     def __call__(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
@@ -177,6 +166,15 @@ class LeanDecoder:
             out = self._compiled_out(block.mlp_out, block.mlp(normed, ops.silu_mul))
             normed = ops.add_rms_norm_(x, out, block.after.weight, block.after.variance_epsilon)
         return normed
+
+    def _whole_layers(
+        self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """As _compiled_layers, in one call (glm.engine.compiled_layers) where the plan still fits."""
+        rows = x.shape[0]
+        if self.whole.fits(rows):
+            return self.whole(x, rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1), bias, cache)
+        return self._compiled_layers(x, rotation, bias, cache)
 
     def _compiled_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x if norm is None else self.ops.rms_norm(x, norm.weight, norm.variance_epsilon)

@@ -1,5 +1,5 @@
 """Compile the CPU kernels (qlinear.cpp: packed and bf16 weights; decode.cpp: a decode step's norms and
-attention): `python -m glm.quant.build`.
+attention; step.cpp: all of a packed model's layers in one call): `python -m glm.quant.build`.
 
 Part of `make`'s install step, which must never fail because of it: on a machine that cannot
 build them (no compiler, no ninja, no AVX2) this prints one line saying so and exits 0, and the

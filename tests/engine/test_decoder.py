@@ -1,5 +1,7 @@
 """The lean decode step gives transformers' logits, batched and padded as the engine batches."""
 
+import copy
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
@@ -10,6 +12,7 @@ from glm.engine.generation import prefill_chunk
 from glm.engine.growing_cache import new_cache
 from glm.models import load_model
 from glm.models.source import model_source
+from glm.quant.load import quantize_loaded
 from tests.conftest import CACHE
 
 
@@ -89,12 +92,41 @@ def test_float32_cpu_models_take_the_compiled_step_where_the_kernels_are_built(t
     assert (lean_decoder(tiny.model).run_layers.__name__ == "_compiled_layers") == (decode_ops() is not None)
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("family", ["glm", "llama", "glm-4-0414"])
+@torch.no_grad()
+def test_packed_models_run_every_layer_in_one_call_with_the_layer_by_layer_steps_bits(
+    tiny, glm_generation_folders, family, bits
+):
+    """glm.engine.compiled_layers: the same logits, bit for bit, as the step that calls each layer's
+    parts from Python, over steps whose cache buffers fill and move, for rows of several lengths
+    (GLM's q/k/v bias and GLM-4-0414's output norms included)."""
+    model = quantize_loaded(copy.deepcopy(model_of(family, tiny, glm_generation_folders)), bits)
+    lean = LeanDecoder(model)
+    if lean.ops is None:
+        pytest.skip("the compiled kernels are not built")
+    assert lean.whole is not None and lean.run_layers == lean._whole_layers
+    prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]
+    whole, layer_by_layer = batch_of(model, prompts), batch_of(model, prompts)
+    tokens = torch.tensor([3, 4, 5])
+    for _ in range(70):  # past the cache buffers' 64 spare positions
+        mine = step(lean, whole, tokens)
+        lean.run_layers = lean._compiled_layers
+        reference = step(lean, layer_by_layer, tokens)
+        lean.run_layers = lean._whole_layers
+        assert torch.equal(mine, reference)
+        tokens = reference.argmax(-1)
+
+
 @torch.no_grad()
 def test_a_rows_logits_do_not_depend_on_the_batch():
     """Bit for bit, alone or left-padded beside longer rows, where every part of the step is
     batch-invariant: packed weights (glm_quant.qlinear) and the compiled step."""
     model = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, CACHE, bits=8).model
-    assert_a_rows_logits_do_not_depend_on_the_batch(LeanDecoder(model), model, turns=10)
+    lean = LeanDecoder(model)
+    assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns=10)  # every layer in one call
+    lean.run_layers = lean._compiled_layers
+    assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns=10)
 
 
 def assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns: int) -> None:

@@ -262,6 +262,26 @@ def test_an_adapter_loaded_after_decode_steps_applies_where_the_step_fused_produ
         engine.stop()
 
 
+def test_an_adapter_loaded_at_run_time_on_packed_weights_leaves_the_one_call_step(folders):
+    """Packed weights without adapters at start-up run every layer of a decode step in one compiled
+    call (glm.engine.compiled_layers), which reads the projections as they were; an adapter loaded
+    later wraps them, and its rows must get its delta: the reply of the adapter attached at start-up."""
+    fresh = load_model(model_source("tiny"), CPU, torch.float32, CACHE, bits=8)
+    attached = load_model(model_source("tiny"), CPU, torch.float32, CACHE, bits=8, adapters={"a": folders["a"]})
+    text, replies = TEXTS[0], {}
+    for name, loaded in (("fresh", fresh), ("attached", attached)):
+        engine = Engine(lambda loaded=loaded: loaded)
+        engine.start()
+        try:
+            replies[name, None] = run(engine, loaded, None, text).reply()
+            if name == "fresh":
+                assert answer(engine.add_adapter, "a", folders["a"], engine.read_adapter("a", folders["a"])) == ("a",)
+            replies[name, "a"] = run(engine, loaded, "a", text).reply()
+        finally:
+            engine.stop()
+    assert replies["fresh", "a"] == replies["attached", "a"] != replies["attached", None] == replies["fresh", None]
+
+
 def test_adapters_the_memory_cannot_hold_stop_start_up_naming_their_folder(folders):
     model = tiny.build_model(tiny.build_tokenizer())
     with pytest.raises(StartupError, match=f"--lora b={folders['b']}: the stacked LoRA pairs would take"):

@@ -1,6 +1,7 @@
 """The compiled CPU kernels, when they are built and fit this machine: the linear products
 (qlinear.cpp and its headers) and the widening of packed weights (dequantize.cpp), in
-torch.ops.glm_quant, and the rest of a float32 decode step (decode.cpp, torch.ops.glm_decode).
+torch.ops.glm_quant, and the rest of a float32 decode step (decode.cpp, torch.ops.glm_decode), or
+all of its layers at once (step.cpp, torch.classes.glm_decode.Layers).
 
 `python -m glm.quant.build` (run by `make`) compiles them into one library in build/glm_quant/ and writes
 a manifest naming the library and the sources' digest. `load_library` loads it only if that digest

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -19,55 +20,10 @@
 
 namespace {
 
-float sum_lanes(__m256 v) {
-  __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  return _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
-}
-
-// Sum of a[i] * b[i] for n a multiple of 8, in a fixed order.
-float dot(const float* a, const float* b, int64_t n) {
-  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
-    odd = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), odd);
-  }
-  if (i < n) even = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), even);
-  return sum_lanes(_mm256_add_ps(even, odd));
-}
-
-// e^x for 8 lanes (Cephes' expf: a degree-5 polynomial on the reduced argument, within 2 ulp of
-// expf), and exactly 0 below -87 (-inf included), where expf reaches the denormals.
-__m256 exp8(__m256 x) {
-  const __m256 low = _mm256_set1_ps(-87.0f);
-  const __m256 tiny = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
-  x = _mm256_min_ps(_mm256_max_ps(x, low), _mm256_set1_ps(88.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(exponent)));
-}
+#include "rows.h"
 
 void check_float(const char* op, const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, op, ": ", name, " must be a float32 CPU tensor");
-}
-
-// out = x / sqrt(mean(x^2) + eps) * weight, row by row.
-void normalize(const float* x, const float* weight, float eps, int64_t width, float* out) {
-  float squares = 0.0f;
-  for (int64_t i = 0; i < width; ++i) squares += x[i] * x[i];
-  const float inverse = 1.0f / std::sqrt(squares / static_cast<float>(width) + eps);
-  for (int64_t i = 0; i < width; ++i) out[i] = x[i] * inverse * weight[i];
 }
 
 // x [rows, width] contiguous; when `delta` is given, x += delta first (in place): the residual
@@ -107,50 +63,6 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 
 at::Tensor add_rms_norm_(at::Tensor& x, const at::Tensor& delta, const at::Tensor& weight, double eps) {
   return norm_rows("add_rms_norm_", x, &delta, weight, eps);
-}
-
-// The rotary embedding as glm/engine/decoder.py's Rotation: out[i] = x[i] * scale[i] + x[partner[i]] * signed[i].
-void rotate(const float* x, const float* scale, const float* signed_, const int64_t* partner, int64_t dim,
-            float* out) {
-  for (int64_t i = 0; i < dim; ++i) out[i] = x[i] * scale[i] + x[partner[i]] * signed_[i];
-}
-
-// One query head's attention over `positions` cached positions: softmax(q.K * factor + bias) V.
-// Scores and weights are computed per position, and the sums run over positions in order, so
-// padding before a row's first position (which shifts its positions) changes nothing.
-void attend_head(const float* query, const float* keys, const float* values, const float* bias, int64_t positions,
-                 int64_t dim, float factor, float* scores, float* out) {
-  float highest = -std::numeric_limits<float>::infinity();
-  for (int64_t p = 0; p < positions; ++p) {
-    scores[p] = std::isinf(bias[p]) ? bias[p] : dot(query, keys + p * dim, dim) * factor + bias[p];
-    highest = std::max(highest, scores[p]);
-  }
-  const __m256 shift = _mm256_set1_ps(highest);
-  int64_t p = 0;
-  for (; p + 8 <= positions; p += 8) _mm256_storeu_ps(scores + p, exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), shift)));
-  if (p < positions) {
-    alignas(32) float rest[8];
-    std::fill_n(rest, 8, -std::numeric_limits<float>::infinity());
-    std::copy(scores + p, scores + positions, rest);
-    _mm256_store_ps(rest, exp8(_mm256_sub_ps(_mm256_load_ps(rest), shift)));
-    std::copy_n(rest, positions - p, scores + p);
-  }
-  float total = 0.0f;
-  for (p = 0; p < positions; ++p) total += scores[p];
-  const __m256 inverse = _mm256_set1_ps(1.0f / total);
-  // Eight accumulators of eight lanes: 64 dimensions at a time.
-  for (int64_t d = 0; d < dim; d += 64) {
-    const int64_t vectors = std::min<int64_t>(8, (dim - d) / 8);
-    __m256 acc[8];
-    for (int64_t j = 0; j < vectors; ++j) acc[j] = _mm256_setzero_ps();
-    for (p = 0; p < positions; ++p) {
-      if (scores[p] == 0.0f) continue;
-      const __m256 w = _mm256_set1_ps(scores[p]);
-      const float* value = values + p * dim + d;
-      for (int64_t j = 0; j < vectors; ++j) acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(value + 8 * j), acc[j]);
-    }
-    for (int64_t j = 0; j < vectors; ++j) _mm256_storeu_ps(out + d + 8 * j, _mm256_mul_ps(acc[j], inverse));
-  }
 }
 
 // One decode step's attention for every row: rotates the new queries and keys, writes the new key
@@ -222,8 +134,7 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 }
 
 // silu(gate) * up, for gate_up [rows, 2*width] holding each row's gate then its up (a fused
-// gate/up product), contiguous within a row, width a multiple of 8: torch's silu formula,
-// g / (1 + e^-g), with exp8's e^x. Returns [rows, width].
+// gate/up product), contiguous within a row, width a multiple of 8. Returns [rows, width].
 at::Tensor silu_mul(const at::Tensor& gate_up) {
   check_float("silu_mul", gate_up, "gate_up");
   TORCH_CHECK(gate_up.dim() == 2 && gate_up.stride(1) == 1 && gate_up.size(1) % 16 == 0,
@@ -232,15 +143,7 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
   at::Tensor out = at::empty({rows, width}, gate_up.options());
   const float* in = gate_up.data_ptr<float>();
   float* outp = out.data_ptr<float>();
-  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *gate = in + r * stride, *up = gate + width;
-    for (int64_t i = 0; i < width; i += 8) {
-      const __m256 g = _mm256_loadu_ps(gate + i);
-      const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
-      _mm256_storeu_ps(outp + r * width + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r) silu_mul_row(in + r * stride, in + r * stride + width, width, outp + r * width);
   return out;
 }
 

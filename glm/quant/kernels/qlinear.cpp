@@ -26,6 +26,8 @@
 #include <immintrin.h>
 #include <torch/library.h>
 
+#include "products.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -178,6 +180,14 @@ void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n,
   avx512::linear(w, x, m, k, n, y);
 }
 
+template <int F>
+void linear_columns(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits,
+                    int64_t begin, int64_t end) {
+  if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y, begin, end);
+  if (current() == kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits, begin, end);
+  avx512::linear(w, x, m, k, n, y, begin, end);
+}
+
 void check_weight(const char* op, const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t rows,
                   int64_t cols) {
   TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be on the CPU");
@@ -257,4 +267,16 @@ TORCH_LIBRARY(glm_quant, m) {
 TORCH_LIBRARY_IMPL(glm_quant, CPU, m) {
   m.impl("qlinear", &qlinear);
   m.impl("bf16_linear", &bf16_linear);
+}
+
+void glm_products::packed_columns(const PackedRef& w, const float* x, int64_t m, int64_t k, int64_t n, float* y,
+                                  int64_t x_bits, int64_t begin, int64_t end) {
+  const auto* qs = static_cast<const uint8_t*>(w.qs);
+  if (w.format == kQ8_0) {
+    linear_columns<kQ8_0>({reinterpret_cast<const int8_t*>(qs), w.d}, x, m, k, n, y, x_bits, begin, end);
+  } else if (w.format == kQ4_1) {
+    linear_columns<kQ4_1>({qs, w.d, static_cast<const at::Half*>(w.aux)}, x, m, k, n, y, x_bits, begin, end);
+  } else {
+    linear_columns<kQ5_0>({qs, w.d, static_cast<const int32_t*>(w.aux)}, x, m, k, n, y, x_bits, begin, end);
+  }
 }

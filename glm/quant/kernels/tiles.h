@@ -86,39 +86,55 @@ struct alignas(64) XBlock {
   X v[kGroup];
 };
 
-template <class B>
-void run(const Planes<B::kFormat>& weight, const typename B::X* x, int64_t m, int64_t k, int64_t n, float* y) {
-  using X = typename B::X;
+// x laid out for the tiles: passes of up to kMaxRows rows, block by block. One row needs no
+// reordering; more are copied (M x K elements, next to N x K weights).
+template <class X>
+struct Passes {
+  std::vector<XBlock<X>> reordered;
+  const X* data;
+};
+
+template <class X>
+Passes<X> passes_of(const X* x, int64_t m, int64_t k) {
   const int64_t groups = k / kGroup;
-  // One row needs no reordering; more are copied into passes (M x K elements, next to N x K weights).
-  std::vector<XBlock<X>> reordered(m > 1 ? m * groups : 0);
-  X* const out = reordered.empty() ? nullptr : reordered.front().v;
-  for (int64_t i = 0; m > 1 && i < m; i += kMaxRows) {
+  Passes<X> out{std::vector<XBlock<X>>(m > 1 ? m * groups : 0), x};
+  if (m == 1) return out;
+  X* const to = out.reordered.front().v;
+  for (int64_t i = 0; i < m; i += kMaxRows) {
     const int64_t count = std::min<int64_t>(kMaxRows, m - i);
     for (int64_t r = 0; r < count; ++r)
       for (int64_t g = 0; g < groups; ++g)
-        std::copy_n(x + (i + r) * k + g * kGroup, kGroup, out + i * k + (g * count + r) * kGroup);
+        std::copy_n(x + (i + r) * k + g * kGroup, kGroup, to + i * k + (g * count + r) * kGroup);
   }
-  const X* passes = m > 1 ? out : x;
-  const int width = weights_per_tile(static_cast<int>(std::min<int64_t>(kMaxRows, m)));
-  const int64_t grain = std::max<int64_t>(1, kGrainWeights / k);
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    if (width == 4) return run_rows<B, 4>(weight, passes, m, k, n, y, begin, end);
-    if (width == 2) return run_rows<B, 2>(weight, passes, m, k, n, y, begin, end);
-    run_rows<B, 1>(weight, passes, m, k, n, y, begin, end);
-  });
+  out.data = to;
+  return out;
 }
 
-// The entry points: y[m, n] = x[m, k] @ W[n, k]^T, W in one format, k a multiple of kGroup.
-void linear(const Planes<kQ8_0>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  run<Block<kQ8_0>>(w, x, m, k, n, y);
+// Columns [begin, end) of y, on the calling thread.
+template <class B>
+void columns(const Planes<B::kFormat>& weight, const typename B::X* passes, int64_t m, int64_t k, int64_t n, float* y,
+             int64_t begin, int64_t end) {
+  const int width = weights_per_tile(static_cast<int>(std::min<int64_t>(kMaxRows, m)));
+  if (width == 4) return run_rows<B, 4>(weight, passes, m, k, n, y, begin, end);
+  if (width == 2) return run_rows<B, 2>(weight, passes, m, k, n, y, begin, end);
+  run_rows<B, 1>(weight, passes, m, k, n, y, begin, end);
 }
-void linear(const Planes<kQ4_1>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  run<Block<kQ4_1>>(w, x, m, k, n, y);
+
+template <class B>
+void run(const Planes<B::kFormat>& weight, const typename B::X* x, int64_t m, int64_t k, int64_t n, float* y) {
+  const auto passes = passes_of(x, m, k);
+  const int64_t grain = std::max<int64_t>(1, kGrainWeights / k);
+  at::parallel_for(0, n, grain,
+                   [&](int64_t begin, int64_t end) { columns<B>(weight, passes.data, m, k, n, y, begin, end); });
 }
-void linear(const Planes<kQ5_0>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  run<Block<kQ5_0>>(w, x, m, k, n, y);
+
+// The entry points: y[m, n] = x[m, k] @ W[n, k]^T, W in one format, k a multiple of kGroup; with
+// [begin, end), only those columns of y, on the calling thread.
+template <int F>
+void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
+  run<Block<F>>(w, x, m, k, n, y);
 }
-void linear(const Planes<kBF16>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
-  run<Block<kBF16>>(w, x, m, k, n, y);
+template <int F>
+void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t begin, int64_t end) {
+  columns<Block<F>>(w, passes_of(x, m, k).data, m, k, n, y, begin, end);
 }

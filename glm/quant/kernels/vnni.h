@@ -279,22 +279,41 @@ void int_rows(const Planes<F>& weight, const RoundedX<Bits>& rx, int64_t m, int6
   }
 }
 
+// Columns [begin, end) of y, on the calling thread.
+template <int F, int Bits>
+void int_columns(const Planes<F>& weight, const RoundedX<Bits>& rx, int64_t m, int64_t k, int64_t n, float* y,
+                 int64_t begin, int64_t end) {
+  // R x W accumulators, and each weight row's quants and scales, within the 32 registers.
+  if (m <= 2) return int_rows<F, Bits, 4>(weight, rx, m, k, n, y, begin, end);
+  int_rows<F, Bits, 2>(weight, rx, m, k, n, y, begin, end);
+}
+
 template <int F, int Bits>
 void int_linear(const Planes<F>& weight, const float* x, int64_t m, int64_t k, int64_t n, float* y) {
   const RoundedX<Bits> rx = round_rows<Bits>(x, m, k, Steps<F, Bits>::kOffset);
-  // R x W accumulators, and each weight row's quants and scales, within the 32 registers.
-  const int width = m <= 2 ? 4 : 2;
   // These loops do kGrainWeights in a few microseconds, about what waking a thread costs.
   const int64_t grain = std::max<int64_t>(1, 4 * kGrainWeights / k);
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    if (width == 4) return int_rows<F, Bits, 4>(weight, rx, m, k, n, y, begin, end);
-    int_rows<F, Bits, 2>(weight, rx, m, k, n, y, begin, end);
-  });
+  at::parallel_for(0, n, grain,
+                   [&](int64_t begin, int64_t end) { int_columns<F, Bits>(weight, rx, m, k, n, y, begin, end); });
 }
 
-// The entry point for Q8_0, Q4_1 and Q5_0: y[m, n] = x[m, k] @ W[n, k]^T, x rounded to x_bits (8 or 16).
+// The entry points for Q8_0, Q4_1 and Q5_0: y[m, n] = x[m, k] @ W[n, k]^T, x rounded to x_bits (8
+// or 16); with [begin, end), only those columns of y, on the calling thread.
 template <int F>
 void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits) {
   if (x_bits == 16) return int_linear<F, 16>(w, x, m, k, n, y);
   int_linear<F, 8>(w, x, m, k, n, y);
+}
+
+template <int F, int Bits>
+void int_range(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t begin,
+               int64_t end) {
+  int_columns<F, Bits>(w, round_rows<Bits>(x, m, k, Steps<F, Bits>::kOffset), m, k, n, y, begin, end);
+}
+
+template <int F>
+void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits,
+            int64_t begin, int64_t end) {
+  if (x_bits == 16) return int_range<F, 16>(w, x, m, k, n, y, begin, end);
+  int_range<F, 8>(w, x, m, k, n, y, begin, end);
 }
