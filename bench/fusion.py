@@ -43,7 +43,7 @@ def main(steps: int = 40, sizes: tuple[int, ...] = (1, 8)) -> None:
         bf16.use_kernel(model)
         lean = lean_decoder(model)
         # Both in the layer-by-layer step, whose calls the fusion saves (not every layer in one call).
-        lean.run_layers = lean._compiled_layers if lean.ops else lean._torch_layers
+        lean.run_step = lean._compiled_step if lean.ops else lean._torch_step
         variants = {"separate": [separate(block) for block in lean.blocks], "fused": lean.blocks}
         for size in sizes:
             batch = filled_batch(model, size)

@@ -1,12 +1,12 @@
-"""Every layer of a lean decode step in one compiled call (glm/quant/kernels/step.cpp), for models
-whose products are all packed.
+"""Every layer of a lean decode step and the LM head in one compiled call
+(glm/quant/kernels/step.cpp), for models whose products are all packed.
 
 The layer-by-layer compiled step (glm/engine/decoder.py) still makes about a dozen calls a layer
 from Python, each product a parallel region whose sleeping thread must be woken: at one row the
-wake-ups cost more than the second core brings. step.cpp starts the threads once per step and
-splits every part of every layer between them; its result is the layer-by-layer step's, bit for
-bit. Where a projection is not packed, does not fuse, or has been wrapped since (a LoRA adapter
-loaded at run time), the decoder keeps the layer-by-layer step.
+wake-ups cost more than the second core brings. step.cpp runs the step on threads of its own,
+which split every part of it between them; its logits are the layer-by-layer step's, bit for bit.
+Where a projection or the LM head is not packed, does not fuse, or has been wrapped since (a LoRA
+adapter loaded at run time), the decoder keeps the layer-by-layer step.
 """
 
 from dataclasses import dataclass
@@ -62,8 +62,17 @@ class Heads:
 
 
 class CompiledLayers:
-    def __init__(self, first_norm: nn.Module, blocks: list[Block], products: list[list[QuantLinear]], heads: Heads):
-        tensors, ints = [first_norm.weight.detach()], [heads.heads, heads.kv_heads, heads.dim]
+    def __init__(
+        self,
+        first_norm: nn.Module,
+        blocks: list[Block],
+        products: list[list[QuantLinear]],
+        head: QuantLinear,
+        heads: Heads,
+    ):
+        head_tensors, head_ints = _product(head)
+        tensors = [first_norm.weight.detach(), *head_tensors]
+        ints = [heads.heads, heads.kv_heads, heads.dim, *head_ints]
         floats = [blocks[0].attention.scaling, first_norm.variance_epsilon]
         for block, modules in zip(blocks, products, strict=True):
             for module in modules:
@@ -88,8 +97,8 @@ class CompiledLayers:
     def __call__(
         self, x: torch.Tensor, scale: torch.Tensor, signed: torch.Tensor, bias: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        """The final norm's output after every layer, x (this step's own tensor) the residual
-        stream; scale, signed and bias as glm_decode.attend takes them."""
+        """The logits [rows, vocab] after every layer and the LM head, x (this step's own tensor) the
+        residual stream; scale, signed and bias as glm_decode.attend takes them."""
         rows = x.shape[0]
         like = x.new_empty(rows, *self.like)
         keys, values, lengths = [], [], set()
@@ -110,7 +119,8 @@ class CompiledLayers:
         return rows <= KERNEL_MAX_ROWS and self.current()
 
 
-def compiled_layers(first_norm: nn.Module, blocks: list[Block], heads: Heads) -> CompiledLayers | None:
-    """The plan for the decoder's layers, None where a product is not packed and fused."""
+def compiled_layers(first_norm: nn.Module, blocks: list[Block], head: nn.Module, heads: Heads) -> CompiledLayers | None:
+    """The plan for the decoder's layers and LM head, None where a product is not packed and fused."""
     products = [_products(block) for block in blocks]
-    return CompiledLayers(first_norm, blocks, products, heads) if all(products) else None
+    packed_head = _packed(head)
+    return CompiledLayers(first_norm, blocks, products, packed_head, heads) if all(products) and packed_head else None

@@ -118,11 +118,11 @@ class LeanDecoder:
         norms = [self.first_norm, *(norm for block in self.blocks for norm in block.norms())]
         self.ops = decode_ops() if compilable(model, norms, self.head_dim) else None
         heads = Heads(self.heads, self.kv_heads, self.head_dim, self.partner)
-        self.whole = None if self.ops is None else compiled_layers(self.first_norm, self.blocks, heads)
+        self.whole = None if self.ops is None else compiled_layers(self.first_norm, self.blocks, model.lm_head, heads)
         if self.ops is None:
-            self.run_layers = self._torch_layers
+            self.run_step = self._torch_step
         else:
-            self.run_layers = self._compiled_layers if self.whole is None else self._whole_layers
+            self.run_step = self._compiled_step if self.whole is None else self._whole_step
 
     def __call__(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
@@ -134,24 +134,22 @@ class LeanDecoder:
         # Added to the attention scores, [batch, cached + 1]: shared by all heads and layers, and
         # additive, which SDPA takes as it is (a boolean mask it converts in every layer).
         bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(mask == 0, float("-inf"))
-        return self.model.lm_head(self.run_layers(x, rotation, bias, cache))
+        return self.run_step(x, rotation, bias, cache)
 
-    def _torch_layers(
-        self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache
-    ) -> torch.Tensor:
-        """The final norm's output after every layer, in torch operations."""
+    def _torch_step(self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """The logits after every layer and the LM head, in torch operations."""
         body = self.model.model
         bias = bias[:, None, None, :]
         for layer, block, stored in zip(body.layers, self.blocks, cache.layers, strict=True):
             attended = self._attend(block, rms_norm(layer.input_layernorm, x), rotation, bias, stored)
             x = x + output_norm(block.attention_out, attended)
             x = x + output_norm(block.mlp_out, block.mlp(rms_norm(block.middle, x)))
-        return rms_norm(body.norm, x)
+        return self.model.lm_head(rms_norm(body.norm, x))
 
-    def _compiled_layers(
+    def _compiled_step(
         self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        """As _torch_layers, with the norms, the residual additions and attention compiled; x is
+        """As _torch_step, with the norms, the residual additions and attention compiled; x is
         this step's own tensor, so the residual stream is added into it in place."""
         ops, rows = self.ops, x.shape[0]
         scale, signed = rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1)
@@ -165,16 +163,14 @@ class LeanDecoder:
             normed = ops.add_rms_norm_(x, out, block.middle.weight, block.middle.variance_epsilon)
             out = self._compiled_out(block.mlp_out, block.mlp(normed, ops.silu_mul))
             normed = ops.add_rms_norm_(x, out, block.after.weight, block.after.variance_epsilon)
-        return normed
+        return self.model.lm_head(normed)
 
-    def _whole_layers(
-        self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache
-    ) -> torch.Tensor:
-        """As _compiled_layers, in one call (glm.engine.compiled_layers) where the plan still fits."""
+    def _whole_step(self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """As _compiled_step, in one call (glm.engine.compiled_layers) where the plan still fits."""
         rows = x.shape[0]
         if self.whole.fits(rows):
             return self.whole(x, rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1), bias, cache)
-        return self._compiled_layers(x, rotation, bias, cache)
+        return self._compiled_step(x, rotation, bias, cache)
 
     def _compiled_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x if norm is None else self.ops.rms_norm(x, norm.weight, norm.variance_epsilon)

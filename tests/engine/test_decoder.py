@@ -62,8 +62,8 @@ def model_of(family, tiny, folders):
 
 
 def runners(lean: LeanDecoder) -> dict[str, object]:
-    """The decoder's layer runners: torch's operations, and decode.cpp's where the kernels are built."""
-    return {"torch": lean._torch_layers, "compiled": lean._compiled_layers if lean.ops else None}
+    """The decoder's step runners: torch's operations, and decode.cpp's where the kernels are built."""
+    return {"torch": lean._torch_step, "compiled": lean._compiled_step if lean.ops else None}
 
 
 @pytest.mark.parametrize("runner", ["torch", "compiled"])
@@ -73,8 +73,8 @@ def test_lean_steps_match_transformers_forward(tiny, glm_generation_folders, fam
     model = model_of(family, tiny, glm_generation_folders)
     assert lean_decoder(model) is not None
     lean = LeanDecoder(model)
-    lean.run_layers = runners(lean)[runner]
-    if lean.run_layers is None:
+    lean.run_step = runners(lean)[runner]
+    if lean.run_step is None:
         pytest.skip("the compiled kernels are not built")
     prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]  # left padding differs per row
     lean_batch, reference_batch = batch_of(model, prompts), batch_of(model, prompts)
@@ -89,7 +89,7 @@ def test_lean_steps_match_transformers_forward(tiny, glm_generation_folders, fam
 def test_float32_cpu_models_take_the_compiled_step_where_the_kernels_are_built(tiny):
     from glm.quant.kernels import decode_ops
 
-    assert (lean_decoder(tiny.model).run_layers.__name__ == "_compiled_layers") == (decode_ops() is not None)
+    assert (lean_decoder(tiny.model).run_step.__name__ == "_compiled_step") == (decode_ops() is not None)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -105,15 +105,15 @@ def test_packed_models_run_every_layer_in_one_call_with_the_layer_by_layer_steps
     lean = LeanDecoder(model)
     if lean.ops is None:
         pytest.skip("the compiled kernels are not built")
-    assert lean.whole is not None and lean.run_layers == lean._whole_layers
+    assert lean.whole is not None and lean.run_step == lean._whole_step
     prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]
     whole, layer_by_layer = batch_of(model, prompts), batch_of(model, prompts)
     tokens = torch.tensor([3, 4, 5])
     for _ in range(70):  # past the cache buffers' 64 spare positions
         mine = step(lean, whole, tokens)
-        lean.run_layers = lean._compiled_layers
+        lean.run_step = lean._compiled_step
         reference = step(lean, layer_by_layer, tokens)
-        lean.run_layers = lean._whole_layers
+        lean.run_step = lean._whole_step
         assert torch.equal(mine, reference)
         tokens = reference.argmax(-1)
 
@@ -125,7 +125,7 @@ def test_a_rows_logits_do_not_depend_on_the_batch():
     model = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, CACHE, bits=8).model
     lean = LeanDecoder(model)
     assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns=10)  # every layer in one call
-    lean.run_layers = lean._compiled_layers
+    lean.run_step = lean._compiled_step
     assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns=10)
 
 
