@@ -22,6 +22,13 @@ from glm.quant.formats import Packed, dequantize
 # Above this many rows the product is compute-bound and a float GEMM beats the fused kernel.
 KERNEL_MAX_ROWS = 64
 
+# On a CPU with AMX (PROMPT_BF16), a product over a prompt's positions takes the bf16 matmul from
+# more rows than this: the weight's widening pays for itself there from about 16 rows of x, where
+# the kernel's cost grows with every pass of 8 rows (bench/KERNELS.md). A decode step's rows keep
+# the kernel up to KERNEL_MAX_ROWS whatever the CPU: it gives each row the same bits alone or in a
+# batch.
+PROMPT_KERNEL_MAX_ROWS = 16
+
 # Whether float32 products of many rows on the CPU go through bfloat16. oneDNN runs bf16 matmul on
 # AMX tiles, which beat float32's two to three times; without AMX (AVX-512 BF16 or older) its bf16
 # matmul is slower than float32's (bench/prefill.py, bench/KERNELS.md).
@@ -54,9 +61,11 @@ class PackedWeight(nn.Module):
         return Packed(self.format, self.qs, self.d, self.aux)
 
 
-def matmul(x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None, x_bits: int = X_BITS) -> torch.Tensor:
-    """x [M, K] @ W.T -> [M, N] in x's dtype."""
-    if kernel is not None and x.device.type == "cpu" and x.shape[0] <= KERNEL_MAX_ROWS:
+def matmul(
+    x: torch.Tensor, weight: PackedWeight, kernel: Kernel | None, x_bits: int = X_BITS, max_rows: int = KERNEL_MAX_ROWS
+) -> torch.Tensor:
+    """x [M, K] @ W.T -> [M, N] in x's dtype; the kernel multiplies up to `max_rows` rows."""
+    if kernel is not None and x.device.type == "cpu" and x.shape[0] <= max_rows:
         out = kernel(x.float().contiguous(), int(weight.format), weight.qs, weight.d, weight.aux, x_bits)
         return out.to(x.dtype)
     dtype = product_dtype(x)
@@ -89,7 +98,10 @@ class QuantLinear(nn.Module):
         self.out_features, self.in_features = weight.packed.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = matmul(x.reshape(-1, self.in_features), self.weight_packed, self.kernel, self.x_bits)
+        """x [..., K]; x [batch, positions > 1, K] is prompts being read."""
+        prompt = PROMPT_BF16 and x.dim() == 3 and x.shape[1] > 1
+        max_rows = PROMPT_KERNEL_MAX_ROWS if prompt else KERNEL_MAX_ROWS
+        y = matmul(x.reshape(-1, self.in_features), self.weight_packed, self.kernel, self.x_bits, max_rows)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)

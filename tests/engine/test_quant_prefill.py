@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from glm.quant import kernels, modules
 from glm.quant.formats import Format, dequantize
-from glm.quant.modules import KERNEL_MAX_ROWS, PackedWeight, matmul
+from glm.quant.modules import KERNEL_MAX_ROWS, PROMPT_KERNEL_MAX_ROWS, PackedWeight, QuantLinear, matmul
 from tests.engine.test_quant_kernel import random_packed
 
 ROWS = KERNEL_MAX_ROWS + 16
@@ -65,3 +65,16 @@ def test_bf16_x_is_multiplied_in_bf16_whatever_the_cpu(weight, x, monkeypatch):
     got = matmul(x.bfloat16(), weight, kernels.qlinear_op())
     assert got.dtype == torch.bfloat16
     assert torch.equal(got, F.linear(x.bfloat16(), dequantize(weight.packed).bfloat16()))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_on_amx_a_prompts_positions_take_bf16_from_fewer_rows_than_a_decode_steps_rows(weight, x, amx, monkeypatch):
+    """A prompt of PROMPT_KERNEL_MAX_ROWS + 1 positions is read in bf16 where the CPU has AMX; the
+    same rows as one position each (a decode step's batch, 2-D or 3-D) keep the kernel's bits."""
+    monkeypatch.setattr(modules, "PROMPT_BF16", amx)
+    linear, rows = QuantLinear(weight, None, kernels.qlinear_op()), x[: PROMPT_KERNEL_MAX_ROWS + 1]
+    kernel = matmul(rows, weight, kernels.qlinear_op())
+    bf16 = F.linear(rows.bfloat16(), dequantize(weight.packed).bfloat16()).float()
+    assert torch.equal(linear(rows[None])[0], bf16 if amx else kernel)
+    assert torch.equal(linear(rows[:, None])[:, 0], kernel)
+    assert torch.equal(linear(rows), kernel)
