@@ -16,8 +16,7 @@ import statistics
 import torch
 
 from bench.steps import filled_batch, timed_step
-from glm.engine.blocks import Block
-from glm.engine.decoder import lean_decoder
+from glm.engine.decoder import Block, lean_decoder
 from glm.models import load_model
 from glm.models.source import model_source
 from glm.quant import bf16

@@ -36,8 +36,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from glm.engine.blocks import Block
-from glm.engine.compiled_layers import Heads, compiled_layers
+from glm.engine.compiled_layers import CompiledLayers, Heads, Layer, Norm, compiled_layers
 from glm.engine.fusion import GatedMLP, Projections
 from glm.engine.growing_cache import GrowingLayer
 from glm.quant.kernels import decode_ops
@@ -88,6 +87,25 @@ def output_norm(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     return x if norm is None else rms_norm(norm, x)
 
 
+@dataclass(frozen=True)
+class Block:
+    """One decoder layer as the compiled step runs it: `after` is the norm that follows the layer
+    (the next layer's input norm, or the model's final norm); `attention_out` and `mlp_out` norm
+    those sublayers' outputs (GLM-4-0414's post_self_attn_layernorm and post_mlp_layernorm), None
+    where the layer adds them as they are."""
+
+    attention: nn.Module
+    projections: Projections
+    mlp: GatedMLP
+    middle: nn.Module
+    after: nn.Module
+    attention_out: nn.Module | None
+    mlp_out: nn.Module | None
+
+    def norms(self) -> list[nn.Module]:
+        return [norm for norm in (self.middle, self.after, self.attention_out, self.mlp_out) if norm is not None]
+
+
 class LeanDecoder:
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
@@ -117,12 +135,20 @@ class LeanDecoder:
         self.first_norm = layers[0].input_layernorm
         norms = [self.first_norm, *(norm for block in self.blocks for norm in block.norms())]
         self.ops = decode_ops() if compilable(model, norms, self.head_dim) else None
-        heads = Heads(self.heads, self.kv_heads, self.head_dim, self.partner)
-        self.whole = None if self.ops is None else compiled_layers(self.first_norm, self.blocks, model.lm_head, heads)
+        self.whole = None if self.ops is None else self._plan()
         if self.ops is None:
             self.run_step = self._torch_step
         else:
             self.run_step = self._compiled_step if self.whole is None else self._whole_step
+
+    def _plan(self) -> CompiledLayers | None:
+        """Every layer and the LM head as one compiled call (glm.engine.compiled_layers)."""
+        layers = [
+            Layer(b.attention, b.projections, b.mlp, rms(b.middle), rms(b.after), rms(b.attention_out), rms(b.mlp_out))
+            for b in self.blocks
+        ]
+        heads = Heads(self.heads, self.kv_heads, self.head_dim, self.partner, self.blocks[0].attention.scaling)
+        return compiled_layers(rms(self.first_norm), layers, self.model.lm_head, heads)
 
     def __call__(
         self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
@@ -161,16 +187,22 @@ class LeanDecoder:
             attended = self._attend_compiled(stored, query, key, value, scale, signed, bias, attention.scaling)
             out = self._compiled_out(block.attention_out, attention.o_proj(attended))
             normed = ops.add_rms_norm_(x, out, block.middle.weight, block.middle.variance_epsilon)
-            out = self._compiled_out(block.mlp_out, block.mlp(normed, ops.silu_mul))
+            out = self._compiled_out(block.mlp_out, block.mlp(normed, ops))
             normed = ops.add_rms_norm_(x, out, block.after.weight, block.after.variance_epsilon)
         return self.model.lm_head(normed)
 
     def _whole_step(self, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         """As _compiled_step, in one call (glm.engine.compiled_layers) where the plan still fits."""
         rows = x.shape[0]
-        if self.whole.fits(rows):
-            return self.whole(x, rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1), bias, cache)
-        return self._compiled_step(x, rotation, bias, cache)
+        if not self.whole.fits(rows):
+            return self._compiled_step(x, rotation, bias, cache)
+        like = x.new_empty(rows, self.kv_heads, 1, self.head_dim)
+        caches = [stored.room(1, like, like) for stored in cache.layers]
+        rotations = [(rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1))]
+        logits = self.whole(x, rotations, bias, caches)
+        for stored in cache.layers:
+            stored.grow(1)
+        return logits
 
     def _compiled_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x if norm is None else self.ops.rms_norm(x, norm.weight, norm.variance_epsilon)
@@ -214,6 +246,11 @@ class LeanDecoder:
         grouped = query.view(rows, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
         out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=bias, scale=attention.scaling)
         return attention.o_proj(out.reshape(rows, self.heads * self.head_dim))
+
+
+def rms(norm: nn.Module | None) -> Norm | None:
+    """A Llama/GLM RMSNorm as the compiled step takes it."""
+    return None if norm is None else Norm(norm.weight, norm.variance_epsilon)
 
 
 def compilable(model: PreTrainedModel, norms: list[nn.Module], head_dim: int) -> bool:

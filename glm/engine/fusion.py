@@ -12,11 +12,12 @@ float32 F.linear picks its blocking by shape; on the demo model's shapes the fus
 the same bits (bench/KERNELS.md, 2026-12-07), and float32 F.linear is not batch-invariant anyway.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from transformers.activations import SiLUActivation
+from transformers.activations import GELUTanh, SiLUActivation
 
 from glm.quant.bf16 import BF16Linear
 from glm.quant.formats import Packed
@@ -132,14 +133,20 @@ class Projections:
         return self.fused(x).split(self.sizes, dim=-1)
 
 
-SILU = (SiLUActivation, nn.SiLU)
+def compiled_activation(act: nn.Module) -> str | None:
+    """The glm_decode op that computes act(gate) * up in one call (decode.cpp), None where none does."""
+    if type(act) in (SiLUActivation, nn.SiLU):
+        return "silu_mul"
+    if type(act) is GELUTanh or (type(act) is nn.GELU and act.approximate == "tanh"):
+        return "gelu_tanh_mul"
+    return None
 
 
 class GatedMLP:
-    """A Llama/GLM MLP, down(act(gate(x)) * up(x)), with gate and up in one product (GLM's
+    """A Llama/GLM/Gemma MLP, down(act(gate(x)) * up(x)), with gate and up in one product (GLM's
     gate_up_proj already is one), and act(gate) * up in one compiled call where the caller has
-    one for the activation (SiLU: decode.cpp's silu_mul). Where gate and up do not fuse, the
-    module's own forward."""
+    decode.cpp's ops and one computes the activation (`compiled`). Where gate and up do not fuse
+    and nothing is compiled, the module's own forward."""
 
     def __init__(self, mlp: nn.Module) -> None:
         self.module = mlp
@@ -153,16 +160,21 @@ class GatedMLP:
     def _plan(self, parts: tuple[nn.Module, ...]) -> None:
         self.parts = parts
         self.gate_up = parts[0] if len(parts) == 1 else fuse(parts)
-        # silu_mul takes rows of whole vectors of eight.
-        self.silu = type(self.act) in SILU and self.gate_up is not None and self.gate_up.out_features % 16 == 0
+        # The compiled ops take rows of whole vectors of eight.
+        whole = sum(part.out_features for part in parts) % 16 == 0
+        self.compiled = compiled_activation(self.act) if whole else None
 
-    def __call__(self, x: torch.Tensor, silu_mul: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, ops: Any | None = None) -> torch.Tensor:
         if (parts := self._current()) != self.parts:  # wrapped by a LoRA adapter loaded at run time
             self._plan(parts)
-        if self.gate_up is None:
+        compiled = ops is not None and self.compiled is not None
+        if self.gate_up is not None:
+            gate_up = self.gate_up(x)
+        elif compiled:  # the compiled activation, as the one-call step computes it (compiled_layers)
+            gate_up = torch.cat([part(x) for part in self.parts], dim=-1)
+        else:
             return self.module(x)
-        gate_up = self.gate_up(x)
-        if silu_mul is not None and self.silu:
-            return self.module.down_proj(silu_mul(gate_up))
+        if compiled:
+            return self.module.down_proj(getattr(ops, self.compiled)(gate_up))
         gate, up = gate_up.chunk(2, dim=-1)
         return self.module.down_proj(self.act(gate) * up)

@@ -16,8 +16,10 @@ come in two kinds, each with its own rotary base: sliding-window layers, which s
   so the mask of a sliding layer is the step's padding mask over its last stored positions and
   the new one;
 - appends a full-attention layer's keys and values in place (glm.engine.growing_cache).
-With float32 activations on the CPU and the compiled kernels built, the norms and the attention
-(with its rotation and cache write) are decode.cpp's calls, as in glm.engine.decoder.
+With float32 activations on the CPU and the compiled kernels built, the norms, the attention
+(with its rotation and cache write) and GELU times up are decode.cpp's calls, as in
+glm.engine.decoder, and where every product is packed, every layer of the step is one call
+(glm.engine.compiled_layers).
 Attention logit softcapping (Gemma 2's, off in Gemma 3) is not implemented: such a model takes
 transformers' forward.
 """
@@ -33,6 +35,8 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+from glm.engine.compiled_layers import CompiledLayers, Heads, Layer, compiled_layers
+from glm.engine.compiled_layers import Norm as StepNorm
 from glm.engine.decoder import Rotary, Rotation, compilable, partners
 from glm.engine.fusion import GatedMLP, Projections
 from glm.engine.growing_cache import MIN_ROOM
@@ -49,6 +53,9 @@ class Norm:
         self.module = module
         self.weight = (1.0 + module.weight.float()).contiguous()
         self.eps = module.eps
+
+    def compiled(self) -> StepNorm:
+        return StepNorm(self.weight, self.eps)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32:
@@ -114,8 +121,30 @@ class GemmaDecoder:
             for norm in (block.q_norm, block.k_norm, block.attention_out, block.middle, block.mlp_out, block.after)
         ]
         self.ops = decode_ops() if compilable(model, modules, self.head_dim) else None
-        self.run_layers = self._torch_layers if self.ops is None else self._compiled_layers
+        self.whole = None if self.ops is None else self._plan()
+        if self.ops is None:
+            self.run_step = self._torch_step
+        else:
+            self.run_step = self._compiled_step if self.whole is None else self._whole_step
         self.windows = Windows()
+
+    def _plan(self) -> CompiledLayers | None:
+        """Every layer and the LM head as one compiled call (glm.engine.compiled_layers)."""
+        layers = [
+            Layer(
+                b.attention,
+                b.projections,
+                b.mlp,
+                *(
+                    StepNorm(n.weight, n.eps)
+                    for n in (b.middle, b.after, b.attention_out, b.mlp_out, b.q_norm, b.k_norm)
+                ),
+                kind=self.kinds.index(b.kind),
+            )
+            for b in self.blocks
+        ]
+        heads = Heads(self.heads, self.kv_heads, self.head_dim, self.partner, self.blocks[0].attention.scaling)
+        return compiled_layers(self.first_norm.compiled(), layers, self.model.lm_head, heads)
 
     def _signs(self, rotary: Rotary) -> torch.Tensor:
         """The sign with which each dimension's partner reaches it (0 where it is not rotated): the
@@ -136,7 +165,7 @@ class GemmaDecoder:
         rotations = {kind: self._rotation(*body.rotary_emb(x, positions[:, None], kind)) for kind in self.kinds}
         # Added to the attention scores, [batch, cached + 1]; a sliding layer takes its last columns.
         bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(mask == 0, float("-inf"))
-        logits = self.model.lm_head(self.run_layers(x, rotations, bias, cache))
+        logits = self.run_step(x, rotations, bias, cache)
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
@@ -146,16 +175,16 @@ class GemmaDecoder:
         Gemma's rotary multiplies each dimension by cos and its signed partner by sin."""
         return Rotation(cos[:, None], (sin * self.sign.to(sin.dtype))[:, None], self.partner)
 
-    def _torch_layers(
+    def _torch_step(
         self, x: torch.Tensor, rotations: dict[str, Rotation], bias: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        """The final norm's output after every layer, in torch operations."""
+        """The logits (before softcapping) after every layer and the LM head, in torch operations."""
         h = self.first_norm(x)
         for block, stored in zip(self.blocks, cache.layers, strict=True):
             x = x + block.attention_out(self._attend(block, h, rotations[block.kind], bias, stored))
             x = x + block.mlp_out(block.mlp(block.middle(x)))
             h = block.after(x)
-        return h
+        return self.model.lm_head(h)
 
     def _attend(
         self, block: Block, x: torch.Tensor, rotation: Rotation, bias: torch.Tensor, stored: DynamicLayer
@@ -172,10 +201,10 @@ class GemmaDecoder:
         out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=seen, scale=attention.scaling)
         return attention.o_proj(out.reshape(rows, self.heads * self.head_dim))
 
-    def _compiled_layers(
+    def _compiled_step(
         self, x: torch.Tensor, rotations: dict[str, Rotation], bias: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        """As _torch_layers, with the norms, the residual additions and attention compiled; x is
+        """As _torch_step, with the norms, the residual additions and attention compiled; x is
         this step's own tensor, so the residual stream is added into it in place."""
         ops, rows, eps = self.ops, x.shape[0], self.first_norm.eps
         flat = {kind: (r.scale.reshape(rows, -1), r.signed.reshape(rows, -1)) for kind, r in rotations.items()}
@@ -188,9 +217,26 @@ class GemmaDecoder:
             attended = self._attend_compiled(stored, query, key, value, *flat[block.kind], bias, attention.scaling)
             out = ops.rms_norm(attention.o_proj(attended), block.attention_out.weight, eps)
             normed = ops.add_rms_norm_(x, out, block.middle.weight, eps)
-            out = ops.rms_norm(block.mlp(normed), block.mlp_out.weight, eps)
+            out = ops.rms_norm(block.mlp(normed, ops), block.mlp_out.weight, eps)
             normed = ops.add_rms_norm_(x, out, block.after.weight, eps)
-        return normed
+        return self.model.lm_head(normed)
+
+    def _whole_step(
+        self, x: torch.Tensor, rotations: dict[str, Rotation], bias: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """As _compiled_step, in one call (glm.engine.compiled_layers) where the plan still fits."""
+        rows = x.shape[0]
+        if not self.whole.fits(rows):
+            return self._compiled_step(x, rotations, bias, cache)
+        like = x.new_empty(rows, self.kv_heads, 1, self.head_dim)
+        caches = [self._room(stored, like) for stored in cache.layers]
+        flat = [
+            (rotations[kind].scale.reshape(rows, -1), rotations[kind].signed.reshape(rows, -1)) for kind in self.kinds
+        ]
+        logits = self.whole(x, flat, bias, caches)
+        for stored, room in zip(cache.layers, caches, strict=True):
+            self._written(stored, *room)
+        return logits
 
     def _head_norm(self, norm: Norm, x: torch.Tensor) -> torch.Tensor:
         """Each head's norm of a projection's output [rows, heads * head_dim] (a view of a fused
@@ -208,18 +254,25 @@ class GemmaDecoder:
         bias: torch.Tensor,
         softmax_scale: float,
     ) -> torch.Tensor:
-        shape = (key.shape[0], self.kv_heads, 1, self.head_dim)
-        if isinstance(stored, DynamicSlidingWindowLayer):
-            keys, values, length = self.windows.room(stored)
-        else:
-            keys, values, length = stored.room(1, key.view(shape), value.view(shape))
+        keys, values, length = self._room(stored, key.view(key.shape[0], self.kv_heads, 1, self.head_dim))
         seen = bias[:, bias.shape[1] - length - 1 :].contiguous()
         out = self.ops.attend(query, key, value, scale, signed, self.partner, keys, values, length, seen, softmax_scale)
+        self._written(stored, keys, values, length)
+        return out
+
+    def _room(self, stored: DynamicLayer, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """A layer's key and value buffers with room for this step's after the `length` positions
+        it holds, and that length; `like` is shaped as one step's keys [rows, kv_heads, 1, dim]."""
+        if isinstance(stored, DynamicSlidingWindowLayer):
+            return self.windows.room(stored)
+        return stored.room(1, like, like)
+
+    def _written(self, stored: DynamicLayer, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        """Count this step's position, written after the `length` the layer held."""
         if isinstance(stored, DynamicSlidingWindowLayer):
             self.windows.slide(stored, keys, values, length)
         else:
             stored.grow(1)
-        return out
 
 
 class Windows:

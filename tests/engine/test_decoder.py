@@ -12,7 +12,9 @@ from glm.engine.generation import prefill_chunk
 from glm.engine.growing_cache import new_cache
 from glm.models import load_model
 from glm.models.source import model_source
-from glm.quant.load import quantize_loaded
+from glm.quant.formats import Format, dequantize
+from glm.quant.load import quantize_loaded, quantize_rows
+from glm.quant.modules import PackedWeight, QuantLinear
 from tests.conftest import CACHE
 
 
@@ -92,7 +94,21 @@ def test_float32_cpu_models_take_the_compiled_step_where_the_kernels_are_built(t
     assert (lean_decoder(tiny.model).run_step.__name__ == "_compiled_step") == (decode_ops() is not None)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+def mixed_formats(model):
+    """The packed model with each layer's v_proj and up_proj (where gate and up are apart) re-packed
+    as Q8_0 beside the other formats, as GGUF files mix them (Gemma 3 270M's Q4_K_M): those
+    products no longer fuse."""
+    for layer in model.model.layers:
+        for owner, name in ((layer.self_attn, "v_proj"), (layer.mlp, "up_proj")):
+            if not hasattr(owner, name):
+                continue
+            module = getattr(owner, name)
+            weight = PackedWeight(quantize_rows(dequantize(module.weight_packed.packed), Format.Q8_0))
+            setattr(owner, name, QuantLinear(weight, module.bias, module.kernel))
+    return model
+
+
+@pytest.mark.parametrize("bits", [8, 4, "mixed"])
 @pytest.mark.parametrize("family", ["glm", "llama", "glm-4-0414"])
 @torch.no_grad()
 def test_packed_models_run_every_layer_in_one_call_with_the_layer_by_layer_steps_bits(
@@ -100,8 +116,10 @@ def test_packed_models_run_every_layer_in_one_call_with_the_layer_by_layer_steps
 ):
     """glm.engine.compiled_layers: the same logits, bit for bit, as the step that calls each layer's
     parts from Python, over steps whose cache buffers fill and move, for rows of several lengths
-    (GLM's q/k/v bias and GLM-4-0414's output norms included)."""
-    model = quantize_loaded(copy.deepcopy(model_of(family, tiny, glm_generation_folders)), bits)
+    (GLM's q/k/v bias and GLM-4-0414's output norms included), with products fused and, where
+    their formats differ, side by side."""
+    model = copy.deepcopy(model_of(family, tiny, glm_generation_folders))
+    model = mixed_formats(quantize_loaded(model, 4)) if bits == "mixed" else quantize_loaded(model, bits)
     lean = LeanDecoder(model)
     if lean.ops is None:
         pytest.skip("the compiled kernels are not built")

@@ -3,6 +3,7 @@ same memory, and the projections' own calls where they cannot fuse."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from glm.engine.decoder import LeanDecoder
@@ -104,11 +105,26 @@ def test_the_gated_mlp_computes_what_the_module_does():
     x = torch.randn(3, mlp.gate_proj.in_features)
     expected = mlp(x)
     gated = GatedMLP(mlp)
-    assert gated.gate_up is not None and gated.silu
+    assert gated.gate_up is not None and gated.compiled == "silu_mul"
     assert torch.equal(gated(x), expected)
     ops = decode_ops()
     if ops is not None:
-        torch.testing.assert_close(gated(x, ops.silu_mul), expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(gated(x, ops), expected, rtol=1e-6, atol=1e-6)
+
+
+@torch.no_grad()
+def test_gelu_tanh_mul_is_gelus_tanh_approximation_times_up_within_float32_rounding(built):
+    """Gemma's activation: against float64 (torch's own float32 loses the far negative tail)."""
+    ops = decode_ops()
+    torch.manual_seed(3)
+    gate_up = torch.cat([torch.randn(9, 4096) * 6, torch.tensor([[-100.0, 100.0, 0.0, -0.0] * 1024])])
+    gate, up = gate_up.double().chunk(2, dim=-1)
+    out = ops.gelu_tanh_mul(gate_up)
+    torch.testing.assert_close(out.double(), F.gelu(gate, approximate="tanh") * up, rtol=4e-6, atol=1e-6)
+    for row in range(gate_up.shape[0]):
+        assert torch.equal(ops.gelu_tanh_mul(gate_up[row : row + 1]), out[row : row + 1])
+    with pytest.raises(RuntimeError, match="gelu_tanh_mul"):
+        ops.gelu_tanh_mul(torch.randn(2, 24))
 
 
 @torch.no_grad()

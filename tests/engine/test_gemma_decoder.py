@@ -49,8 +49,8 @@ def test_gemma_steps_match_transformers_forward_across_the_window(runner, kv_hea
     model = small_gemma(kv_heads)
     assert isinstance(lean_step(model), GemmaDecoder)
     lean = GemmaDecoder(model)
-    lean.run_layers = {"torch": lean._torch_layers, "compiled": lean._compiled_layers if lean.ops else None}[runner]
-    if lean.run_layers is None:
+    lean.run_step = {"torch": lean._torch_step, "compiled": lean._compiled_step if lean.ops else None}[runner]
+    if lean.run_step is None:
         pytest.skip("the compiled kernels are not built")
     prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]  # left padding differs per row
     lean_batch, reference_batch = batch_of(model, prompts), batch_of(model, prompts)
@@ -64,11 +64,38 @@ def test_gemma_steps_match_transformers_forward_across_the_window(runner, kv_hea
     assert sliding.keys.shape[-2] == WINDOW - 1  # stored as transformers stores it
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("kv_heads", [1, 2])
+@torch.no_grad()
+def test_packed_gemma_runs_every_layer_in_one_call_with_the_layer_by_layer_steps_bits(kv_heads, bits):
+    """glm.engine.compiled_layers with Gemma's head norms, two rotations, sliding layers' shorter
+    caches and GELU: the same logits, bit for bit, past the sliding buffers' room."""
+    model = quantize_loaded(small_gemma(kv_heads), bits=bits)
+    lean = GemmaDecoder(model)
+    if lean.ops is None:
+        pytest.skip("the compiled kernels are not built")
+    assert lean.whole is not None and lean.run_step == lean._whole_step
+    prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]
+    whole, layer_by_layer = batch_of(model, prompts), batch_of(model, prompts)
+    tokens = torch.tensor([3, 4, 5])
+    for _ in range(MIN_ROOM + 16):
+        mine = step(lean, whole, tokens)
+        lean.run_step = lean._compiled_step
+        reference = step(lean, layer_by_layer, tokens)
+        lean.run_step = lean._whole_step
+        assert torch.equal(mine, reference)
+        tokens = reference.argmax(-1)
+
+
 @torch.no_grad()
 def test_a_gemma_rows_logits_do_not_depend_on_the_batch():
-    """Bit for bit, alone or left-padded beside longer rows, with packed weights and the compiled step."""
+    """Bit for bit, alone or left-padded beside longer rows, with packed weights, in one call and
+    layer by layer."""
     model = quantize_loaded(small_gemma(), bits=8)
-    assert_a_rows_logits_do_not_depend_on_the_batch(GemmaDecoder(model), model, turns=12)
+    lean = GemmaDecoder(model)
+    assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns=12)
+    lean.run_step = lean._compiled_step
+    assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns=12)
 
 
 def test_gemma_with_attention_softcapping_keeps_transformers_step():

@@ -133,19 +133,24 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return out;
 }
 
-// silu(gate) * up, for gate_up [rows, 2*width] holding each row's gate then its up (a fused
+// act(gate) * up, for gate_up [rows, 2*width] holding each row's gate then its up (a fused
 // gate/up product), contiguous within a row, width a multiple of 8. Returns [rows, width].
-at::Tensor silu_mul(const at::Tensor& gate_up) {
-  check_float("silu_mul", gate_up, "gate_up");
-  TORCH_CHECK(gate_up.dim() == 2 && gate_up.stride(1) == 1 && gate_up.size(1) % 16 == 0,
-              "silu_mul: gate_up must be [rows, 2*width], width a multiple of 8, contiguous within a row");
+template <void (*Row)(const float*, const float*, int64_t, float*)>
+at::Tensor gated(const char* op, const at::Tensor& gate_up) {
+  check_float(op, gate_up, "gate_up");
+  TORCH_CHECK(gate_up.dim() == 2 && gate_up.stride(1) == 1 && gate_up.size(1) % 16 == 0, op,
+              ": gate_up must be [rows, 2*width], width a multiple of 8, contiguous within a row");
   const int64_t rows = gate_up.size(0), width = gate_up.size(1) / 2, stride = gate_up.stride(0);
   at::Tensor out = at::empty({rows, width}, gate_up.options());
   const float* in = gate_up.data_ptr<float>();
   float* outp = out.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) silu_mul_row(in + r * stride, in + r * stride + width, width, outp + r * width);
+  for (int64_t r = 0; r < rows; ++r) Row(in + r * stride, in + r * stride + width, width, outp + r * width);
   return out;
 }
+
+at::Tensor silu_mul(const at::Tensor& gate_up) { return gated<silu_mul_row>("silu_mul", gate_up); }
+
+at::Tensor gelu_tanh_mul(const at::Tensor& gate_up) { return gated<gelu_tanh_mul_row>("gelu_tanh_mul", gate_up); }
 
 }  // namespace
 
@@ -156,6 +161,7 @@ TORCH_LIBRARY(glm_decode, m) {
       "attend(Tensor q, Tensor k, Tensor v, Tensor scale, Tensor signed, Tensor partner, Tensor(a!) keys, "
       "Tensor(b!) values, int length, Tensor bias, float softmax_scale) -> Tensor");
   m.def("silu_mul(Tensor gate_up) -> Tensor");
+  m.def("gelu_tanh_mul(Tensor gate_up) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(glm_decode, CPU, m) {
@@ -163,4 +169,5 @@ TORCH_LIBRARY_IMPL(glm_decode, CPU, m) {
   m.impl("add_rms_norm_", &add_rms_norm_);
   m.impl("attend", &attend);
   m.impl("silu_mul", &silu_mul);
+  m.impl("gelu_tanh_mul", &gelu_tanh_mul);
 }

@@ -18,9 +18,10 @@ struct PackedRef {
   const void* aux;
 };
 
-// Columns [begin, end) of y[m, n] = x[m, k] @ W[n, k]^T, as glm_quant::qlinear computes them with
-// the same x_bits, bit for bit.
-void packed_columns(const PackedRef& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits,
-                    int64_t begin, int64_t end);
+// Columns [begin, end) of y = x[m, k] @ W^T, as glm_quant::qlinear computes them with the same
+// x_bits, bit for bit, into y's rows, which lie `stride` floats apart (W's rows or more: y may be
+// a few columns of a wider output).
+void packed_columns(const PackedRef& w, const float* x, int64_t m, int64_t k, int64_t stride, float* y,
+                    int64_t x_bits, int64_t begin, int64_t end);
 
 }  // namespace glm_products

@@ -269,14 +269,14 @@ TORCH_LIBRARY_IMPL(glm_quant, CPU, m) {
   m.impl("bf16_linear", &bf16_linear);
 }
 
-void glm_products::packed_columns(const PackedRef& w, const float* x, int64_t m, int64_t k, int64_t n, float* y,
+void glm_products::packed_columns(const PackedRef& w, const float* x, int64_t m, int64_t k, int64_t stride, float* y,
                                   int64_t x_bits, int64_t begin, int64_t end) {
   const auto* qs = static_cast<const uint8_t*>(w.qs);
   if (w.format == kQ8_0) {
-    linear_columns<kQ8_0>({reinterpret_cast<const int8_t*>(qs), w.d}, x, m, k, n, y, x_bits, begin, end);
+    linear_columns<kQ8_0>({reinterpret_cast<const int8_t*>(qs), w.d}, x, m, k, stride, y, x_bits, begin, end);
   } else if (w.format == kQ4_1) {
-    linear_columns<kQ4_1>({qs, w.d, static_cast<const at::Half*>(w.aux)}, x, m, k, n, y, x_bits, begin, end);
+    linear_columns<kQ4_1>({qs, w.d, static_cast<const at::Half*>(w.aux)}, x, m, k, stride, y, x_bits, begin, end);
   } else {
-    linear_columns<kQ5_0>({qs, w.d, static_cast<const int32_t*>(w.aux)}, x, m, k, n, y, x_bits, begin, end);
+    linear_columns<kQ5_0>({qs, w.d, static_cast<const int32_t*>(w.aux)}, x, m, k, stride, y, x_bits, begin, end);
   }
 }
