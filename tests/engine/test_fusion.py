@@ -141,3 +141,19 @@ def test_silu_mul_is_torchs_silu_times_up_within_rounding_row_by_row(built):
     assert torch.equal(ops.silu_mul(torch.cat([gate_up, gate_up], dim=-1)[:, :3072]), out)
     with pytest.raises(RuntimeError, match="silu_mul"):
         ops.silu_mul(torch.randn(2, 24))
+
+
+@torch.no_grad()
+def test_argmax_is_torchs_first_largest_or_first_nan(built):
+    ops = decode_ops()
+    torch.manual_seed(4)
+    for width in (1, 7, 8, 13, 262_144 + 3):
+        rows = torch.randn(6, width)
+        rows[1] = float("-inf")  # a grammar masked everything
+        rows[2, width // 2 :] = rows[2].max() + 1  # ties: the first of them
+        rows[3, width - 1] = 1e9  # in the tail past whole vectors
+        rows[4, width // 3] = float("nan")
+        rows[5, : width // 2] = float("nan")
+        assert torch.equal(ops.argmax(rows), torch.argmax(rows, dim=-1)), width
+    with pytest.raises(RuntimeError, match="argmax"):
+        ops.argmax(torch.randn(2, 0))

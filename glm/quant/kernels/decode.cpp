@@ -152,6 +152,51 @@ at::Tensor silu_mul(const at::Tensor& gate_up) { return gated<silu_mul_row>("sil
 
 at::Tensor gelu_tanh_mul(const at::Tensor& gate_up) { return gated<gelu_tanh_mul_row>("gelu_tanh_mul", gate_up); }
 
+// The index of each row's largest value, the first where several are, and of its first NaN where
+// it has one: torch.argmax's answer, which torch finds one element at a time (0.36 ms for a
+// 262,144-token vocabulary, where two vector passes take a tenth of it).
+at::Tensor argmax(const at::Tensor& logits) {
+  check_float("argmax", logits, "logits");
+  TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous() && logits.size(1) > 0,
+              "argmax: logits must be contiguous [rows, vocab]");
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  at::Tensor out = at::empty({rows}, logits.options().dtype(at::kLong));
+  int64_t* outp = out.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = logits.data_ptr<float>() + r * n;
+    __m256 best = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), unordered = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      best = _mm256_max_ps(best, v);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, best);
+    float highest = *std::max_element(lanes, lanes + 8);
+    bool nan = _mm256_movemask_ps(unordered) != 0;
+    for (int64_t j = i; j < n; ++j) {
+      nan = nan || std::isnan(x[j]);
+      highest = std::max(highest, x[j]);
+    }
+    int64_t found = 0;
+    if (nan) {
+      while (!std::isnan(x[found])) ++found;
+    } else {
+      const __m256 target = _mm256_set1_ps(highest);
+      int64_t j = 0;
+      for (; j + 8 <= n; j += 8) {
+        const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), target, _CMP_EQ_OQ));
+        if (mask != 0) break;
+      }
+      while (x[j] != highest) ++j;
+      found = j;
+    }
+    outp[r] = found;
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(glm_decode, m) {
@@ -162,6 +207,7 @@ TORCH_LIBRARY(glm_decode, m) {
       "Tensor(b!) values, int length, Tensor bias, float softmax_scale) -> Tensor");
   m.def("silu_mul(Tensor gate_up) -> Tensor");
   m.def("gelu_tanh_mul(Tensor gate_up) -> Tensor");
+  m.def("argmax(Tensor logits) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(glm_decode, CPU, m) {
@@ -170,4 +216,5 @@ TORCH_LIBRARY_IMPL(glm_decode, CPU, m) {
   m.impl("attend", &attend);
   m.impl("silu_mul", &silu_mul);
   m.impl("gelu_tanh_mul", &gelu_tanh_mul);
+  m.impl("argmax", &argmax);
 }
