@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from glm.engine.batch import DecodeBatch
 from glm.engine.decoder import LeanDecoder, lean_decoder
 from glm.engine.generation import prefill_chunk
-from glm.engine.growing_cache import new_cache
+from glm.engine.growing_cache import MIN_ROOM, new_cache
 from glm.models import load_model
 from glm.models.source import model_source
 from glm.quant.formats import Format, dequantize
@@ -120,14 +120,18 @@ def test_packed_models_run_every_layer_in_one_call_with_the_layer_by_layer_steps
     their formats differ, side by side."""
     model = copy.deepcopy(model_of(family, tiny, glm_generation_folders))
     model = mixed_formats(quantize_loaded(model, 4)) if bits == "mixed" else quantize_loaded(model, bits)
-    lean = LeanDecoder(model)
+    assert_one_call_gives_the_layer_by_layer_steps_bits(LeanDecoder(model), model, turns=MIN_ROOM + 6)
+
+
+def assert_one_call_gives_the_layer_by_layer_steps_bits(lean, model, turns: int) -> None:
+    """Three rows of different lengths, step by step, in one call and layer by layer: the same logits."""
     if lean.ops is None:
         pytest.skip("the compiled kernels are not built")
     assert lean.whole is not None and lean.run_step == lean._whole_step
     prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]
     whole, layer_by_layer = batch_of(model, prompts), batch_of(model, prompts)
     tokens = torch.tensor([3, 4, 5])
-    for _ in range(70):  # past the cache buffers' 64 spare positions
+    for _ in range(turns):
         mine = step(lean, whole, tokens)
         lean.run_step = lean._compiled_step
         reference = step(lean, layer_by_layer, tokens)

@@ -9,7 +9,13 @@ from glm.engine.gemma_decoder import GemmaDecoder
 from glm.engine.generation import lean_step
 from glm.engine.growing_cache import MIN_ROOM
 from glm.quant.load import quantize_loaded
-from tests.engine.test_decoder import assert_a_rows_logits_do_not_depend_on_the_batch, batch_of, step, transformers_step
+from tests.engine.test_decoder import (
+    assert_a_rows_logits_do_not_depend_on_the_batch,
+    assert_one_call_gives_the_layer_by_layer_steps_bits,
+    batch_of,
+    step,
+    transformers_step,
+)
 
 WINDOW = 8
 
@@ -71,20 +77,7 @@ def test_packed_gemma_runs_every_layer_in_one_call_with_the_layer_by_layer_steps
     """glm.engine.compiled_layers with Gemma's head norms, two rotations, sliding layers' shorter
     caches and GELU: the same logits, bit for bit, past the sliding buffers' room."""
     model = quantize_loaded(small_gemma(kv_heads), bits=bits)
-    lean = GemmaDecoder(model)
-    if lean.ops is None:
-        pytest.skip("the compiled kernels are not built")
-    assert lean.whole is not None and lean.run_step == lean._whole_step
-    prompts = [[5, 9, 14], [7] * 20, list(range(30, 41))]
-    whole, layer_by_layer = batch_of(model, prompts), batch_of(model, prompts)
-    tokens = torch.tensor([3, 4, 5])
-    for _ in range(MIN_ROOM + 16):
-        mine = step(lean, whole, tokens)
-        lean.run_step = lean._compiled_step
-        reference = step(lean, layer_by_layer, tokens)
-        lean.run_step = lean._whole_step
-        assert torch.equal(mine, reference)
-        tokens = reference.argmax(-1)
+    assert_one_call_gives_the_layer_by_layer_steps_bits(GemmaDecoder(model), model, turns=MIN_ROOM + 16)
 
 
 @torch.no_grad()
