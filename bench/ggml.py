@@ -20,6 +20,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,9 @@ TENSORS = {
     "token_embd.weight": ("lm head", 1),
 }
 ROWS = (1, 8)
+# Between the engines' turns: both engines' threads spin a while after their last step (ours up
+# to a millisecond, glm/quant/kernels/step.cpp), which would take a core from the other's first steps.
+SETTLE_S = 0.1
 GGML_TYPE_F32 = 0
 
 
@@ -333,10 +337,17 @@ def engines(lib_path: Path, threads: int, rounds: int) -> None:
     ours = load_model(demo, cpu, resolve_dtype(bits, cpu), cache, bits=bits).model
     theirs = LlamaDecoder(lib_path, demo_gguf(), threads)
     times: dict[tuple[str, int], list[float]] = {}
-    for _ in range(rounds):
-        for size in (1, 8):
-            times.setdefault(("ours", size), []).append(step_ms(ours, size, steps=16))
-            times.setdefault(("llama.cpp", size), []).append(theirs.step_ms(size, steps=16))
+    # ggml configures a thread's AMX tiles once and takes them as left; oneDNN, which reads our
+    # prompts on AMX CPUs, configures them its own way, and ggml's next tile instruction on that
+    # thread then faults (SIGILL). So ours run on a thread of their own.
+    ours_ms = torch.inference_mode()(step_ms)
+    with ThreadPoolExecutor(max_workers=1) as own_thread:
+        for _ in range(rounds):
+            for size in (1, 8):
+                times.setdefault(("ours", size), []).append(own_thread.submit(ours_ms, ours, size, 16).result())
+                time.sleep(SETTLE_S)
+                times.setdefault(("llama.cpp", size), []).append(theirs.step_ms(size, steps=16))
+                time.sleep(SETTLE_S)
     print(f"decode step of the demo model (--quantize {bits} for ours), {threads} threads, median of {rounds} rounds:")
     for size in (1, 8):
         o, t = (statistics.median(times[who, size]) for who in ("ours", "llama.cpp"))
