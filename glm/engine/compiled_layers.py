@@ -10,6 +10,7 @@ wrapped since (a LoRA adapter loaded at run time), or the activation has no comp
 decoders keep the layer-by-layer step.
 """
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,8 @@ from torch import nn
 
 from glm.engine.fusion import GatedMLP, Projections, compiled_activation
 from glm.quant.modules import KERNEL_MAX_ROWS, QuantLinear
+
+log = logging.getLogger(__name__)
 
 EMPTY = torch.empty(0)
 # step.cpp's Activation.
@@ -179,4 +182,8 @@ def compiled_layers(first_norm: Norm, layers: list[Layer], head: nn.Module, head
     packed_head = _packed(head)
     if not all(parts) or packed_head is None or len(activations) != 1 or None in activations:
         return None
-    return CompiledLayers(first_norm, layers, parts, packed_head, heads, ACTIVATIONS[activations.pop()])
+    try:
+        return CompiledLayers(first_norm, layers, parts, packed_head, heads, ACTIVATIONS[activations.pop()])
+    except RuntimeError as error:  # step.cpp's checks: shapes it does not take (heads of other sizes)
+        log.warning("decode steps go layer by layer: the one-call step does not fit this model (%s)", error)
+        return None

@@ -161,3 +161,16 @@ def assert_a_rows_logits_do_not_depend_on_the_batch(lean, model, turns: int) -> 
         solo = step(lean, alone, torch.tensor([4 + turn]))
         together = step(lean, batched, torch.tensor([4 + turn] * len(batched)))
         assert torch.equal(solo[0], together[0])
+
+
+@torch.no_grad()
+def test_a_model_the_one_call_step_does_not_take_goes_layer_by_layer(caplog):
+    """step.cpp refuses what does not fit it (here a norm of the wrong width), naming it; the
+    decoder logs why and takes the layer-by-layer step instead of failing every step."""
+    model = quantize_loaded(small_llama(), 8)
+    if LeanDecoder(model).ops is None:
+        pytest.skip("the compiled kernels are not built")
+    model.model.layers[1].post_attention_layernorm.weight = torch.nn.Parameter(torch.ones(32))
+    lean = LeanDecoder(model)
+    assert lean.whole is None and lean.run_step == lean._compiled_step
+    assert "does not fit this model" in caplog.text and "middle norm" in caplog.text
