@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from glm.engine.fusion import GatedMLP, Projections, compiled_activation
+from glm.engine.fusion import GatedMLP, Projections
 from glm.quant.modules import KERNEL_MAX_ROWS, QuantLinear
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def compiled_layers(first_norm: Norm, layers: list[Layer], head: nn.Module, head
     """The plan for a decoder's layers and LM head, None where a product is not packed or the
     activation has no compiled form."""
     parts = [_parts(layer) for layer in layers]
-    activations = {compiled_activation(layer.mlp.act) for layer in layers}
+    activations = {layer.mlp.compiled for layer in layers}
     packed_head = _packed(head)
     if not all(parts) or packed_head is None or len(activations) != 1 or None in activations:
         return None

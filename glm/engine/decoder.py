@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,6 @@ from transformers.cache_utils import DynamicLayer
 
 from glm.engine.compiled_layers import CompiledLayers, Heads, Layer, Norm, compiled_layers
 from glm.engine.fusion import GatedMLP, Projections
-from glm.engine.growing_cache import GrowingLayer
 from glm.quant.kernels import decode_ops
 
 # Architectures whose decoder layers are exactly: input RMSNorm, attention (q/k/v/o projections
@@ -106,7 +106,64 @@ class Block:
         return [norm for norm in (self.middle, self.after, self.attention_out, self.mlp_out) if norm is not None]
 
 
-class LeanDecoder:
+class CacheSteps:
+    """What both lean steps' compiled paths do with each layer's cache: give it room for this
+    step's key and value, attend over the positions it holds (or have every layer run in one
+    call), and count the new position. Full-attention layers grow in place
+    (glm.engine.growing_cache); glm.engine.gemma_decoder adds its sliding-window layers."""
+
+    kv_heads: int
+    head_dim: int
+    partner: torch.Tensor
+    ops: Any
+    whole: CompiledLayers | None
+
+    def _room(self, stored: DynamicLayer, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """A layer's key and value buffers with room for this step's after the `length` positions
+        it holds, and that length; `like` is shaped as one step's keys [rows, kv_heads, 1, dim]."""
+        return stored.room(1, like, like)
+
+    def _written(self, stored: DynamicLayer, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        """Count this step's position, written after the `length` the layer held."""
+        stored.grow(1)
+
+    def _attend_compiled(
+        self,
+        stored: DynamicLayer,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        scale: torch.Tensor,
+        signed: torch.Tensor,
+        bias: torch.Tensor,
+        softmax_scale: float,
+    ) -> torch.Tensor:
+        """decode.cpp's attention of one layer; it sees the last columns of bias, as many as the
+        layer holds positions, and the new one."""
+        keys, values, length = self._room(stored, key.view(key.shape[0], self.kv_heads, 1, self.head_dim))
+        seen = bias[:, bias.shape[1] - length - 1 :].contiguous()
+        out = self.ops.attend(query, key, value, scale, signed, self.partner, keys, values, length, seen, softmax_scale)
+        self._written(stored, keys, values, length)
+        return out
+
+    def _one_call(
+        self,
+        x: torch.Tensor,
+        rotations: list[tuple[torch.Tensor, torch.Tensor]],
+        bias: torch.Tensor,
+        cache: DynamicCache,
+    ) -> torch.Tensor:
+        """The logits of every layer and the LM head in one call (self.whole), as
+        glm.engine.compiled_layers.CompiledLayers takes them."""
+        like = x.new_empty(x.shape[0], self.kv_heads, 1, self.head_dim)
+        caches = [self._room(stored, like) for stored in cache.layers]
+        logits = self.whole(x, rotations, bias, caches)
+        for stored, room in zip(cache.layers, caches, strict=True):
+            self._written(stored, *room)
+        return logits
+
+
+class LeanDecoder(CacheSteps):
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
         config = model.config
@@ -196,33 +253,10 @@ class LeanDecoder:
         rows = x.shape[0]
         if not self.whole.fits(rows):
             return self._compiled_step(x, rotation, bias, cache)
-        like = x.new_empty(rows, self.kv_heads, 1, self.head_dim)
-        caches = [stored.room(1, like, like) for stored in cache.layers]
-        rotations = [(rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1))]
-        logits = self.whole(x, rotations, bias, caches)
-        for stored in cache.layers:
-            stored.grow(1)
-        return logits
+        return self._one_call(x, [(rotation.scale.reshape(rows, -1), rotation.signed.reshape(rows, -1))], bias, cache)
 
     def _compiled_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x if norm is None else self.ops.rms_norm(x, norm.weight, norm.variance_epsilon)
-
-    def _attend_compiled(
-        self,
-        stored: GrowingLayer,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        scale: torch.Tensor,
-        signed: torch.Tensor,
-        bias: torch.Tensor,
-        softmax_scale: float,
-    ) -> torch.Tensor:
-        shape = (key.shape[0], self.kv_heads, 1, self.head_dim)
-        keys, values, length = stored.room(1, key.view(shape), value.view(shape))
-        out = self.ops.attend(query, key, value, scale, signed, self.partner, keys, values, length, bias, softmax_scale)
-        stored.grow(1)
-        return out
 
     def _rotation(self, cos: torch.Tensor, sin: torch.Tensor) -> Rotation:
         """This step's rotation: the rotary function applied once to the unit vectors, per row."""

@@ -37,7 +37,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from glm.engine.compiled_layers import CompiledLayers, Heads, Layer, compiled_layers
 from glm.engine.compiled_layers import Norm as StepNorm
-from glm.engine.decoder import Rotary, Rotation, compilable, partners
+from glm.engine.decoder import CacheSteps, Rotary, Rotation, compilable, partners
 from glm.engine.fusion import GatedMLP, Projections
 from glm.engine.growing_cache import MIN_ROOM
 from glm.quant.kernels import decode_ops
@@ -81,7 +81,7 @@ class Block:
     after: Norm
 
 
-class GemmaDecoder:
+class GemmaDecoder(CacheSteps):
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
         config = model.config
@@ -228,47 +228,22 @@ class GemmaDecoder:
         rows = x.shape[0]
         if not self.whole.fits(rows):
             return self._compiled_step(x, rotations, bias, cache)
-        like = x.new_empty(rows, self.kv_heads, 1, self.head_dim)
-        caches = [self._room(stored, like) for stored in cache.layers]
         flat = [
             (rotations[kind].scale.reshape(rows, -1), rotations[kind].signed.reshape(rows, -1)) for kind in self.kinds
         ]
-        logits = self.whole(x, flat, bias, caches)
-        for stored, room in zip(cache.layers, caches, strict=True):
-            self._written(stored, *room)
-        return logits
+        return self._one_call(x, flat, bias, cache)
 
     def _head_norm(self, norm: Norm, x: torch.Tensor) -> torch.Tensor:
         """Each head's norm of a projection's output [rows, heads * head_dim] (a view of a fused
         product's rows, which the norm reads as a copy of its own)."""
         return self.ops.rms_norm(x.contiguous().view(-1, self.head_dim), norm.weight, norm.eps).view(x.shape)
 
-    def _attend_compiled(
-        self,
-        stored: DynamicLayer,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        scale: torch.Tensor,
-        signed: torch.Tensor,
-        bias: torch.Tensor,
-        softmax_scale: float,
-    ) -> torch.Tensor:
-        keys, values, length = self._room(stored, key.view(key.shape[0], self.kv_heads, 1, self.head_dim))
-        seen = bias[:, bias.shape[1] - length - 1 :].contiguous()
-        out = self.ops.attend(query, key, value, scale, signed, self.partner, keys, values, length, seen, softmax_scale)
-        self._written(stored, keys, values, length)
-        return out
-
     def _room(self, stored: DynamicLayer, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """A layer's key and value buffers with room for this step's after the `length` positions
-        it holds, and that length; `like` is shaped as one step's keys [rows, kv_heads, 1, dim]."""
         if isinstance(stored, DynamicSlidingWindowLayer):
             return self.windows.room(stored)
         return stored.room(1, like, like)
 
     def _written(self, stored: DynamicLayer, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
-        """Count this step's position, written after the `length` the layer held."""
         if isinstance(stored, DynamicSlidingWindowLayer):
             self.windows.slide(stored, keys, values, length)
         else:
