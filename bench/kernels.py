@@ -2,10 +2,10 @@
 
 Compares stock PyTorch (fp32 and bf16 F.linear, per-channel int8 `_weight_int8pack_mm`) with the
 glm_quant.bf16_linear kernel (bf16k, x in bf16) and the glm_quant.qlinear kernel on each block format,
-each on every instruction set this CPU runs (`:avx2`, `:avx512`, `:avx512-bf16`, `:avx512-vnni`; the
-block formats do not use BF16, so they skip `:avx512-bf16`, and only they have integer products, at
-`:avx512-vnni`, with x rounded to int8 and, marked `/x16`, to int16), at 1, 2, 4 and 8 rows of x
-(decoding that many streams):
+each on every instruction set this CPU runs (`:avx2`, `:avx512`, `:avx512-bf16`, `:avx512-vnni`,
+`:amx`; the block formats do not use BF16, so they skip `:avx512-bf16`, and only they have integer
+products, from `:avx512-vnni` on, with x rounded to int8 and, marked `/x16`, to int16, which `:amx`
+multiplies on its tiles for q8_0), at 1, 2, 4 and 8 rows of x (decoding that many streams):
 where bf16k stops beating bf16 sets glm/quant/bf16.py's KERNEL_MAX_ROWS. The last lines turn the
 times into a per-token estimate for the whole model.
 """
@@ -44,7 +44,7 @@ SHAPES = {
     },
 }
 ROWS = (1, 2, 4, 8)
-INTEGER_ISAS = ("avx512-vnni",)
+INTEGER_ISAS = ("avx512-vnni", "amx")
 CACHE_FLUSH_BYTES = 128 << 20
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glm.quant import kernels
-from glm.quant.formats import Packed, dequantize
+from glm.quant.formats import Format, Packed, dequantize
 
 # Above this many rows the product is compute-bound and a float GEMM beats the fused kernel.
 KERNEL_MAX_ROWS = 64
@@ -38,12 +38,12 @@ PROMPT_BF16 = torch.cpu._is_amx_tile_supported()
 Kernel = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 # Where the kernel multiplies integers (glm/quant/kernels/vnni.h) it rounds x per block to this many
-# bits: 8 for the layers inside the model; the LM head (exact_head), whose logits' order is what
-# decoding reads, keeps x as given (32: the float loops). int8 there too costs the next-token
-# agreement with float32 more than bf16 does; kept float it stays above bf16's, and at 8 rows the
-# float loops beat int16 ones on the head's 49152 x 576 (bench/KERNELS.md).
+# bits: 8 for the layers inside the model. The LM head (exact_head), whose logits' order is what
+# decoding reads, needs more: int8 there costs the next-token agreement with float32 more than
+# bf16 does, where 16 bits cost nothing measurable. A Q8_0 head on AMX tiles (amx.h) multiplies x
+# rounded to 16 bits faster than the float loops at every row count; elsewhere the head keeps x as
+# given (32), since the vector int16 loops lose to the float ones from 4 rows (bench/KERNELS.md).
 X_BITS = 8
-HEAD_X_BITS = 32
 
 
 class PackedWeight(nn.Module):
@@ -110,11 +110,18 @@ class QuantLinear(nn.Module):
         return f"{self.in_features} -> {self.out_features}, {self.weight_packed.format.name.lower()}"
 
 
+def head_x_bits(weight: PackedWeight) -> int:
+    """How finely an LM head's products round x: 16 bits where AMX tiles multiply its Q8_0 weight,
+    else float (32)."""
+    return 16 if weight.format == Format.Q8_0 and kernels.amx_tiles() else 32
+
+
 def exact_head(model: nn.Module) -> None:
-    """A packed LM head's products take x as given where the kernel would round it (HEAD_X_BITS)."""
+    """A packed LM head's products keep x at float's quality where the kernel would round it to 8
+    bits (head_x_bits)."""
     head = model.get_output_embeddings()
     if isinstance(head, QuantLinear):
-        head.x_bits = HEAD_X_BITS
+        head.x_bits = head_x_bits(head.weight_packed)
 
 
 class QuantEmbedding(nn.Module):

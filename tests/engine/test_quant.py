@@ -121,7 +121,7 @@ def float_kernels():
         return
     ops = torch.ops.glm_quant
     chosen = ops.isa()
-    ops.use_isa("avx512-bf16" if chosen == "avx512-vnni" else chosen)
+    ops.use_isa("avx512-bf16" if chosen in ("avx512-vnni", "amx") else chosen)
     yield
     ops.use_isa(chosen)
 

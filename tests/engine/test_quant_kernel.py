@@ -29,9 +29,9 @@ ROWS = (1, 3, 8, 9, 17)
 SHAPES = ((1, 32), (13, 32), (37, 96), (300, 640))
 
 
-ISAS = ("avx2", "avx512", "avx512-bf16", "avx512-vnni")
-# Where qlinear rounds x to int8 per block of 32 and multiplies integers.
-INTEGER_ISAS = ("avx512-vnni",)
+ISAS = ("avx2", "avx512", "avx512-bf16", "avx512-vnni", "amx")
+# Where qlinear rounds x to int8 or int16 per block of 32 and multiplies integers.
+INTEGER_ISAS = ("avx512-vnni", "amx")
 
 
 @pytest.fixture(params=ISAS)
@@ -77,10 +77,10 @@ def run(op, x: torch.Tensor, p: Packed, x_bits: int = 8) -> torch.Tensor:
 
 
 def block_scales(x: torch.Tensor, x_bits: int = 8) -> torch.Tensor:
-    """Each element's integer step: its block's max |x| / 127 (or / 32767), as the kernel computes it
-    in float32."""
+    """Each element's integer step: its block's max |x| / 127 (or / 32639 for 16 bits, which AMX
+    splits into two int8 halves), as the kernel computes it in float32."""
     blocks = x.reshape(len(x), -1, GROUP)
-    top = 2 ** (x_bits - 1) - 1
+    top = 127 if x_bits == 8 else 32639
     return (blocks.abs().amax(-1, keepdim=True) / top).expand_as(blocks).reshape(x.shape)
 
 
@@ -119,16 +119,17 @@ def test_matches_the_reference(qlinear, isa, fmt):
 
 @pytest.mark.parametrize("x_bits", [8, 16])
 @pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
-def test_integer_products_are_within_half_a_step_of_float_x(qlinear, fmt, x_bits):
+@pytest.mark.parametrize("integers", INTEGER_ISAS)
+def test_integer_products_are_within_half_a_step_of_float_x(qlinear, integers, fmt, x_bits):
     """Rounding moves each element of x by at most half its block's step d, so a product moves by at
     most sum(d / 2 * |w|): the bound that the kernel, not only the reference, must keep."""
-    if "avx512-vnni" not in torch.ops.glm_quant.supported_isas():
-        pytest.skip("this CPU has no AVX512-VNNI")
+    if integers not in torch.ops.glm_quant.supported_isas():
+        pytest.skip(f"this CPU does not run the {integers} kernels")
     generator = torch.Generator().manual_seed(13)
     p = random_packed(fmt, 300, 640, generator)
     x = torch.randn(8, 640, generator=generator) * torch.logspace(-3, 3, 640).roll(17)
     chosen = torch.ops.glm_quant.isa()
-    torch.ops.glm_quant.use_isa("avx512-vnni")
+    torch.ops.glm_quant.use_isa(integers)
     try:
         y = run(qlinear, x, p, x_bits).double()
     finally:
@@ -165,15 +166,17 @@ def test_empty_inputs(qlinear):
     assert run(qlinear, torch.empty(0, 32), p).shape == (0, 6)
 
 
+@pytest.mark.parametrize("x_bits", [8, 16, 32])
 @pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
-def test_a_row_gets_the_same_bits_whatever_shares_the_call(qlinear, isa, fmt):
-    """Float32 batch invariance: a decode step of 1 to 17 streams gives each the bits it gets alone."""
+def test_a_row_gets_the_same_bits_whatever_shares_the_call(qlinear, isa, fmt, x_bits):
+    """Float32 batch invariance: a decode step of 1 to 17 streams gives each the bits it gets alone
+    (N=37 leaves AMX a short tile of weight rows, K=96 an odd count of blocks)."""
     generator = torch.Generator().manual_seed(5)
     p = random_packed(fmt, 37, 96, generator)
     x = torch.randn(17, 96, generator=generator)
-    together = run(qlinear, x, p)
-    assert all(torch.equal(run(qlinear, x[:m], p), together[:m]) for m in range(1, 17))
-    assert all(torch.equal(run(qlinear, x[i : i + 1], p), together[i : i + 1]) for i in range(17))
+    together = run(qlinear, x, p, x_bits)
+    assert all(torch.equal(run(qlinear, x[:m], p, x_bits), together[:m]) for m in range(1, 17))
+    assert all(torch.equal(run(qlinear, x[i : i + 1], p, x_bits), together[i : i + 1]) for i in range(17))
 
 
 @pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.name)
@@ -293,21 +296,25 @@ def instruction_sets_by_function(library: Path) -> dict[str, set[str]]:
                 found.setdefault(function, set()).add("bf16")
             if re.search(r"\bvpdp(bu|ws)sds?\b", text):
                 found.setdefault(function, set()).add("vnni")
+            if re.search(r"\b(tdpb[su][su]d|tileloaddt?1?|tilestored|tilezero|ldtilecfg|tilerelease)\b", text):
+                found.setdefault(function, set()).add("amx")
     return found
 
 
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
 def test_avx512_instructions_are_only_in_the_code_the_cpu_check_guards(built):
     """Nothing a CPU without AVX-512 runs (the AVX2 loops, the ops' checks, the start-up check itself)
-    may hold an AVX-512 instruction, nothing but the bf16-times-bf16 loops a BF16 one, and nothing but
-    the integer products (avx512::vnni) a VNNI one."""
+    may hold an AVX-512 instruction, nothing but the bf16-times-bf16 loops a BF16 one, nothing but
+    the integer products (avx512::vnni) a VNNI one and nothing but the tiles' (avx512::amx) an AMX
+    one."""
     found = instruction_sets_by_function(kernels.unusable_reason(kernels.BUILD_DIR)[1])
-    for kind in ("avx512", "bf16", "vnni"):
+    for kind in ("avx512", "bf16", "vnni", "amx"):
         assert any(kind in sets for sets in found.values()), kind
     for function, sets in found.items():
         assert GUARDED.match(function), function
         assert "bf16" not in sets or "DotBF16" in function or "dot_bf16" in function, function
         assert "vnni" not in sets or "::avx512::vnni::" in function, function
+        assert "amx" not in sets or "::avx512::amx::" in function, function
 
 
 def test_bf16_linear_rejects_what_it_cannot_multiply(bf16_linear):
@@ -368,8 +375,22 @@ def test_a_packed_head_keeps_x_float_and_the_rest_rounds_it_to_8_bits(built):
     model = load_model(model_source("tiny"), torch.device("cpu"), torch.float32, Path.home(), bits=4).model
     layers = [m for m in model.modules() if isinstance(m, modules.QuantLinear)]
     head = model.get_output_embeddings()
-    assert head in layers and head.x_bits == 32
+    assert head in layers and head.weight_packed.format == Format.Q4_1 and head.x_bits == 32
     assert all(m.x_bits == 8 for m in layers if m is not head)
+
+
+def test_a_q8_0_head_rounds_x_to_16_bits_on_amx_tiles_only(built):
+    """Where the int16 vector loops would be slower than the float ones, the head keeps x float."""
+    generator = torch.Generator().manual_seed(3)
+    weights = {fmt: modules.PackedWeight(random_packed(fmt, 8, 64, generator)) for fmt in Format}
+    chosen = torch.ops.glm_quant.isa()
+    try:
+        for isa in torch.ops.glm_quant.supported_isas():
+            torch.ops.glm_quant.use_isa(isa)
+            expected = {fmt: 16 if isa == "amx" and fmt == Format.Q8_0 else 32 for fmt in Format}
+            assert {fmt: modules.head_x_bits(w) for fmt, w in weights.items()} == expected
+    finally:
+        torch.ops.glm_quant.use_isa(chosen)
 
 
 def test_float32_models_keep_torch_linear(built):

@@ -9,10 +9,11 @@ still matches the sources, so an edited kernel is never run from a stale build; 
 below are None and their callers use torch's matmul instead.
 
 The library holds the loops twice, for AVX2 and for AVX-512, and picks the widest this CPU runs
-when it loads; the environment variable GLM_KERNELS (`avx2`, `avx512`, `avx512-bf16` or
-`avx512-vnni`) narrows that choice, so the paths can be compared on one machine. The choice is
-logged once. At `avx512-vnni` the block formats' products round x per block to int8 or int16 (as
-qlinear's x_bits asks; 32 keeps it float) and multiply integers; below it they multiply x as given.
+when it loads; the environment variable GLM_KERNELS (`avx2`, `avx512`, `avx512-bf16`,
+`avx512-vnni` or `amx`) narrows that choice, so the paths can be compared on one machine. The
+choice is logged once. From `avx512-vnni` on the block formats' products round x per block to int8
+or int16 (as qlinear's x_bits asks; 32 keeps it float) and multiply integers; below it they
+multiply x as given. At `amx`, Q8_0 products of x rounded to int16 run on AMX's int8 tiles.
 """
 
 import hashlib
@@ -123,6 +124,12 @@ def dequantize_op(build_dir: Path = BUILD_DIR) -> Dequantize | None:
     """torch.ops.glm_quant.dequantize: a packed weight widened to float32 (or bfloat16) [N, K] on the
     CPU, bit for bit formats.dequantize (rounded to bfloat16 as torch rounds), or None."""
     return torch.ops.glm_quant.dequantize if load_library(build_dir) else None
+
+
+def amx_tiles(build_dir: Path = BUILD_DIR) -> bool:
+    """Whether the chosen kernels multiply Q8_0 weights by x rounded to 16 bits on AMX's int8 tiles
+    (amx.h)."""
+    return load_library(build_dir) and torch.ops.glm_quant.isa() == "amx"
 
 
 def decode_ops(build_dir: Path = BUILD_DIR) -> Any | None:

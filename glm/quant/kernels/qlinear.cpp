@@ -23,8 +23,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/StringUtil.h>
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
 #include <torch/library.h>
+#include <unistd.h>
 
 #include "products.h"
 
@@ -125,13 +128,37 @@ namespace vnni {
 }  // namespace avx512
 #pragma GCC pop_options
 
+// Q8_0 products of x rounded to 16 bits on AMX's int8 tiles (amx.h); only they use AMX.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,amx-tile,amx-int8")
+namespace avx512 {
+namespace amx {
+#include "amx.h"
+}  // namespace amx
+}  // namespace avx512
+#pragma GCC pop_options
+
 // Narrowest first; each needs the features of those before it.
-enum Isa : int { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAvx512Vnni = 3 };
-constexpr const char* kIsaNames[] = {"avx2", "avx512", "avx512-bf16", "avx512-vnni"};
+enum Isa : int { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAvx512Vnni = 3, kAmx = 4 };
+constexpr const char* kIsaNames[] = {"avx2", "avx512", "avx512-bf16", "avx512-vnni", "amx"};
+
+// AMX-TILE and AMX-INT8 (cpuid leaf 7), and Linux's leave to use the tiles' 8 KB of state, which a
+// process must ask for before its first tile instruction (the kernel's arch_prctl ABI).
+bool amx_usable() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  constexpr unsigned kTile = 1u << 24, kInt8 = 1u << 25;
+  if ((edx & (kTile | kInt8)) != (kTile | kInt8)) return false;
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  static const bool granted = syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  return granted;
+}
 
 bool cpu_runs(Isa isa) {
   __builtin_cpu_init();  // cpuid, and whether the OS saves the zmm registers
   switch (isa) {
+    case kAmx:
+      return cpu_runs(kAvx512Vnni) && amx_usable();
     case kAvx512Vnni:
       return cpu_runs(kAvx512Bf16) && __builtin_cpu_supports("avx512vnni");
     case kAvx512Bf16:
@@ -145,7 +172,7 @@ bool cpu_runs(Isa isa) {
 }
 
 Isa widest() {
-  int isa = kAvx512Vnni;
+  int isa = kAmx;
   while (isa > kAvx2 && !cpu_runs(static_cast<Isa>(isa))) --isa;
   return static_cast<Isa>(isa);
 }
@@ -174,8 +201,11 @@ void use_isa(const std::string& name) {
 template <int F>
 void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits = 8) {
   if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y);
+  if constexpr (F == kQ8_0) {
+    if (current() == kAmx && x_bits == 16) return avx512::amx::linear(w, x, m, k, n, y);
+  }
   if constexpr (F != kBF16) {
-    if (current() == kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits);
+    if (current() >= kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits);
   }
   avx512::linear(w, x, m, k, n, y);
 }
@@ -184,7 +214,10 @@ template <int F>
 void linear_columns(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits,
                     int64_t begin, int64_t end) {
   if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y, begin, end);
-  if (current() == kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits, begin, end);
+  if constexpr (F == kQ8_0) {
+    if (current() == kAmx && x_bits == 16) return avx512::amx::linear(w, x, m, k, n, y, begin, end);
+  }
+  if (current() >= kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits, begin, end);
   avx512::linear(w, x, m, k, n, y, begin, end);
 }
 

@@ -1,5 +1,5 @@
 // Integer products (AVX512-VNNI): each row of x is rounded once per call per block of 32 (scale
-// dx = max|x| / 127 or / 32767, round to nearest even), and the weights' quants are multiplied into
+// dx = max|x| / 127 or / 32639, round to nearest even), and the weights' quants are multiplied into
 // it as integers: vpdpbusd takes 64 unsigned weight bytes times 64 int8 x, vpdpwssd 32 int16
 // weights times 32 int16 x, each summing exact products into int32 lanes. The weights are never
 // widened to floats: at a few rows of x the float loops are bound by that widening and their
@@ -28,7 +28,8 @@ struct Lanes {
   using Q = std::conditional_t<Bits == 8, int8_t, int16_t>;
   static constexpr int kBlocks = Bits == 8 ? 2 : 1;          // blocks per step
   static constexpr int kPerBlock = 16 / kBlocks;             // lanes per block
-  static constexpr float kMax = Bits == 8 ? 127.0f : 32767.0f;
+  // 16 bits stop at 127 * 257, as amx.h's, which splits them into two int8 halves.
+  static constexpr float kMax = Bits == 8 ? 127.0f : 32639.0f;
 };
 
 // x rounded, per row and step p: the quants, each lane's block scale and starting integer sum (a
