@@ -6,7 +6,7 @@ and values, a cost that grows with the context and with the batch. A GrowingLaye
 and values as views into buffers with spare positions and writes new positions in place, taking
 a bigger buffer (a quarter more) only when the room runs out. The views are ordinary tensors to
 everything else: when glm.engine.kv_batch replaces them (a request joins or leaves the batch), the next
-append sees they are no longer views of its buffers and moves them into new ones.
+append sees they are no longer the views it made and moves them into new buffers.
 """
 
 import torch
@@ -20,6 +20,8 @@ class GrowingLayer(DynamicLayer):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        # The views grow() made: whatever reshapes the cache puts other tensors in their place.
+        self._views: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -50,19 +52,14 @@ class GrowingLayer(DynamicLayer):
         length = self.get_seq_length()
         keys, values = self._buffers
         self.keys, self.values = keys[..., : length + added, :], values[..., : length + added, :]
+        self._views = (self.keys, self.values)
         return self.keys, self.values
 
     def _has_room(self, length: int, added: int) -> bool:
-        if self._buffers is None or length == 0:
+        if self._buffers is None or self._views is None or length == 0:
             return False
-        keys, values = self._buffers
-        return length + added <= keys.shape[-2] and _views_start(self.keys, keys) and _views_start(self.values, values)
-
-
-def _views_start(view: torch.Tensor, buffer: torch.Tensor) -> bool:
-    """Whether `view` is still buffer[..., :length, :], untouched by a reshaping since."""
-    same_start = view.data_ptr() == buffer.data_ptr()
-    return same_start and view.stride() == buffer.stride() and view.shape[:-2] == buffer.shape[:-2]
+        untouched = self.keys is self._views[0] and self.values is self._views[1]
+        return untouched and length + added <= self._buffers[0].shape[-2]
 
 
 def _moved(current: torch.Tensor, new: torch.Tensor, length: int, added: int) -> torch.Tensor:
