@@ -13,7 +13,8 @@ when it loads; the environment variable GLM_KERNELS (`avx2`, `avx512`, `avx512-b
 `avx512-vnni` or `amx`) narrows that choice, so the paths can be compared on one machine. The
 choice is logged once. From `avx512-vnni` on the block formats' products round x per block to int8
 or int16 (as qlinear's x_bits asks; 32 keeps it float) and multiply integers; below it they
-multiply x as given. At `amx`, Q8_0 products of x rounded to int16 run on AMX's int8 tiles.
+multiply x as given. At `amx` the integer products run on AMX's int8 tiles (from 8 rows of x at 8
+bits; fewer take vector loops that give the same bits) and int16 ones only there for Q8_0.
 """
 
 import hashlib
@@ -127,8 +128,8 @@ def dequantize_op(build_dir: Path = BUILD_DIR) -> Dequantize | None:
 
 
 def amx_tiles(build_dir: Path = BUILD_DIR) -> bool:
-    """Whether the chosen kernels multiply Q8_0 weights by x rounded to 16 bits on AMX's int8 tiles
-    (amx.h)."""
+    """Whether the chosen kernels multiply on AMX's int8 tiles (amx.h), Q8_0 weights by x rounded
+    to 16 bits among them."""
     return load_library(build_dir) and torch.ops.glm_quant.isa() == "amx"
 
 

@@ -128,7 +128,7 @@ namespace vnni {
 }  // namespace avx512
 #pragma GCC pop_options
 
-// Q8_0 products of x rounded to 16 bits on AMX's int8 tiles (amx.h); only they use AMX.
+// The integer products on AMX's int8 tiles (amx.h); only they use AMX.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,amx-tile,amx-int8")
 namespace avx512 {
@@ -201,10 +201,9 @@ void use_isa(const std::string& name) {
 template <int F>
 void linear(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits = 8) {
   if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y);
-  if constexpr (F == kQ8_0) {
-    if (current() == kAmx && x_bits == 16) return avx512::amx::linear(w, x, m, k, n, y);
-  }
   if constexpr (F != kBF16) {
+    if (current() == kAmx && x_bits == 8) return avx512::amx::linear<F, 8>(w, x, m, k, n, y);
+    if (current() == kAmx && x_bits == 16 && F == kQ8_0) return avx512::amx::linear<F, 16>(w, x, m, k, n, y);
     if (current() >= kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits);
   }
   avx512::linear(w, x, m, k, n, y);
@@ -214,9 +213,8 @@ template <int F>
 void linear_columns(const Planes<F>& w, const float* x, int64_t m, int64_t k, int64_t n, float* y, int64_t x_bits,
                     int64_t begin, int64_t end) {
   if (current() == kAvx2) return avx2::linear(w, x, m, k, n, y, begin, end);
-  if constexpr (F == kQ8_0) {
-    if (current() == kAmx && x_bits == 16) return avx512::amx::linear(w, x, m, k, n, y, begin, end);
-  }
+  if (current() == kAmx && x_bits == 8) return avx512::amx::linear<F, 8>(w, x, m, k, n, y, begin, end);
+  if (current() == kAmx && x_bits == 16 && F == kQ8_0) return avx512::amx::linear<F, 16>(w, x, m, k, n, y, begin, end);
   if (current() >= kAvx512Vnni && x_bits != 32) return avx512::vnni::linear(w, x, m, k, n, y, x_bits, begin, end);
   avx512::linear(w, x, m, k, n, y, begin, end);
 }
