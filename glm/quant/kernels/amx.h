@@ -74,7 +74,6 @@ inline int pass_width(int64_t rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : row
 
 template <int Bits>
 Pass split_rows(const float* x, int64_t first, int64_t count, int64_t k, int p) {
-  constexpr float kMax = Bits == 8 ? 127.0f : 32639.0f;
   const int64_t groups = k / kGroup;
   const int per = blocks_per_multiply(Bits, p), columns = block_columns(Bits, p);
   const int64_t tiles = (groups + per - 1) / per;
@@ -84,16 +83,10 @@ Pass split_rows(const float* x, int64_t first, int64_t count, int64_t k, int p) 
   for (int64_t r = 0; r < count; ++r) {
     const float* row = x + (first + r) * k;
     for (int64_t g = 0; g < groups; ++g) {
-      const __m512 lo = _mm512_loadu_ps(row + g * kGroup), hi = _mm512_loadu_ps(row + g * kGroup + 16);
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-      const float d = amax / kMax;
-      const __m512 inv = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+      const vnni::RoundedBlock block = vnni::round_block(row + g * kGroup, vnni::Lanes<Bits>::kMax);
       alignas(64) int8_t high[kGroup], low[kGroup];
-      __m512i total = _mm512_setzero_si512();
       for (int s = 0; s < 2; ++s) {
-        // Rounds to nearest even, as torch.round does.
-        const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(s == 0 ? lo : hi, inv));
-        total = _mm512_add_epi32(total, q);
+        const __m512i q = block.q[s];
         if constexpr (Bits == 8) {
           _mm_store_si128(reinterpret_cast<__m128i*>(high + 16 * s), _mm512_cvtsepi32_epi8(q));
         } else {
@@ -109,22 +102,12 @@ Pass split_rows(const float* x, int64_t first, int64_t count, int64_t k, int p) 
         std::memcpy(&tile.bytes[8 * at + quad][4 * (columns * at + r)], high + 4 * quad, 4);
         if constexpr (Bits == 16) std::memcpy(&tile.bytes[8 * at + quad][4 * (columns * at + p + r)], low + 4 * quad, 4);
       }
-      const float sum = d * static_cast<float>(_mm512_reduce_add_epi32(total));
-      for (int i = static_cast<int>(r); i < 16; i += p) pass.scales[g * 16 + i] = d, pass.sums[g * 16 + i] = sum;
+      const float sum = block.d * static_cast<float>(block.sum);
+      for (int i = static_cast<int>(r); i < 16; i += p) pass.scales[g * 16 + i] = block.d, pass.sums[g * 16 + i] = sum;
     }
   }
   return pass;
 }
-
-// x's rows in passes of 8, all of width P: a row's arithmetic does not depend on P, so padding the
-// last pass costs only its lanes.
-template <int Bits>
-struct Passes {
-  std::vector<Pass> all;
-  Passes(const float* x, int64_t m, int64_t k, int p) {
-    for (int64_t first = 0; first < m; first += 8) all.push_back(split_rows<Bits>(x, first, std::min<int64_t>(8, m - first), k, p));
-  }
-};
 
 // The epilogue's lane orders: vector v of P holds weight rows v * 16 / P + i / P and x rows i % P.
 // C, stored with rows S int32s apart (its columns), holds weight row w's sums for block b of the
@@ -206,42 +189,19 @@ inline void transpose_halves(const at::Half* rows_halves, int rows, int64_t grou
   }
 }
 
-// Weight row w's blocks g, g + 1 (`count` of them) as signed bytes, 32 a block.
+// Weight row w's blocks g, g + 1 (`count` of them) as signed bytes, 32 a block: Q8_0's as stored,
+// the nibble formats' as vnni.h's pair loaders read them, less their offset (g is even there: at 8
+// bits a multiply takes two blocks).
 template <int F>
-inline void unpack(const Planes<F>& row, int64_t g, int count, int8_t* out);
-
-template <>
-inline void unpack<kQ8_0>(const Planes<kQ8_0>& row, int64_t g, int count, int8_t* out) {
-  std::memcpy(out, row.qs + g * kGroup, count * kGroup);
-}
-
-// A block's 16 bytes hold elements 0..15 in their low nibbles and 16..31 in their high ones: blocks
-// g and g + 1 (`count` of them) as 32 bytes each, u = 0..15.
-inline __m512i nibbles(const uint8_t* q, int count) {
-  const __m256i both = count == 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q))
-                                  : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
-  const __m256i low = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(both, 4), _mm256_set1_epi8(0x0F));
-  // Per block, its 16 low nibbles then its 16 high ones.
-  return _mm512_permutex2var_epi64(_mm512_castsi256_si512(low), _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0),
-                                   _mm512_castsi256_si512(high));
-}
-
-inline __mmask64 block_bytes(int count) { return count == 2 ? ~0ull : 0xFFFFFFFFull; }
-
-template <>
-inline void unpack<kQ4_1>(const Planes<kQ4_1>& row, int64_t g, int count, int8_t* out) {
-  _mm512_mask_storeu_epi8(out, block_bytes(count), nibbles(row.qs + g * (kGroup / 2), count));
-}
-
-// q - 16, with q's bit 4 from qh.
-template <>
-inline void unpack<kQ5_0>(const Planes<kQ5_0>& row, int64_t g, int count, int8_t* out) {
-  uint64_t high = static_cast<uint32_t>(row.qh[g]);
-  if (count == 2) high |= static_cast<uint64_t>(static_cast<uint32_t>(row.qh[g + 1])) << 32;
-  const __m512i u = nibbles(row.qs + g * (kGroup / 2), count);
-  const __m512i q = _mm512_mask_add_epi8(u, high, u, _mm512_set1_epi8(0x10));
-  _mm512_mask_storeu_epi8(out, block_bytes(count), _mm512_sub_epi8(q, _mm512_set1_epi8(16)));
+inline void unpack(const Planes<F>& row, int64_t g, int count, int8_t* out) {
+  if constexpr (F == kQ8_0) {
+    std::memcpy(out, row.qs + g * kGroup, count * kGroup);
+  } else {
+    using S = vnni::Pairs<F>;
+    const S pairs{row};
+    const __m512i u = count == 2 ? pairs.template quants<false>(g / 2) : pairs.template quants<true>(g / 2);
+    _mm512_mask_storeu_epi8(out, count == 2 ? ~0ull : 0xFFFFFFFFull, _mm512_sub_epi8(u, _mm512_set1_epi8(S::kOffset)));
+  }
 }
 
 // A tile of up to 16 weight rows (`rows` of them, from row j of `weight`) against one pass, into
@@ -471,7 +431,8 @@ void few_rows(const Planes<F>& weight, const vnni::RoundedX<8>& rx, int64_t m, i
 }
 
 // x prepared for one call's products: rounded for the vector loops (8 bits, fewer than
-// kTileMinRows rows) or laid out for the tiles.
+// kTileMinRows rows) or laid out for the tiles in passes of 8 rows, all of width P (a row's
+// arithmetic does not depend on P, so padding the last pass costs only its lanes).
 template <int F, int Bits>
 struct Prepared {
   bool vectors;
@@ -483,7 +444,8 @@ struct Prepared {
     if (vectors) {
       rx = vnni::round_rows<8>(x, m, k, vnni::Pairs<F>::kOffset);
     } else {
-      passes = Passes<Bits>(x, m, k, p).all;
+      for (int64_t first = 0; first < m; first += 8)
+        passes.push_back(split_rows<Bits>(x, first, std::min<int64_t>(8, m - first), k, p));
     }
   }
 

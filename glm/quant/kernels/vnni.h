@@ -49,6 +49,25 @@ struct RoundedX {
   const float* block_sums(int64_t r) const { return sums.data() + r * sums_len; }
 };
 
+// One block of 32 of x rounded to integers of at most `max`: dx = max|x| / max, q = round(x / dx)
+// (to nearest even, as torch.round), in two vectors of 16, and sum(q). amx.h rounds with it too,
+// which its vector and tile paths' equal bits rest on.
+struct RoundedBlock {
+  __m512i q[2];
+  float d;
+  int32_t sum;
+};
+
+inline RoundedBlock round_block(const float* x, float max) {
+  const __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+  const float d = amax / max;
+  const __m512 inv = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+  RoundedBlock out{{_mm512_cvtps_epi32(_mm512_mul_ps(lo, inv)), _mm512_cvtps_epi32(_mm512_mul_ps(hi, inv))}, d, 0};
+  out.sum = _mm512_reduce_add_epi32(_mm512_add_epi32(out.q[0], out.q[1]));
+  return out;
+}
+
 // Rounds m rows of x for a format whose quants are (u - offset): a block's start is -offset * sum(xq),
 // in its first lane.
 template <int Bits>
@@ -68,26 +87,18 @@ RoundedX<Bits> round_rows(const float* x, int64_t m, int64_t k, int offset) {
     int32_t* start = out.start.data() + r * out.steps * 16;
     float* sums = out.sums.data() + r * out.sums_len;
     for (int64_t g = 0; g < groups; ++g) {
-      const __m512 lo = _mm512_loadu_ps(x + r * k + g * kGroup);
-      const __m512 hi = _mm512_loadu_ps(x + r * k + g * kGroup + 16);
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-      const float d = amax / L::kMax;
-      const float inv = d != 0.0f ? 1.0f / d : 0.0f;
-      // Rounds to nearest even, as torch.round does.
-      const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, _mm512_set1_ps(inv)));
-      const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, _mm512_set1_ps(inv)));
-      if constexpr (Bits == 8) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup), _mm512_cvtsepi32_epi8(qlo));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup + 16), _mm512_cvtsepi32_epi8(qhi));
-      } else {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + g * kGroup), _mm512_cvtsepi32_epi16(qlo));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + g * kGroup + 16), _mm512_cvtsepi32_epi16(qhi));
+      const RoundedBlock b = round_block(x + r * k + g * kGroup, L::kMax);
+      for (int s = 0; s < 2; ++s) {
+        if constexpr (Bits == 8) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup + 16 * s), _mm512_cvtsepi32_epi8(b.q[s]));
+        } else {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + g * kGroup + 16 * s), _mm512_cvtsepi32_epi16(b.q[s]));
+        }
       }
-      const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
       const int64_t lane = (g / L::kBlocks) * 16 + (g % L::kBlocks) * L::kPerBlock;
-      std::fill_n(scale + lane, L::kPerBlock, d);
-      start[lane] = -offset * sum;
-      sums[g] = d * static_cast<float>(sum);
+      std::fill_n(scale + lane, L::kPerBlock, b.d);
+      start[lane] = -offset * b.sum;
+      sums[g] = b.d * static_cast<float>(b.sum);
     }
   }
   return out;
